@@ -1,0 +1,176 @@
+"""Types shared by every package: the error tree, evaluation statuses and results.
+
+The error tree (httpx style: one root, translated once at each I/O seam, original chained)::
+
+    EvoforgeError
+    ├── ConfigError      a task.toml / CLI flag / run config is wrong (exit code 2)
+    ├── TaskError        a task folder is incomplete or its evaluator breaks its contract (exit code 2)
+    ├── LLMError         an LLM provider could not be reached or answered unusably
+    ├── SandboxError     an isolation backend or executor failed (not the candidate: the machinery)
+    └── StoreError       the run directory / SQLite store is unusable
+
+A candidate program that crashes, hangs or cheats is *data*, never an exception: it becomes an
+`EvaluationResult` with a non-``ok`` status and the evidence (stderr tail, stage reached).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = [
+    "EvoforgeError", "ConfigError", "TaskError", "LLMError", "SandboxError", "StoreError",
+    "Status", "STATUSES", "EvaluationResult",
+]
+
+
+class EvoforgeError(Exception):
+    """Root of every error evoforge raises on purpose."""
+
+
+class ConfigError(EvoforgeError):
+    """A configuration value is wrong; the message names the file, the key and the fix."""
+
+
+class TaskError(EvoforgeError):
+    """A task folder is incomplete, or its evaluator does not keep the task contract."""
+
+
+class LLMError(EvoforgeError):
+    """An LLM provider failed in a way retrying did not fix."""
+
+
+class SandboxError(EvoforgeError):
+    """The isolation or placement machinery failed (not the candidate)."""
+
+
+class StoreError(EvoforgeError):
+    """The run directory or its SQLite store cannot be used."""
+
+
+class Status:
+    """Outcome of one candidate (contract: these strings are stored in ``run.db``)."""
+
+    OK = "ok"                # evaluated, valid score
+    INVALID = "invalid"      # ran, but the result breaks the task's rules (NaN, infeasible, cheating)
+    ERROR = "error"          # raised, crashed, exited, or returned something that is not a result
+    TIMEOUT = "timeout"      # killed on the wall-clock or CPU-time limit
+    OOM = "oom"              # ran out of its memory limit
+    REJECTED = "rejected"    # never evaluated: the edit did not apply, touched frozen code, or is a duplicate
+
+
+STATUSES = (Status.OK, Status.INVALID, Status.ERROR, Status.TIMEOUT, Status.OOM, Status.REJECTED)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What an evaluation of one candidate produced.
+
+    ``score`` is higher-is-better and finite for an ``ok`` result, ``None`` otherwise.
+    ``features`` are behaviour descriptors by name (archive coordinates), ``metrics`` any other
+    numbers worth showing, ``artifacts`` short texts fed back to the LLM.
+    """
+
+    status: str
+    score: float | None = None
+    features: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    stderr: str = ""
+    stdout: str = ""
+    stage: int | None = None
+    eval_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"expected status in {STATUSES} but got {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+    @classmethod
+    def failure(cls, status: str, message: str, **kwargs: Any) -> "EvaluationResult":
+        """A failed evaluation whose reason goes to the LLM as the ``error`` artifact."""
+        artifacts = dict(kwargs.pop("artifacts", {}) or {})
+        artifacts.setdefault("error", message)
+        return cls(status=status, artifacts=artifacts, **kwargs)
+
+    @classmethod
+    def from_evaluator(cls, raw: Any) -> "EvaluationResult":
+        """Validate what a user's ``evaluate`` returned (a dict or an ``EvaluationResult``).
+
+        The dict contract (DESIGN.md §3): ``score`` (alias ``combined_score``), ``features``,
+        ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
+        A non-finite score or feature makes the result ``invalid``; a non-numeric one, ``error``.
+        An evaluator may also set ``status`` (``ok`` or ``invalid``) and ``error`` explicitly.
+        """
+        if isinstance(raw, EvaluationResult):
+            raw = raw.to_dict()
+        if not isinstance(raw, Mapping):
+            return cls.failure(
+                Status.ERROR, f"evaluate() must return a dict, but returned {type(raw).__name__}")
+        raw = dict(raw)
+        status = raw.pop("status", Status.OK)
+        if status not in (Status.OK, Status.INVALID):
+            return cls.failure(
+                Status.ERROR, f"evaluate() returned status {status!r}; expected 'ok' or 'invalid'")
+        artifacts = {str(k): str(v)[:4000] for k, v in dict(raw.pop("artifacts", {}) or {}).items()}
+        if "error" in raw:
+            artifacts.setdefault("error", str(raw.pop("error"))[:4000])
+        score = raw.pop("score", raw.pop("combined_score", None))
+        features_raw = raw.pop("features", {}) or {}
+        metrics_raw = dict(raw.pop("metrics", {}) or {})
+        for key, value in raw.items():  # every other numeric top-level key is a metric
+            if _is_number(value) or type(value).__name__.startswith(("float", "int")):
+                metrics_raw.setdefault(key, value)
+        try:
+            features = {str(k): float(v) for k, v in dict(features_raw).items()}
+            metrics = {}
+            for k, v in metrics_raw.items():
+                try:
+                    metrics[str(k)] = float(v)
+                except (TypeError, ValueError):
+                    continue
+        except (TypeError, ValueError) as exc:
+            return cls.failure(Status.ERROR, f"features must be numbers: {exc}")
+        if status == Status.INVALID:
+            return cls(status=Status.INVALID, features=features, metrics=metrics, artifacts=artifacts)
+        if score is None:
+            return cls.failure(Status.ERROR, "evaluate() returned no 'score' (or 'combined_score')",
+                               metrics=metrics, artifacts=artifacts)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) and not hasattr(score, "__float__"):
+            return cls.failure(Status.ERROR, f"score must be a number, got {type(score).__name__}",
+                               metrics=metrics, artifacts=artifacts)
+        try:
+            score = float(score)
+        except (TypeError, ValueError) as exc:
+            return cls.failure(Status.ERROR, f"score must be a number: {exc}", artifacts=artifacts)
+        if not math.isfinite(score):
+            return cls.failure(Status.INVALID, f"score is not finite ({score})",
+                               features=features, metrics=metrics, artifacts=artifacts)
+        bad = [k for k, v in features.items() if not math.isfinite(v)]
+        if bad:
+            return cls.failure(Status.INVALID, f"features not finite: {', '.join(bad)}",
+                               metrics=metrics, artifacts=artifacts)
+        return cls(status=Status.OK, score=score, features=features, metrics=metrics,
+                   artifacts=artifacts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "score": self.score, "features": dict(self.features),
+            "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
+            "stderr": self.stderr, "stdout": self.stdout, "stage": self.stage, "eval_s": self.eval_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
+        """Inverse of `to_dict` (trusted data from our own sandbox)."""
+        fields = ("status", "score", "features", "metrics", "artifacts", "stderr", "stdout",
+                  "stage", "eval_s")
+        return cls(**{k: data[k] for k in fields if k in data})
