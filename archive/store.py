@@ -1,0 +1,313 @@
+"""The SQLite store of a run (DESIGN.md §4): one row per candidate ever proposed, the LLM calls,
+the archive events and the resolved config. It *is* the checkpoint.
+
+WAL mode lets the notebook read while the engine writes. Each finished candidate is written with
+its archive events in one transaction, so a SIGKILL loses at most the candidates in flight and
+never leaves a row without its insertion (or the reverse).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from evaluators.types import StoreError
+
+__all__ = ["Store", "CandidateRecord", "ArchiveEvent", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (
+    id INTEGER PRIMARY KEY,
+    parent_id INTEGER,
+    island INTEGER,
+    iteration INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    code_hash TEXT,
+    edit TEXT,
+    edit_kind TEXT,
+    status TEXT NOT NULL,
+    score REAL,
+    fitness REAL,
+    features TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    artifacts TEXT NOT NULL DEFAULT '{}',
+    stderr TEXT NOT NULL DEFAULT '',
+    stage INTEGER,
+    eval_s REAL,
+    model TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    inspirations TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS programs_hash ON programs (code_hash);
+CREATE INDEX IF NOT EXISTS programs_iteration ON programs (iteration);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY,
+    iteration INTEGER,
+    program_id INTEGER,
+    model TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    latency_s REAL,
+    error TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS archive_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- 'insert' | 'migrate'
+    program_id INTEGER NOT NULL,
+    island INTEGER NOT NULL,
+    from_island INTEGER,
+    status TEXT NOT NULL,            -- 'new' | 'improved' | 'not_added'
+    improvement REAL,
+    cell INTEGER,
+    iteration INTEGER,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One row of ``programs``: a candidate ever proposed, good or bad."""
+
+    iteration: int
+    code: str
+    status: str
+    parent_id: int | None = None
+    island: int | None = None
+    code_hash: str | None = None
+    edit: str | None = None
+    edit_kind: str | None = None
+    score: float | None = None
+    fitness: float | None = None
+    features: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    stderr: str = ""
+    stage: int | None = None
+    eval_s: float | None = None
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    inspirations: Sequence[int] = ()
+    created_at: float = 0.0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveEvent:
+    kind: str
+    program_id: int
+    island: int
+    status: str
+    improvement: float | None = None
+    cell: int | None = None
+    from_island: int | None = None
+    iteration: int | None = None
+
+
+_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations")
+
+
+def _row_to_record(row: sqlite3.Row) -> CandidateRecord:
+    data = dict(row)
+    for key in _JSON_COLUMNS:
+        data[key] = json.loads(data[key])
+    data["inspirations"] = tuple(data["inspirations"])
+    data.pop("finished_at", None)
+    return CandidateRecord(**data)
+
+
+class Store:
+    """A run's SQLite database. Open with `Store.create` (new run) or `Store.open` (existing)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False) -> None:
+        self.path = path
+        self._conn = conn
+        self.readonly = readonly
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def _connect(cls, path: Path, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            return conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the run database: {exc}") from exc
+
+    @classmethod
+    def create(cls, path: Path, config: Mapping[str, Any]) -> "Store":
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path}: already exists; use `evoforge resume {path.parent}` to continue that run")
+        store = cls(path, cls._connect(path, readonly=False))
+        store._conn.executescript(_SCHEMA)
+        store.set_meta("schema_version", SCHEMA_VERSION)
+        store.set_meta("config", dict(config))
+        store.set_meta("created_at", time.time())
+        return store
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> "Store":
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"{path}: no run database here (expected the run.db an `evoforge run` wrote)")
+        store = cls(path, cls._connect(path, readonly=readonly), readonly=readonly)
+        try:
+            version = store.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not an evoforge run database: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{path}: expected schema version {SCHEMA_VERSION} but got {version}")
+        return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> "Store._Tx":
+        return Store._Tx(self._conn)
+
+    # -- meta ------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    # -- writing ---------------------------------------------------------------------------
+    def add_candidate(self, record: CandidateRecord, events: Sequence[ArchiveEvent] = ()) -> int:
+        """Write a candidate and its archive events atomically; return its id."""
+        now = time.time()
+        values = {
+            "parent_id": record.parent_id, "island": record.island, "iteration": record.iteration,
+            "code": record.code, "code_hash": record.code_hash, "edit": record.edit,
+            "edit_kind": record.edit_kind, "status": record.status, "score": record.score,
+            "fitness": record.fitness, "features": json.dumps(dict(record.features)),
+            "metrics": json.dumps(dict(record.metrics)), "artifacts": json.dumps(dict(record.artifacts)),
+            "stderr": record.stderr, "stage": record.stage, "eval_s": record.eval_s, "model": record.model,
+            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+            "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
+            "created_at": record.created_at or now, "finished_at": now,
+        }
+        if record.id is not None:
+            values["id"] = record.id
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        try:
+            with self._transaction() as conn:
+                cursor = conn.execute(f"INSERT INTO programs ({columns}) VALUES ({marks})", tuple(values.values()))
+                program_id = int(cursor.lastrowid)
+                for event in events:
+                    self._insert_event(conn, event, event.program_id, now)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not store candidate of iteration {record.iteration}: {exc}") from exc
+        return program_id
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: ArchiveEvent, program_id: int, now: float) -> None:
+        conn.execute(
+            "INSERT INTO archive_events (kind, program_id, island, from_island, status, improvement, cell,"
+            " iteration, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.kind, program_id, event.island, event.from_island, event.status, event.improvement,
+             event.cell, event.iteration, now))
+
+    def add_events(self, events: Sequence[ArchiveEvent]) -> None:
+        now = time.time()
+        try:
+            with self._transaction() as conn:
+                for event in events:
+                    self._insert_event(conn, event, event.program_id, now)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not store archive events: {exc}") from exc
+
+    def add_llm_call(self, *, iteration: int, model: str, prompt_tokens: int = 0, completion_tokens: int = 0,
+                     cost_usd: float = 0.0, latency_s: float | None = None, error: str | None = None,
+                     program_id: int | None = None) -> None:
+        self._conn.execute(
+            "INSERT INTO llm_calls (iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd,"
+            " latency_s, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s, error, time.time()))
+
+    # -- reading ---------------------------------------------------------------------------
+    def candidates(self, *, where: str = "", params: Sequence[Any] = ()) -> Iterator[CandidateRecord]:
+        sql = "SELECT * FROM programs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        for row in self._conn.execute(sql, tuple(params)):
+            yield _row_to_record(row)
+
+    def candidate(self, program_id: int) -> CandidateRecord | None:
+        row = self._conn.execute("SELECT * FROM programs WHERE id = ?", (program_id,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def events(self) -> list[ArchiveEvent]:
+        rows = self._conn.execute(
+            "SELECT kind, program_id, island, from_island, status, improvement, cell, iteration"
+            " FROM archive_events ORDER BY seq").fetchall()
+        return [ArchiveEvent(**dict(r)) for r in rows]
+
+    def hashes(self) -> dict[str, int]:
+        """code_hash → the first program id with it (for exact-duplicate detection)."""
+        out: dict[str, int] = {}
+        for row in self._conn.execute("SELECT id, code_hash FROM programs WHERE code_hash IS NOT NULL"
+                                      " AND status != 'rejected' ORDER BY id"):
+            out.setdefault(row["code_hash"], row["id"])
+        return out
+
+    def count(self, where: str = "", params: Sequence[Any] = ()) -> int:
+        sql = "SELECT COUNT(*) FROM programs" + (f" WHERE {where}" if where else "")
+        return int(self._conn.execute(sql, tuple(params)).fetchone()[0])
+
+    def next_program_id(self) -> int:
+        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM programs").fetchone()[0])
+
+    def max_iteration(self) -> int:
+        row = self._conn.execute("SELECT MAX(iteration) FROM programs").fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def status_counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status")}
+
+    def totals(self) -> dict[str, float]:
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+            " COALESCE(SUM(cost_usd), 0), COUNT(*) FROM llm_calls").fetchone()
+        return {"prompt_tokens": row[0], "completion_tokens": row[1], "cost_usd": row[2], "llm_calls": row[3]}
+
+    def integrity_ok(self) -> bool:
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

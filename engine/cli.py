@@ -1,0 +1,206 @@
+"""The ``evoforge`` command line (DESIGN.md §5). Exit codes: 0 done, 1 run failed, 2 bad usage/config.
+
+Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number but got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 but got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evoforge", description=(
+        "LLM-driven evolutionary algorithm discovery: evolve the EVOLVE-BLOCKs of a task's program "
+        "with an LLM (or the offline mutation operator), keeping a MAP-Elites archive of elites."))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start a discovery run on a task",
+                         description="Start a discovery run. TASK is a task folder or a built-in task name.")
+    run.add_argument("task", metavar="TASK")
+    run.add_argument("--iterations", type=_positive_int, default=100, help="proposals to make (default 100)")
+    run.add_argument("--llm", action="append", metavar="SPEC", help=(
+        "offline | openai:MODEL | anthropic:MODEL | openai-compatible:MODEL@BASE_URL, optional *WEIGHT; "
+        "repeat for a weighted ensemble (default: a key in the environment picks its provider, else offline)"))
+    run.add_argument("--executor", default="local", help="local | ray (default local)")
+    run.add_argument("--ray-address", default=None, help="Ray cluster address (auto, ray://…); default: local Ray")
+    run.add_argument("--sandbox", default="process", help="process | docker (default process)")
+    run.add_argument("--concurrency", type=_positive_int, default=None,
+                     help="candidates in flight, LLM call through evaluation (default: 2 × cores offline, 8 with an LLM)")
+    run.add_argument("--eval-slots", type=_positive_int, default=None, help="evaluations at once (default: cores)")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<task>-<timestamp>)")
+    run.add_argument("--max-cost-usd", type=float, default=None, help="stop when LLM spend reaches this")
+    run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--quiet", action="store_true", help="no live progress display")
+
+    resume = sub.add_parser("resume", help="continue a stopped or killed run",
+                            description="Continue a run from its run.db, to its original target, "
+                                        "or N iterations past what it has with --iterations N.")
+    resume.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    resume.add_argument("--iterations", type=_positive_int, default=None, help="proposals to add")
+    resume.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate one program file exactly as a run does",
+                        description="Evaluate PROGRAM_FILE with TASK's evaluator, in the sandbox a run uses.")
+    ev.add_argument("task", metavar="TASK")
+    ev.add_argument("program", metavar="PROGRAM_FILE", type=Path)
+    ev.add_argument("--sandbox", default="process", help="process | docker")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    show = sub.add_parser("show", help="summarise a run: best, QD stats, islands, costs")
+    show.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    show.add_argument("--top", type=_positive_int, default=5, help="show the K best programs")
+    show.add_argument("--json", action="store_true")
+
+    sub.add_parser("tasks", help="list the built-in tasks")
+
+    init = sub.add_parser("init", help="scaffold a custom task folder")
+    init.add_argument("name", metavar="NAME")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.config import RunConfig
+    from engine.llm import default_llm_specs, parse_llm_spec
+    from engine.session import start_run
+    from sandbox.local import default_slots
+
+    specs = [parse_llm_spec(s) for s in args.llm] if args.llm else default_llm_specs()
+    offline = all(s.provider == "offline" for s in specs)
+    if not args.llm:
+        print(f"evoforge: using {'the offline mutation operator (no LLM configured)' if offline else specs[0]}",
+              file=sys.stderr)
+    concurrency = args.concurrency or (2 * (args.eval_slots or default_slots()) if offline else 8)
+    config = RunConfig(task=args.task, iterations=args.iterations, llm=tuple(str(s) for s in specs),
+                       executor=args.executor, ray_address=args.ray_address, sandbox=args.sandbox,
+                       concurrency=concurrency, eval_slots=args.eval_slots, seed=args.seed,
+                       max_cost_usd=args.max_cost_usd, max_time_s=args.max_time)
+    outcome = _with_reporter(args.quiet, lambda reporter: start_run(config, out=args.out, reporter=reporter))
+    return _report(outcome)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.session import resume_run
+
+    outcome = _with_reporter(args.quiet, lambda reporter: resume_run(
+        args.run_dir, more_iterations=args.iterations, reporter=reporter))
+    return _report(outcome)
+
+
+def _with_reporter(quiet: bool, body):
+    if quiet:
+        return body(None)
+    from engine.progress import RichReporter
+    with RichReporter() as reporter:
+        return body(reporter)
+
+
+def _report(outcome) -> int:
+    from engine.progress import describe
+
+    s = outcome.snapshot
+    print(f"run directory: {outcome.run_dir}")
+    print(f"stopped: {s.stop_reason}")
+    print(f"iterations: {s.done}")
+    print(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
+          f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
+    print(describe(s))
+    print(f"best program: {outcome.run_dir / 'best_program.py'}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from engine.session import evaluate_file
+
+    result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(f"status: {result.status}")
+        print(f"score: {result.score}")
+        for title, values in (("features", result.features), ("metrics", result.metrics)):
+            for name, value in sorted(values.items()):
+                print(f"{title[:-1]} {name}: {value:.6g}")
+        for name, text in sorted(result.artifacts.items()):
+            print(f"{name}: {text}")
+        if result.status != "ok" and result.stderr.strip():
+            print("stderr (tail):\n" + result.stderr[-2000:])
+        print(f"evaluation took {result.eval_s:.3f} s")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from engine.summary import summarize, format_summary
+
+    summary = summarize(args.run_dir, top=args.top)
+    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from engine.task import builtin_tasks, load_task
+
+    for name, path in builtin_tasks().items():
+        try:
+            first = load_task(path).description.strip().splitlines()[0] if load_task(path).description else ""
+        except EvoforgeError as exc:
+            first = f"(broken: {exc})"
+        print(f"{name:28s} {first}")
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from engine.scaffold import scaffold_task
+
+    path = scaffold_task(args.name)
+    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml)")
+    print(f"try it: evoforge eval {path} {path}/initial_program.py && evoforge run {path} --iterations 50")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "show": _cmd_show,
+             "tasks": _cmd_tasks, "init": _cmd_init}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, TaskError, StoreError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"evoforge: error: {exc}", file=sys.stderr)
+        return 2
+    except EvoforgeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"evoforge: run failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("evoforge: interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Edits: turning an LLM reply into a child program.
+
+Two reply formats, as in AlphaEvolve (Novikov et al. 2025, §2.3):
+
+* diff edits — one or more blocks ::
+
+      <<<<<<< SEARCH
+      lines copied exactly from the current program
+      =======
+      the lines that replace them
+      >>>>>>> REPLACE
+
+  applied in order, each to the first match inside an EVOLVE-BLOCK;
+* a full rewrite — a fenced ```python block holding either the whole program (markers included)
+  or, when the program has a single EVOLVE-BLOCK, just that block's new content.
+
+Only the regions between ``# EVOLVE-BLOCK-START`` and ``# EVOLVE-BLOCK-END`` may change; an edit
+that does not apply, touches frozen code or yields code that does not parse is *rejected* with a
+reason that goes back to the LLM. Everything here is pure: text in, `EditResult` out.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "START_MARKER", "END_MARKER", "EditResult", "SearchReplace", "apply_reply", "code_hash",
+    "evolve_blocks", "evolvable_text", "normalize_code", "parse_search_replace", "format_search_replace",
+]
+
+START_MARKER = "# EVOLVE-BLOCK-START"
+END_MARKER = "# EVOLVE-BLOCK-END"
+
+_SEARCH_REPLACE = re.compile(
+    r"^<{7}\s*SEARCH[ \t]*\n(?P<search>.*?)^={7}[ \t]*\n(?P<replace>.*?)^>{7}\s*REPLACE[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SearchReplace:
+    search: str
+    replace: str
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """Outcome of applying a reply: ``code`` is the child when ``ok``, ``reason`` says why not."""
+
+    ok: bool
+    code: str | None = None
+    reason: str = ""
+    kind: str = "diff"   # "diff" | "rewrite" | "none"
+    n_edits: int = 0
+
+
+def evolve_blocks(program: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of the evolvable regions (the lines between the markers).
+
+    No markers at all means the whole file evolves. Unbalanced markers raise ValueError (a broken
+    task, not a broken candidate).
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    start: int | None = None
+    for line in program.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped == START_MARKER:
+            if start is not None:
+                raise ValueError("expected # EVOLVE-BLOCK-END before another # EVOLVE-BLOCK-START")
+            start = pos + len(line)
+        elif stripped == END_MARKER:
+            if start is None:
+                raise ValueError("expected # EVOLVE-BLOCK-START before # EVOLVE-BLOCK-END")
+            spans.append((start, pos))
+            start = None
+        pos += len(line)
+    if start is not None:
+        raise ValueError("expected # EVOLVE-BLOCK-END after # EVOLVE-BLOCK-START")
+    if not spans and START_MARKER not in program:
+        spans.append((0, len(program)))
+    return spans
+
+
+def evolvable_text(program: str) -> list[str]:
+    """The text of each evolvable region."""
+    return [program[a:b] for a, b in evolve_blocks(program)]
+
+
+def parse_search_replace(reply: str) -> list[SearchReplace]:
+    return [SearchReplace(m["search"], m["replace"]) for m in _SEARCH_REPLACE.finditer(reply)]
+
+
+def format_search_replace(edits: list[SearchReplace]) -> str:
+    """The inverse of `parse_search_replace` (used by the offline operator and the fakes)."""
+    parts = []
+    for edit in edits:
+        search = edit.search if edit.search.endswith("\n") else edit.search + "\n"
+        replace = edit.replace if not edit.replace or edit.replace.endswith("\n") else edit.replace + "\n"
+        parts.append(f"<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n")
+    return "\n".join(parts)
+
+
+def _find_in_blocks(program: str, search: str) -> tuple[int, int] | None:
+    """First occurrence of ``search`` lying wholly inside one evolvable region."""
+    for a, b in evolve_blocks(program):
+        at = program.find(search, a, b)
+        if at != -1 and at + len(search) <= b:
+            return at, at + len(search)
+    return None
+
+
+def _loose_find(program: str, search: str) -> tuple[int, int] | None:
+    """Match ignoring trailing white space on each line — LLMs often drop or add it."""
+    want = [line.rstrip() for line in search.rstrip("\n").split("\n")]
+    for a, b in evolve_blocks(program):
+        region = program[a:b]
+        lines = region.splitlines(keepends=True)
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line))
+        for i in range(len(lines) - len(want) + 1):
+            if all(lines[i + j].rstrip() == want[j] for j in range(len(want))):
+                return a + offsets[i], a + offsets[i + len(want)]
+    return None
+
+
+def _check_parses(code: str) -> str:
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"the edited program does not parse: line {exc.lineno}: {exc.msg}"
+    return ""
+
+
+def _apply_diff(program: str, edits: list[SearchReplace]) -> EditResult:
+    code = program
+    for number, edit in enumerate(edits, start=1):
+        if not edit.search.strip():
+            return EditResult(False, reason=f"edit {number}: the SEARCH section is empty")
+        if START_MARKER in edit.replace or END_MARKER in edit.replace:
+            return EditResult(False, reason=f"edit {number}: REPLACE must not contain EVOLVE-BLOCK markers")
+        span = _find_in_blocks(code, edit.search) or _loose_find(code, edit.search)
+        if span is None:
+            where = "frozen code outside the EVOLVE-BLOCKs" if edit.search in code else "nothing in the program"
+            first = edit.search.strip().splitlines()[0][:80]
+            return EditResult(False, reason=f"edit {number}: SEARCH matched {where} (first line: {first!r})")
+        replace = edit.replace
+        if replace and not replace.endswith("\n") and code[span[0]:span[1]].endswith("\n"):
+            replace += "\n"
+        code = code[:span[0]] + replace + code[span[1]:]
+    reason = _check_parses(code)
+    if reason:
+        return EditResult(False, reason=reason, n_edits=len(edits))
+    return EditResult(True, code=code, kind="diff", n_edits=len(edits))
+
+
+def _frozen_parts(program: str) -> list[str]:
+    spans = evolve_blocks(program)
+    parts, pos = [], 0
+    for a, b in spans:
+        parts.append(program[pos:a])
+        pos = b
+    parts.append(program[pos:])
+    return [p.strip() for p in parts]
+
+
+def _apply_rewrite(program: str, rewrite: str) -> EditResult:
+    spans = evolve_blocks(program)
+    has_markers = START_MARKER in program
+    if START_MARKER in rewrite or not has_markers:
+        code = rewrite
+        if has_markers:
+            try:
+                same = _frozen_parts(code) == _frozen_parts(program)
+            except ValueError as exc:
+                return EditResult(False, reason=f"the rewrite has broken EVOLVE-BLOCK markers: {exc}", kind="rewrite")
+            if not same:
+                return EditResult(False, reason="the rewrite changes frozen code outside the EVOLVE-BLOCKs",
+                                  kind="rewrite")
+    elif len(spans) == 1:
+        a, b = spans[0]
+        body = rewrite if rewrite.endswith("\n") else rewrite + "\n"
+        code = program[:a] + body + program[b:]
+    else:
+        return EditResult(False, kind="rewrite", reason=(
+            "the program has several EVOLVE-BLOCKs: a full rewrite must be the whole program, markers included"))
+    reason = _check_parses(code)
+    if reason:
+        return EditResult(False, reason=reason, kind="rewrite")
+    return EditResult(True, code=code, kind="rewrite", n_edits=1)
+
+
+def apply_reply(program: str, reply: str) -> EditResult:
+    """Apply an LLM reply to ``program``: SEARCH/REPLACE blocks if any, else a fenced full rewrite."""
+    edits = parse_search_replace(reply)
+    if edits:
+        return _apply_diff(program, edits)
+    fences = [m["code"] for m in _FENCE.finditer(reply)]
+    if fences:
+        return _apply_rewrite(program, max(fences, key=len))
+    if "<<<<<<< SEARCH" in reply:
+        return EditResult(False, kind="none", reason=(
+            "a SEARCH block is malformed: expected '<<<<<<< SEARCH', '=======' and '>>>>>>> REPLACE' "
+            "each on a line of its own"))
+    return EditResult(False, kind="none", reason="the reply holds no SEARCH/REPLACE block and no ```python block")
+
+
+def normalize_code(code: str) -> str:
+    """Code with comments, blank lines and formatting removed, so trivially different programs hash alike."""
+    try:
+        return ast.unparse(ast.parse(code))
+    except (SyntaxError, ValueError):
+        return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+
+
+def code_hash(code: str) -> str:
+    """Exact-duplicate key: SHA-256 of the normalised code."""
+    return hashlib.sha256(normalize_code(code).encode()).hexdigest()

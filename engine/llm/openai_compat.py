@@ -1,0 +1,65 @@
+"""OpenAI chat-completions client (the ``openai`` SDK), also for any OpenAI-compatible server
+(vLLM, Ollama, llama.cpp server, LM Studio) through ``base_url``.
+
+SDK errors are translated into `LLMError` here, once (httpx style). The SDK's own retry with
+backoff (it honours ``Retry-After`` on 429) handles transient faults; what survives it is ours.
+"""
+
+from __future__ import annotations
+
+import time
+
+from evaluators.types import LLMError
+from engine.llm.base import LLMClient, Prompt, Reply
+from engine.llm.prices import cost_usd
+
+__all__ = ["OpenAIChatClient"]
+
+
+class OpenAIChatClient(LLMClient):
+    def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
+                 temperature: float = 0.8, max_tokens: int = 4096, timeout_s: float = 120.0,
+                 max_retries: int = 3, provider: str = "openai") -> None:
+        import openai  # lazily: the offline default needs no SDK import
+
+        self.model = model
+        self.name = f"{provider}:{model}"
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self._openai = openai
+        self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url,
+                                          timeout=timeout_s, max_retries=max_retries)
+
+    async def generate(self, prompt: Prompt) -> Reply:
+        started = time.perf_counter()
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "system", "content": prompt.system},
+                          {"role": "user", "content": prompt.user}],
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=prompt.seed % (2**31),
+            )
+        except self._openai.APIStatusError as exc:
+            raise LLMError(f"{self.name}: HTTP {exc.status_code}: {exc.message}") from exc
+        except self._openai.APIConnectionError as exc:
+            raise LLMError(f"{self.name}: cannot reach {self._client.base_url}: {exc}") from exc
+        except self._openai.OpenAIError as exc:
+            raise LLMError(f"{self.name}: {exc}") from exc
+        if not response.choices or response.choices[0].message.content is None:
+            raise LLMError(f"{self.name}: the reply holds no message content")
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        return Reply(
+            text=response.choices[0].message.content,
+            model=self.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens),
+            latency_s=time.perf_counter() - started,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,350 @@
+"""The evolutionary loop: propose → edit → evaluate → insert, asynchronously.
+
+Each proposal is one *iteration*. LLM calls and evaluations are separate pools: up to
+``concurrency`` candidates are in flight (most of them waiting on slow LLM calls), while the
+executor bounds how many evaluations use the cores at once — AlphaEvolve's asynchronous
+pipeline (Novikov et al. 2025, §2.6), which keeps both the LLM and the machine busy.
+
+Reproducibility: every random choice of an iteration (island, parent, inspirations, the LLM seed)
+comes from ``np.random.default_rng([seed, iteration])``, so with ``concurrency = 1`` a run — and
+a resumed run — is exactly repeatable whatever the timing, executor or sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
+
+import numpy as np
+
+from archive.islands import IslandArchives
+from archive.store import ArchiveEvent, CandidateRecord, Store
+from engine.config import RunConfig
+from engine.edits import apply_reply, code_hash
+from engine.llm.base import LLMClient, Prompt
+from engine.rundir import RunDir
+from engine.task import Task
+from evaluators.features import builtin_features
+from evaluators.types import EvaluationResult, LLMError, Status, TaskError
+from prompts import ProgramView, PromptContext, render_prompt
+from sandbox.job import EvaluationJob
+
+__all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "rebuild_islands"]
+
+_FEEDBACK_PER_PARENT = 3
+_FAILED_LLM_CALLS_TO_ABORT = 5
+
+
+@dataclass
+class Snapshot:
+    """What the progress display shows; updated after every finished candidate."""
+
+    done: int = 0
+    target: int = 0
+    best_score: float | None = None
+    initial_score: float | None = None
+    coverage: float = 0.0
+    qd_score: float = 0.0
+    statuses: dict[str, int] = field(default_factory=lambda: collections.Counter())
+    evals_per_s: float = 0.0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    stop_reason: str = ""
+
+
+class Reporter(Protocol):
+    def update(self, snapshot: Snapshot) -> None: ...
+
+
+class NullReporter:
+    def update(self, snapshot: Snapshot) -> None:
+        return None
+
+
+class Executor(Protocol):
+    slots: int
+
+    async def evaluate(self, job: EvaluationJob) -> EvaluationResult: ...
+
+
+def rebuild_islands(task: Task, store: Store, seed: int) -> IslandArchives:
+    """Replay the stored archive events in order: the islands come back exactly as they were."""
+    centroids = store.get_meta("cvt_centroids")
+    islands = IslandArchives(descriptors=task.descriptors, config=task.archive, seed=seed,
+                             centroids=None if centroids is None else np.asarray(centroids))
+    if centroids is None and islands.centroids is not None and not store.readonly:
+        store.set_meta("cvt_centroids", islands.centroids.tolist())
+    cache: dict[int, CandidateRecord] = {}
+    names = [d.name for d in task.descriptors]
+    for event in store.events():
+        record = cache.get(event.program_id) or store.candidate(event.program_id)
+        cache[event.program_id] = record
+        islands.add(event.island, event.program_id, record.fitness, [record.features[n] for n in names])
+    return islands
+
+
+class Engine:
+    """One discovery run over a task, writing everything to its run directory."""
+
+    def __init__(self, *, config: RunConfig, task: Task, run_dir: RunDir, llm: LLMClient,
+                 executor: Executor, reporter: Reporter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.task = task
+        self.run_dir = run_dir
+        self.store = run_dir.store
+        self.llm = llm
+        self.executor = executor
+        self.reporter = reporter or NullReporter()
+        self._clock = clock
+        self._names = [d.name for d in task.descriptors]
+        self.islands = rebuild_islands(task, self.store, config.seed)
+        self._hashes = self.store.hashes()
+        self._feedback: dict[int, collections.deque[str]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=_FEEDBACK_PER_PARENT))
+        self._stop_requested = False
+        self._stop_reason = ""
+        self._llm_failures = 0
+        self._llm_successes = 0
+        self._in_flight: set[asyncio.Task] = set()
+        self.snapshot = Snapshot()
+        self._started = clock()
+        self._evaluated_since_start = 0
+        self._load_snapshot()
+
+    # -- public -----------------------------------------------------------------------------
+    def request_stop(self, reason: str = "stopped by user") -> None:
+        """Stop launching proposals; the ones in flight finish and are stored."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._stop_reason = reason
+
+    def cancel_in_flight(self) -> None:
+        """Second Ctrl-C: abandon the candidates in flight (nothing finished is lost)."""
+        self.request_stop()
+        for task in list(self._in_flight):
+            task.cancel()
+
+    async def run(self, iterations: int) -> Snapshot:
+        """Make proposals until ``iterations`` proposals exist in the store (rejected ones count)."""
+        if self.store.count() == 0:
+            await self._evaluate_initial()
+        target = iterations
+        self.snapshot.target = target
+        done = self.store.count("iteration > 0")
+        next_iteration = self.store.max_iteration() + 1
+        slots = asyncio.Semaphore(self.config.concurrency)
+        while done + len(self._in_flight) < target and not self._stop_requested:
+            await slots.acquire()
+            if self._stop_requested or self._budget_reached():
+                slots.release()
+                break
+            task = asyncio.create_task(self._iteration(next_iteration))
+            self._in_flight.add(task)
+            task.add_done_callback(lambda t: (self._in_flight.discard(t), slots.release()))
+            next_iteration += 1
+            done = self.store.count("iteration > 0")
+        results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+        if not self._stop_reason:
+            self._stop_reason = "iterations reached" if self.store.count("iteration > 0") >= target else "stopped"
+        self.snapshot.stop_reason = self._stop_reason
+        self.reporter.update(self.snapshot)
+        return self.snapshot
+
+    # -- the initial program ------------------------------------------------------------------
+    async def _evaluate_initial(self) -> None:
+        code = self.task.initial_program
+        result = await self.executor.evaluate(self._job(code))
+        record, fitness, vector = self._record(iteration=0, code=code, result=result, parent_id=None,
+                                               island=None, edit=None, edit_kind=None)
+        if record.status != Status.OK:
+            self.store.add_candidate(record)
+            detail = record.artifacts.get("error") or record.stderr[-500:] or record.status
+            raise TaskError(f"{self.task.path}: the initial program fails its own evaluation "
+                            f"({record.status}): {detail.strip().splitlines()[-1] if detail.strip() else detail}")
+        # AlphaEvolve seeds every island with the initial program.
+        self._commit(record, fitness, vector, islands=range(self.task.archive.islands))
+
+    # -- one iteration --------------------------------------------------------------------------
+    async def _iteration(self, iteration: int) -> None:
+        rng = np.random.default_rng([self.config.seed, iteration])
+        island = iteration % self.task.archive.islands
+        parent_id = self.islands.sample_parent(island, rng)
+        if parent_id is None:  # an island emptied by nothing but never seeded: fall back to the best
+            best = self.islands.best()
+            parent_id = best.program_id if best else 1
+        inspiration_ids = self.islands.sample_inspirations(
+            island, self.task.archive.num_inspirations, rng, exclude=[parent_id])
+        llm_seed = int(rng.integers(0, 2**62))
+        parent = self.store.candidate(parent_id)
+        inspirations = [self.store.candidate(i) for i in inspiration_ids]
+        context = PromptContext(
+            task_name=self.task.name, task_description=self.task.description,
+            parent=_view(parent), inspirations=[_view(r) for r in inspirations],
+            feedback=list(self._feedback.get(parent_id, ())), reply_format=self.config.reply_format,
+            objective=self.task.objective)
+        system, user = render_prompt(context, task_dir=self.task.path)
+        prompt = Prompt(system=system, user=user, parent_code=parent.code,
+                        inspirations=tuple(r.code for r in inspirations), seed=llm_seed)
+        common = dict(iteration=iteration, parent_id=parent_id, island=island,
+                      inspirations=tuple(inspiration_ids), created_at=time.time())
+
+        try:
+            reply = await self.llm.generate(prompt)
+        except LLMError as exc:
+            self._llm_failures += 1
+            self.store.add_llm_call(iteration=iteration, model=self.llm.name, error=str(exc))
+            record = CandidateRecord(code="", status=Status.REJECTED, model=self.llm.name,
+                                     artifacts={"error": f"LLM call failed: {exc}"}, **common)
+            self._finish(record)
+            if self._llm_successes == 0 and self._llm_failures >= _FAILED_LLM_CALLS_TO_ABORT:
+                raise LLMError(f"the first {self._llm_failures} LLM calls all failed; last error: {exc}")
+            return
+        self._llm_successes += 1
+        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
+                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+                                latency_s=reply.latency_s)
+        common.update(model=reply.model, prompt_tokens=reply.prompt_tokens,
+                      completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, edit=reply.text)
+
+        edit = apply_reply(parent.code, reply.text)
+        if not edit.ok:
+            self._feedback[parent_id].append(f"rejected edit: {edit.reason}")
+            self._finish(CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
+                                         artifacts={"error": edit.reason}, **common))
+            return
+        digest = code_hash(edit.code)
+        if digest in self._hashes:
+            reason = f"duplicate of program #{self._hashes[digest]} (not evaluated again)"
+            self._feedback[parent_id].append(f"rejected edit: {reason}")
+            self._finish(CandidateRecord(code=edit.code, code_hash=digest, status=Status.REJECTED,
+                                         edit_kind=edit.kind, artifacts={"error": reason}, **common))
+            return
+        self._hashes[digest] = -1  # claimed now, so a concurrent twin is not evaluated either
+
+        result = await self.executor.evaluate(self._job(edit.code))
+        record, fitness, vector = self._record(code=edit.code, result=result, edit_kind=edit.kind, **common)
+        if record.status != Status.OK:
+            detail = (record.artifacts.get("error") or record.stderr or record.status).strip()
+            self._feedback[parent_id].append(f"{record.status}: {detail[-300:]}")
+        self._finish(record, fitness=fitness, vector=vector)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _job(self, code: str) -> EvaluationJob:
+        return EvaluationJob(program_text=code, task_dir=str(self.task.path),
+                             evaluator_file=self.task.evaluator_file, timeout_s=self.task.limits.timeout_s,
+                             memory_mb=self.task.limits.memory_mb,
+                             cascade_thresholds=self.task.cascade_thresholds)
+
+    def _record(self, *, code: str, result: EvaluationResult, **fields) -> tuple[CandidateRecord, float | None, list]:
+        """Turn an evaluation into a row; an ok result missing a declared descriptor is an error."""
+        features = dict(builtin_features(code))
+        features.update(result.features)
+        status, artifacts = result.status, dict(result.artifacts)
+        vector: list[float] = []
+        fitness = None
+        if status == Status.OK:
+            missing = [n for n in self._names if n not in features]
+            if missing:
+                status = Status.ERROR
+                artifacts["error"] = (f"the evaluator returned no feature {missing[0]!r}, declared as a "
+                                      f"descriptor in task.toml (features returned: {sorted(result.features)})")
+            else:
+                vector = [features[n] for n in self._names]
+                fitness = self.task.sign * float(result.score)
+        record = CandidateRecord(
+            code=code, code_hash=code_hash(code), status=status,
+            score=result.score if status == Status.OK else None, fitness=fitness, features=features,
+            metrics=dict(result.metrics), artifacts=artifacts, stderr=result.stderr[-8000:],
+            stage=result.stage, eval_s=result.eval_s, **fields)
+        return record, fitness, vector
+
+    def _finish(self, record: CandidateRecord, fitness: float | None = None, vector: list | None = None) -> None:
+        """Store the candidate (and its insertion), then migrate if due."""
+        islands = [record.island] if record.status == Status.OK and fitness is not None else []
+        self._commit(record, fitness, vector, islands=islands)
+        done = self.snapshot.done
+        interval = self.task.archive.migration_interval
+        if self.task.archive.islands > 1 and interval > 0 and done % interval == 0:
+            # Ring migration between islands (FunSearch §Methods; AlphaEvolve §2.4).
+            migrations = self.islands.migrate()
+            self.store.add_events([
+                ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
+                             m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
+                for m in migrations])
+
+    def _commit(self, record: CandidateRecord, fitness: float | None, vector: list | None,
+                islands) -> None:
+        """Write the row and its archive insertions in one transaction.
+
+        The id is taken before the write (nothing else writes between: one event-loop thread), so the
+        islands can hold it and the row and its events land together or not at all.
+        """
+        program_id = self.store.next_program_id()
+        events = []
+        for island in islands:
+            insertion = self.islands.add(island, program_id, fitness, vector)
+            events.append(ArchiveEvent("insert", program_id, island, insertion.status, insertion.improvement,
+                                       insertion.cell, iteration=record.iteration))
+        self.store.add_candidate(replace(record, id=program_id), events)
+        if record.status != Status.REJECTED and record.code_hash:
+            self._hashes[record.code_hash] = program_id
+        self._after_candidate(program_id, record)
+
+    def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
+        s = self.snapshot
+        s.statuses[record.status] += 1
+        if record.iteration > 0:
+            s.done += 1
+        if record.status not in (Status.REJECTED,):
+            self._evaluated_since_start += 1
+        elapsed = max(self._clock() - self._started, 1e-9)
+        s.evals_per_s = self._evaluated_since_start / elapsed
+        stats = self.islands.stats()
+        s.coverage, s.qd_score = stats.coverage, stats.qd_score
+        s.cost_usd += record.cost_usd
+        s.tokens += record.prompt_tokens + record.completion_tokens
+        if record.iteration == 0 and record.status == Status.OK:
+            s.initial_score = record.score
+        if record.status == Status.OK and record.score is not None:
+            better = (s.best_score is None or self.task.sign * record.score > self.task.sign * s.best_score)
+            if better:
+                s.best_score = record.score
+                self.run_dir.write_best(record.code)
+        self.run_dir.append_event(program_id, record)
+        self.reporter.update(s)
+
+    def _load_snapshot(self) -> None:
+        s = self.snapshot
+        s.statuses.update(self.store.status_counts())
+        s.done = self.store.count("iteration > 0")
+        initial = next(iter(self.store.candidates(where="iteration = 0")), None)
+        s.initial_score = initial.score if initial else None
+        best = self.islands.best()
+        if best is not None:
+            s.best_score = self.task.sign * best.fitness
+        totals = self.store.totals()
+        s.cost_usd = totals["cost_usd"]
+        s.tokens = int(totals["prompt_tokens"] + totals["completion_tokens"])
+        stats = self.islands.stats()
+        s.coverage, s.qd_score = stats.coverage, stats.qd_score
+
+    def _budget_reached(self) -> bool:
+        if self.config.max_cost_usd is not None and self.snapshot.cost_usd >= self.config.max_cost_usd:
+            self.request_stop(f"cost budget reached (${self.snapshot.cost_usd:.2f})")
+        elif self.config.max_time_s is not None and self._clock() - self._started >= self.config.max_time_s:
+            self.request_stop(f"time budget reached ({self.config.max_time_s:g} s)")
+        return self._stop_requested
+
+
+def _view(record: CandidateRecord) -> ProgramView:
+    return ProgramView(code=record.code, score=record.score, metrics=dict(record.metrics),
+                       features=dict(record.features), artifacts=dict(record.artifacts), program_id=record.id)
+

@@ -1,0 +1,43 @@
+"""The live progress line (rich) for `evoforge run`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from engine.loop import Snapshot
+
+__all__ = ["RichReporter", "describe"]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def describe(s: Snapshot) -> str:
+    statuses = " ".join(f"{k}={v}" for k, v in sorted(s.statuses.items()) if v)
+    money = f" · ${s.cost_usd:.3f} {s.tokens} tok" if s.tokens else ""
+    return (f"best {_fmt(s.best_score)} (initial {_fmt(s.initial_score)}) · coverage {s.coverage:.0%} · "
+            f"{s.evals_per_s:.1f} eval/s{money} · {statuses}")
+
+
+class RichReporter:
+    """A progress bar with best score, coverage, throughput, spend and statuses; a context manager."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]evolving"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[line]}"), console=self.console, transient=False)
+        self._task = self._progress.add_task("run", total=None, line="starting…")
+
+    def __enter__(self) -> "RichReporter":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, snapshot: Snapshot) -> None:
+        self._progress.update(self._task, completed=snapshot.done, total=snapshot.target or None,
+                              line=describe(snapshot))

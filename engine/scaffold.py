@@ -1,0 +1,116 @@
+"""`evoforge init NAME`: a working task folder to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluators.types import ConfigError
+
+__all__ = ["scaffold_task"]
+
+_PROGRAM = '''"""Initial program for the {name} task. Only the EVOLVE-BLOCK changes during a run."""
+
+import math
+
+# EVOLVE-BLOCK-START
+def solve(x: float) -> float:
+    """Approximate sin(x) on [0, pi] (a toy problem: replace with yours)."""
+    return x - x ** 3 / 6.0
+# EVOLVE-BLOCK-END
+
+
+def run(xs):
+    return [solve(x) for x in xs]
+'''
+
+_EVALUATOR = '''"""Evaluator for the {name} task: evaluate(program_path) -> dict (see DESIGN.md §3).
+
+It runs inside evoforge's sandbox with a temporary working directory; read data files relative to
+this file (Path(__file__).parent), not the working directory.
+"""
+
+import importlib.util
+import math
+
+
+def _load(program_path):
+    spec = importlib.util.spec_from_file_location("candidate", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def evaluate(program_path):
+    program = _load(program_path)
+    xs = [math.pi * i / 100 for i in range(101)]
+    ys = program.run(xs)
+    if len(ys) != len(xs):
+        return {{"status": "invalid", "error": f"run() returned {{len(ys)}} values, expected {{len(xs)}}"}}
+    errors = [abs(float(y) - math.sin(x)) for x, y in zip(xs, ys)]
+    if not all(math.isfinite(e) for e in errors):
+        return {{"status": "invalid", "error": "non-finite output"}}
+    max_error = max(errors)
+    worst = xs[errors.index(max_error)]
+    return {{
+        "score": -max_error,                       # higher is better
+        "features": {{"mean_error": sum(errors) / len(errors)}},
+        "metrics": {{"max_error": max_error}},
+        "artifacts": {{"worst_case": f"largest error {{max_error:.3g}} at x = {{worst:.3f}}"}},
+    }}
+'''
+
+_TOML = '''# Task folder for evoforge (see README: "The task contract"). Every key has a default.
+name = "{name}"
+# The description goes into every prompt: say what evolves, the signature, the rules and the score.
+description = """
+Evolve solve(x) so that it approximates sin(x) on [0, pi] as closely as possible.
+Score: minus the largest absolute error over 101 points (higher is better).
+"""
+objective = "maximize"                 # maximize | minimize (of score)
+initial_program = "initial_program.py"
+evaluator = "evaluator.py"
+files = []                             # extra files the evaluator reads, relative to this folder
+
+[archive]
+kind = "grid"                          # grid | cvt
+islands = 2                            # independent sub-populations, ring migration between them
+migration_interval = 20                # proposals between migrations
+cvt_cells = 64                         # only for kind = "cvt"
+qd_offset = 1.0                        # added to every elite's score in the QD-score
+
+# Behaviour descriptors: archive coordinates. A feature the evaluator returns, or a built-in
+# ("code_length" in lines, "ast_nodes"). Ranges are fixed: values outside land in the edge cells.
+[[descriptors]]
+name = "mean_error"
+range = [0.0, 0.1]
+bins = 10
+
+[[descriptors]]
+name = "code_length"
+range = [0.0, 40.0]
+bins = 10
+
+[limits]
+timeout_s = 10                         # wall clock per evaluation
+memory_mb = 1024                       # address-space limit per evaluation
+
+[resources]
+num_cpus = 1                           # per evaluation (Ray placement)
+num_gpus = 0
+
+[cascade]
+thresholds = []                        # gates for evaluate_stage1, evaluate_stage2, ...
+'''
+
+
+def scaffold_task(name: str, parent: Path = Path(".")) -> Path:
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"evoforge init: expected a name of letters, digits, '_' or '-' but got {name!r}")
+    path = Path(parent) / name
+    if path.exists():
+        raise ConfigError(f"evoforge init: {path} already exists; choose another name")
+    path.mkdir(parents=True)
+    (path / "initial_program.py").write_text(_PROGRAM.format(name=name))
+    (path / "evaluator.py").write_text(_EVALUATOR.format(name=name))
+    (path / "task.toml").write_text(_TOML.format(name=name))
+    return path

@@ -1,0 +1,200 @@
+"""Loading a task folder (DESIGN.md §3) into a frozen `Task`.
+
+``task.toml`` is parsed in this one place; every key has a default and an unknown key is a
+`ConfigError` naming the file and the key. Built-in tasks live in the ``tasks`` package.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.islands import ArchiveConfig, DescriptorSpec
+from evaluators.types import ConfigError, TaskError
+from engine.edits import evolve_blocks
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Task", "Limits", "Resources", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+
+BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 60.0
+    memory_mb: int = 2048
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one evaluation asks of its placement (a Ray task's resource request)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    path: Path
+    description: str
+    objective: str                       # "maximize" | "minimize"
+    initial_program: str                 # the program text
+    evaluator_file: str
+    descriptors: tuple[DescriptorSpec, ...]
+    archive: ArchiveConfig
+    limits: Limits
+    resources: Resources
+    cascade_thresholds: tuple[float, ...] = ()
+    files: tuple[str, ...] = ()
+
+    @property
+    def sign(self) -> float:
+        """Multiplier from score to fitness (archives always maximise fitness)."""
+        return 1.0 if self.objective == "maximize" else -1.0
+
+
+_TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
+             "archive", "descriptors", "limits", "resources", "cascade"}
+_SECTION_KEYS = {
+    "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
+                "top_fraction", "num_inspirations"},
+    "limits": {"timeout_s", "memory_mb"},
+    "resources": {"num_cpus", "num_gpus", "custom"},
+    "cascade": {"thresholds"},
+}
+_DESCRIPTOR_KEYS = {"name", "range", "bins"}
+
+
+def builtin_tasks() -> dict[str, Path]:
+    """Built-in task folders by name."""
+    return {p.name: p for p in sorted(TASKS_DIR.iterdir()) if (p / "task.toml").is_file()}
+
+
+def resolve_task_path(spec: str | Path) -> Path:
+    path = Path(spec)
+    if path.is_dir():
+        return path.resolve()
+    builtins = builtin_tasks()
+    if str(spec) in builtins:
+        return builtins[str(spec)]
+    raise ConfigError(
+        f"unknown task {str(spec)!r}: not a folder, and not a built-in task "
+        f"(built-in: {', '.join(builtins) or 'none'}; `evoforge tasks` lists them)")
+
+
+def _expect(value: Any, types: type | tuple[type, ...], where: str, what: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ConfigError(f"{where}: expected {what} but got {value!r}")
+    if not isinstance(value, types):
+        raise ConfigError(f"{where}: expected {what} but got {value!r}")
+    return value
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(allowed))})")
+
+
+def _descriptor(raw: Any, toml: Path, index: int) -> DescriptorSpec:
+    where = f"{toml}: [[descriptors]] #{index + 1}"
+    _expect(raw, dict, where, "a table with name, range, bins")
+    _check_keys(raw, _DESCRIPTOR_KEYS, where)
+    name = _expect(raw.get("name"), str, f"{where} name", "a string")
+    low_high = _expect(raw.get("range"), list, f"{where} range", "[low, high]")
+    if len(low_high) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in low_high) \
+            or not low_high[0] < low_high[1]:
+        raise ConfigError(f"{where} range: expected [low, high] with low < high but got {low_high!r}")
+    bins = _expect(raw.get("bins", 10), int, f"{where} bins", "a positive integer")
+    if bins < 1:
+        raise ConfigError(f"{where} bins: expected a positive integer but got {bins}")
+    return DescriptorSpec(name=name, low=float(low_high[0]), high=float(low_high[1]), bins=bins)
+
+
+def load_task(spec: str | Path) -> Task:
+    """Load and validate a task folder, or a built-in task by name."""
+    path = resolve_task_path(spec)
+    toml = path / "task.toml"
+    raw: dict[str, Any] = {}
+    if toml.is_file():
+        try:
+            raw = tomllib.loads(toml.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml}: not valid TOML: {exc}") from exc
+    _check_keys(raw, _TOP_KEYS, str(toml))
+    for section, keys in _SECTION_KEYS.items():
+        _expect(raw.get(section, {}), dict, f"{toml}: [{section}]", "a table")
+        _check_keys(raw.get(section, {}), keys, f"{toml}: [{section}]")
+
+    program_file = path / _expect(raw.get("initial_program", "initial_program.py"), str,
+                                  f"{toml}: initial_program", "a file name")
+    evaluator_file = _expect(raw.get("evaluator", "evaluator.py"), str, f"{toml}: evaluator", "a file name")
+    if not program_file.is_file():
+        raise TaskError(f"{path}: no initial program {program_file.name} (write the starting program there)")
+    if not (path / evaluator_file).is_file():
+        raise TaskError(f"{path}: no {evaluator_file} (define evaluate(program_path) -> dict there)")
+    program = program_file.read_text()
+    try:
+        evolve_blocks(program)
+    except ValueError as exc:
+        raise TaskError(f"{program_file}: {exc}") from exc
+
+    objective = raw.get("objective", "maximize")
+    if objective not in ("maximize", "minimize"):
+        raise ConfigError(f"{toml}: objective: expected 'maximize' or 'minimize' but got {objective!r}")
+    descriptors = tuple(_descriptor(d, toml, i) for i, d in enumerate(
+        _expect(raw.get("descriptors", []), list, f"{toml}: descriptors", "an array of tables")))
+    if not descriptors:  # a task with no declared behaviour still gets a meaningful archive
+        descriptors = (DescriptorSpec(name="code_length", low=0.0, high=200.0, bins=10),
+                       DescriptorSpec(name="ast_nodes", low=0.0, high=2000.0, bins=10))
+    names = [d.name for d in descriptors]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{toml}: descriptors: names must be unique but got {names}")
+
+    arch = raw.get("archive", {})
+    try:
+        archive = ArchiveConfig(**arch)
+    except TypeError as exc:
+        raise ConfigError(f"{toml}: [archive]: {exc}") from exc
+    if archive.kind not in ("grid", "cvt"):
+        raise ConfigError(f"{toml}: [archive] kind: expected 'grid' or 'cvt' but got {archive.kind!r}")
+    if not isinstance(archive.islands, int) or archive.islands < 1:
+        raise ConfigError(f"{toml}: [archive] islands: expected a positive integer but got {archive.islands!r}")
+
+    lim = raw.get("limits", {})
+    limits = Limits(
+        timeout_s=float(_expect(lim.get("timeout_s", 60.0), (int, float), f"{toml}: [limits] timeout_s", "seconds")),
+        memory_mb=int(_expect(lim.get("memory_mb", 2048), int, f"{toml}: [limits] memory_mb", "megabytes")),
+    )
+    if limits.timeout_s <= 0 or limits.memory_mb < 32:
+        raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0 and memory_mb >= 32 but got {lim}")
+    res = raw.get("resources", {})
+    resources = Resources(
+        num_cpus=float(_expect(res.get("num_cpus", 1), (int, float), f"{toml}: [resources] num_cpus", "a number")),
+        num_gpus=float(_expect(res.get("num_gpus", 0), (int, float), f"{toml}: [resources] num_gpus", "a number")),
+        custom=dict(_expect(res.get("custom", {}), dict, f"{toml}: [resources] custom", "a table")),
+    )
+    thresholds = tuple(float(t) for t in _expect(raw.get("cascade", {}).get("thresholds", []), list,
+                                                   f"{toml}: [cascade] thresholds", "an array of numbers"))
+    files = tuple(_expect(raw.get("files", []), list, f"{toml}: files", "an array of paths"))
+    for name in files:
+        if not (path / name).exists():
+            raise TaskError(f"{toml}: files: {name!r} does not exist in {path}")
+    return Task(
+        name=_expect(raw.get("name", path.name), str, f"{toml}: name", "a string"),
+        path=path,
+        description=_expect(raw.get("description", ""), str, f"{toml}: description", "a string").strip(),
+        objective=objective, initial_program=program, evaluator_file=evaluator_file,
+        descriptors=descriptors, archive=archive, limits=limits, resources=resources,
+        cascade_thresholds=thresholds, files=files,
+    )

@@ -1,0 +1,67 @@
+"""Rendering prompts from Jinja2 templates: a pure function of its context and the template folders.
+
+A task folder may override ``system.j2`` or ``user.j2`` by shipping a file of the same name; the
+task folder is searched before ours. ``StrictUndefined`` turns a typo in a template into an error
+rather than a silently empty prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import jinja2
+
+__all__ = ["ProgramView", "PromptContext", "render_prompt", "TEMPLATES_DIR"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    """What a prompt shows of one program."""
+
+    code: str
+    score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    features: Mapping[str, float] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    program_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    task_name: str
+    task_description: str
+    parent: ProgramView
+    inspirations: Sequence[ProgramView] = ()
+    feedback: Sequence[str] = ()          # why earlier edits of this parent were rejected or failed
+    reply_format: str = "diff"            # "diff" | "rewrite"
+    objective: str = "maximize"
+
+
+def _environment(template_dirs: Sequence[Path]) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.6g}"
+
+
+def render_prompt(context: PromptContext, *, task_dir: Path | None = None) -> tuple[str, str]:
+    """Return ``(system, user)`` text for ``context``; ``task_dir`` templates override ours."""
+    dirs = ([task_dir] if task_dir is not None else []) + [TEMPLATES_DIR]
+    env = _environment(dirs)
+    env.filters["num"] = _number
+    values = {"ctx": context, "parent": context.parent, "inspirations": list(context.inspirations)}
+    return env.get_template("system.j2").render(values), env.get_template("user.j2").render(values)

@@ -1,0 +1,63 @@
+"""Prompt rendering, pinned as exact text (golden files). Regenerate deliberately with
+``EVOFORGE_UPDATE_GOLDEN=1 pytest tests/prompts`` and review the diff."""
+
+import os
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from prompts import ProgramView, PromptContext, render_prompt
+
+GOLDEN = Path(__file__).parent / "golden"
+
+PARENT = ProgramView(
+    code="# EVOLVE-BLOCK-START\ndef f(x):\n    return 2 * x\n# EVOLVE-BLOCK-END\n",
+    score=1.25, metrics={"max_error": 0.5, "calls": 3.0}, features={"code_length": 4.0},
+    artifacts={"worst_case": "x = 3 gives 6, expected 9"}, program_id=7)
+INSPIRATIONS = [ProgramView(code="def f(x):\n    return 3 * x\n", score=2.0),
+                ProgramView(code="def f(x):\n    return x + x + x\n", score=1.9)]
+
+
+def context(**changes):
+    values = dict(task_name="triple", task_description="Make f triple its input.", parent=PARENT,
+                  inspirations=INSPIRATIONS, feedback=["rejected edit: SEARCH matched nothing"])
+    values.update(changes)
+    return PromptContext(**values)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("EVOFORGE_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("name, ctx", [
+    ("diff", context()),
+    ("rewrite_minimize", context(reply_format="rewrite", objective="minimize", feedback=[], inspirations=[])),
+])
+def test_render_matches_golden(name, ctx):
+    system, user = render_prompt(ctx)
+    check_golden(f"{name}.system.txt", system)
+    check_golden(f"{name}.user.txt", user)
+
+
+def test_prompt_shows_parent_score_metrics_artifacts_inspirations_feedback():
+    _, user = render_prompt(context())
+    for fragment in ("score 1.25", "max_error=0.5", "x = 3 gives 6", "return 3 * x", "score 1.9",
+                     "SEARCH matched nothing"):
+        assert fragment in user
+
+
+def test_task_folder_overrides_a_template(tmp_path):
+    (tmp_path / "user.j2").write_text("Custom prompt for {{ ctx.task_name }}: {{ parent.score | num }}\n")
+    system, user = render_prompt(context(), task_dir=tmp_path)
+    assert user == "Custom prompt for triple: 1.25\n"
+    assert "SEARCH" in system  # the system template still comes from evoforge
+
+
+def test_template_typo_is_an_error_not_an_empty_prompt(tmp_path):
+    (tmp_path / "user.j2").write_text("{{ ctx.no_such_field }}\n")
+    with pytest.raises(jinja2.UndefinedError):
+        render_prompt(context(), task_dir=tmp_path)
