@@ -135,10 +135,10 @@ class Engine:
             await self._evaluate_initial()
         target = iterations
         self.snapshot.target = target
-        done = self.store.count("iteration > 0")
+        launched = self.store.count("iteration > 0")  # proposals stored, then launched by this call
         next_iteration = self.store.max_iteration() + 1
         slots = asyncio.Semaphore(self.config.concurrency)
-        while done + len(self._in_flight) < target and not self._stop_requested:
+        while launched < target and not self._stop_requested:
             await slots.acquire()
             if self._stop_requested or self._budget_reached():
                 slots.release()
@@ -147,7 +147,7 @@ class Engine:
             self._in_flight.add(task)
             task.add_done_callback(lambda t: (self._in_flight.discard(t), slots.release()))
             next_iteration += 1
-            done = self.store.count("iteration > 0")
+            launched += 1
         results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

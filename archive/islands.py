@@ -1,0 +1,610 @@
+"""Island MAP-Elites archives over program ids (pure logic, no I/O).
+
+Each island is a pyribs archive (:class:`ribs.archives.GridArchive` or
+:class:`ribs.archives.CVTArchive`) keyed by the task's behaviour descriptors. The archive holds
+only program *ids* and numbers -- program texts live in the store. A passive *result archive*
+with the same geometry receives every :meth:`IslandArchives.add` of every island and gives the
+QD statistics of the run as a whole (the islands themselves are what parents are drawn from).
+
+Conventions (as in pyribs):
+
+* fitness is higher-is-better (the engine negates minimisation objectives);
+* an incoming candidate replaces a cell's elite only if its fitness is *strictly* greater, so an
+  equal-fitness candidate never displaces the incumbent and replays are deterministic;
+* features outside a descriptor's declared ``[low, high]`` are clipped to it, so they land in the
+  edge cells (never an error);
+* nothing here draws from pyribs' internal RNGs: selection uses the ``rng`` the caller passes,
+  over data ordered by ``(island, cell)``, and CVT centroids are computed once from ``seed``.
+
+Two :class:`IslandArchives` built with the same arguments and fed the same sequence of
+:meth:`~IslandArchives.add` / :meth:`~IslandArchives.migrate` calls are identical: same
+:meth:`~IslandArchives.elites`, :meth:`~IslandArchives.stats`, and the same samples for the same
+rng state. Replaying a migration as :meth:`~IslandArchives.add` of the migrant into its
+destination island is equivalent to the migration itself (which is how the engine rebuilds).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DescriptorSpec",
+    "ArchiveConfig",
+    "Insertion",
+    "Elite",
+    "Migration",
+    "QDStats",
+    "IslandArchives",
+]
+
+_KINDS = ("grid", "cvt")
+_STATUS = {0: "not_added", 1: "improved", 2: "new"}
+_MAX_ID = 2**53  # program ids are stored as float64 solutions; exact below this
+
+
+@dataclass(frozen=True)
+class DescriptorSpec:
+    """One behaviour descriptor: a named feature with a declared range.
+
+    Attributes:
+        name: Feature name (the key in the evaluator's metrics).
+        low: Lower bound of the declared range (inclusive); values below are clipped to it.
+        high: Upper bound of the declared range (inclusive); values above are clipped to it.
+        bins: Number of uniform grid cells along this dimension (``kind="grid"`` only; a CVT
+            archive uses ``ArchiveConfig.cvt_cells`` instead).
+    """
+
+    name: str
+    low: float
+    high: float
+    bins: int
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """Archive settings of a task (``[archive]`` in task.toml).
+
+    Attributes:
+        kind: ``"grid"`` (MAP-Elites grid, ``prod(bins)`` cells) or ``"cvt"`` (``cvt_cells``
+            centroids from k-means over the declared ranges).
+        islands: Number of islands (>= 1).
+        migration_interval: Proposals between migrations; stored for the engine, which calls
+            :meth:`IslandArchives.migrate`. 0 disables migration.
+        cvt_cells: Number of CVT cells (``kind="cvt"`` only).
+        qd_offset: Added to every fitness in the QD score: ``qd_score = sum(fitness + qd_offset)``.
+        exploit_ratio: Probability in [0, 1] that a parent is drawn among the island's top
+            elites rather than uniformly among all of its elites.
+        top_fraction: The "top elites" are the best ``ceil(top_fraction * n_elites)`` (at least
+            one) of the island; in (0, 1].
+        num_inspirations: Inspirations shown with each parent (the engine passes it as ``k``).
+    """
+
+    kind: str = "grid"
+    islands: int = 4
+    migration_interval: int = 25
+    cvt_cells: int = 64
+    qd_offset: float = 0.0
+    exploit_ratio: float = 0.7
+    top_fraction: float = 0.2
+    num_inspirations: int = 3
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Outcome of inserting one program into one island.
+
+    Attributes:
+        status: ``"new"`` (the cell was empty), ``"improved"`` (strictly better than the cell's
+            elite, which it replaced) or ``"not_added"``.
+        improvement: pyribs' add value: for ``"new"`` the fitness itself; for ``"improved"``
+            fitness minus the replaced elite's fitness (> 0); for ``"not_added"`` fitness minus
+            the incumbent's fitness (<= 0).
+        cell: Cell index in ``[0, cells)``.
+        island: Island index.
+    """
+
+    status: str
+    improvement: float
+    cell: int
+    island: int
+
+    @property
+    def added(self) -> bool:
+        """True when the program became the cell's elite (``"new"`` or ``"improved"``)."""
+        return self.status != "not_added"
+
+
+@dataclass(frozen=True)
+class Elite:
+    """The program holding one cell of one island.
+
+    Attributes:
+        program_id: Id of the program in the store.
+        island: Island index (for the result archive: the island it was first added to).
+        fitness: Higher-is-better fitness.
+        features: Feature values as they were given to :meth:`IslandArchives.add` (unclipped),
+            one per descriptor, in descriptor order.
+        cell: Cell index in ``[0, cells)``.
+    """
+
+    program_id: int
+    island: int
+    fitness: float
+    features: tuple[float, ...]
+    cell: int
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One ring-migration step: the best elite of ``from_island`` inserted into ``to_island``."""
+
+    program_id: int
+    from_island: int
+    to_island: int
+    insertion: Insertion
+
+
+@dataclass(frozen=True)
+class QDStats:
+    """Quality-diversity statistics of one island or of the result archive.
+
+    Attributes:
+        num_elites: Number of occupied cells.
+        coverage: ``num_elites / cells`` in [0, 1].
+        qd_score: ``sum(fitness + qd_offset)`` over the elites (0.0 when empty).
+        best_fitness: Highest fitness, or None when empty.
+        best_program_id: Program with the highest fitness (lowest cell on ties), or None.
+    """
+
+    num_elites: int
+    coverage: float
+    qd_score: float
+    best_fitness: float | None
+    best_program_id: int | None
+
+
+class _View:
+    """Elites of one archive as arrays sorted by cell (a cached snapshot)."""
+
+    __slots__ = ("cells", "ids", "fitness", "features", "islands", "order")
+
+    def __init__(self, cells, ids, fitness, features, islands):
+        self.cells = cells  # (n,) int64, ascending
+        self.ids = ids  # (n,) int64
+        self.fitness = fitness  # (n,) float64
+        self.features = features  # (n, measure_dim) float64, as given (unclipped)
+        self.islands = islands  # (n,) int64
+        # Positions sorted by fitness descending, lowest cell first on ties.
+        self.order = np.lexsort((cells, -fitness)) if len(cells) else np.empty(0, dtype=np.int64)
+
+
+class _Cells:
+    """One pyribs archive plus a mirror of its cell thresholds for a fast rejection path.
+
+    With pyribs' defaults (``learning_rate=1``, ``threshold_min=-inf``) a cell's threshold is
+    exactly the objective of its elite, so ``fitness > threshold[cell]`` decides insertion
+    without calling into pyribs; pyribs is only called to actually insert.
+    """
+
+    def __init__(self, archive, n_cells: int):
+        self.archive = archive
+        self.threshold = np.full(n_cells, -np.inf)
+        self.version = 0
+        self._view: _View | None = None
+        self._view_version = -1
+
+    def insert(self, cell: int, program_id: int, fitness: float, clipped: np.ndarray,
+               raw: np.ndarray, island: int) -> tuple[int, float]:
+        """Returns (pyribs status, pyribs value)."""
+        incumbent = self.threshold[cell]
+        if not fitness > incumbent:
+            return 0, fitness - float(incumbent)
+        info = self.archive.add_single(
+            np.array([program_id], dtype=np.float64), fitness, clipped,
+            raw_features=raw, island=island,
+        )
+        status = int(info["status"])
+        if status == 0:  # pragma: no cover - the mirror and pyribs disagree
+            raise RuntimeError(f"expected pyribs to insert program {program_id} into cell {cell} "
+                               f"but got status 0")
+        self.threshold[cell] = fitness
+        self.version += 1
+        return status, float(info["value"])
+
+    def view(self) -> _View:
+        if self._view is None or self._view_version != self.version:
+            data = self.archive.data(["index", "solution", "objective", "raw_features", "island"])
+            order = np.argsort(data["index"], kind="stable")
+            self._view = _View(
+                cells=data["index"][order].astype(np.int64),
+                ids=data["solution"][order, 0].astype(np.int64),
+                fitness=data["objective"][order].astype(np.float64),
+                features=data["raw_features"][order].astype(np.float64),
+                islands=data["island"][order].astype(np.int64),
+            )
+            self._view_version = self.version
+        return self._view
+
+
+class IslandArchives:
+    """Per-island MAP-Elites archives of program ids, plus a result archive over all islands.
+
+    Args:
+        descriptors: The behaviour descriptors, in feature order (at least one; unique names).
+        config: Archive settings.
+        seed: Seeds the CVT centroids (when not given) and the pyribs archives. Selection never
+            uses it: sampling methods take the caller's ``rng``.
+        centroids: ``(cvt_cells, len(descriptors))`` CVT centroids from a previous run (see
+            :attr:`centroids`); None computes them. Must be None for ``kind="grid"``.
+
+    Raises:
+        ValueError: Invalid descriptors, config values or centroids.
+    """
+
+    def __init__(
+        self,
+        *,
+        descriptors: Sequence[DescriptorSpec],
+        config: ArchiveConfig,
+        seed: int,
+        centroids: np.ndarray | None = None,
+    ) -> None:
+        from ribs.archives import CVTArchive, GridArchive  # heavy import (sklearn, scipy)
+
+        self._descriptors = tuple(descriptors)
+        self._config = config
+        self._seed = seed
+        _validate(self._descriptors, config)
+        self._names = tuple(d.name for d in self._descriptors)
+        dim = len(self._descriptors)
+        self._low = np.array([d.low for d in self._descriptors], dtype=np.float64)
+        self._high = np.array([d.high for d in self._descriptors], dtype=np.float64)
+        ranges = [(d.low, d.high) for d in self._descriptors]
+        extra = {"raw_features": ((dim,), np.float64), "island": ((), np.int64)}
+
+        if config.kind == "grid":
+            if centroids is not None:
+                raise ValueError("expected centroids=None for kind='grid' but got an array of "
+                                 f"shape {np.shape(centroids)}")
+            self._centroids = None
+            dims = [d.bins for d in self._descriptors]
+            self._n_cells = int(np.prod(dims))
+
+            def make(s):
+                return GridArchive(solution_dim=1, dims=dims, ranges=ranges, seed=s,
+                                   qd_score_offset=-config.qd_offset, extra_fields=extra)
+        else:
+            if centroids is None:
+                from ribs.archives import k_means_centroids
+
+                samples = min(100_000, max(20_000, 200 * config.cvt_cells))
+                centroids, _ = k_means_centroids(centroids=config.cvt_cells, ranges=ranges,
+                                                 samples=samples, seed=seed)
+            centroids = np.array(centroids, dtype=np.float64)
+            if centroids.shape != (config.cvt_cells, dim):
+                raise ValueError(f"expected centroids of shape ({config.cvt_cells}, {dim}) but got "
+                                 f"{centroids.shape}")
+            if not np.all(np.isfinite(centroids)):
+                raise ValueError("expected finite centroids but got non-finite values")
+            centroids.setflags(write=False)
+            self._centroids = centroids
+            self._n_cells = config.cvt_cells
+
+            def make(s):
+                return CVTArchive(solution_dim=1, centroids=centroids, ranges=ranges, seed=s,
+                                  qd_score_offset=-config.qd_offset, extra_fields=extra)
+
+        # pyribs archives own their RNGs; seed them anyway so nothing is left unseeded.
+        seeds = np.random.SeedSequence(seed).spawn(config.islands + 1)
+        self._islands = [_Cells(make(int(s.generate_state(1)[0])), self._n_cells)
+                         for s in seeds[:-1]]
+        self._result = _Cells(make(int(seeds[-1].generate_state(1)[0])), self._n_cells)
+        self._index_of = self._result.archive.index_of_single
+
+    # -- properties ------------------------------------------------------------------------------
+
+    @property
+    def centroids(self) -> np.ndarray | None:
+        """``(cvt_cells, len(descriptors))`` read-only CVT centroids to persist; None for grid."""
+        return self._centroids
+
+    @property
+    def descriptors(self) -> tuple[DescriptorSpec, ...]:
+        return self._descriptors
+
+    @property
+    def config(self) -> ArchiveConfig:
+        return self._config
+
+    @property
+    def num_islands(self) -> int:
+        return len(self._islands)
+
+    @property
+    def cells(self) -> int:
+        """Number of cells of each island (and of the result archive)."""
+        return self._n_cells
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def add(self, island: int, program_id: int, fitness: float, features: Sequence[float]) -> Insertion:
+        """Offers a program to one island (and to the result archive).
+
+        Args:
+            island: Island index in ``[0, islands)``.
+            program_id: Store id of the program; an int with ``abs(id) < 2**53``.
+            fitness: Finite, higher-is-better fitness.
+            features: One finite value per descriptor, in descriptor order (or a mapping from
+                descriptor name to value). Out-of-range values land in the edge cells.
+
+        Returns:
+            The island's :class:`Insertion` (the result archive's outcome is not reported).
+
+        Raises:
+            ValueError: Bad island, id, fitness, or features (wrong count or non-finite).
+        """
+        island = self._check_island(island)
+        program_id = _check_id(program_id)
+        fitness = _check_fitness(fitness)
+        raw = self._features(features)
+        clipped = np.clip(raw, self._low, self._high)
+        cell = int(self._index_of(clipped))
+        status, value = self._islands[island].insert(cell, program_id, fitness, clipped, raw, island)
+        self._result.insert(cell, program_id, fitness, clipped, raw, island)
+        return Insertion(status=_STATUS[status], improvement=value, cell=cell, island=island)
+
+    def migrate(self) -> list[Migration]:
+        """Ring migration: the best elite of island ``i`` is inserted into ``(i + 1) % islands``.
+
+        All migrants are chosen before any insertion, so a migrant moves one step only. Empty
+        islands send nothing; with a single island nothing happens. The result archive is left
+        alone (it already holds every migrant or something at least as good in its cell).
+
+        Returns:
+            One :class:`Migration` per non-empty source island, in source order; an insertion
+            may be ``"not_added"`` (e.g. the destination already holds that program).
+        """
+        n = len(self._islands)
+        if n < 2:
+            return []
+        sources = []
+        for i in range(n):
+            view = self._islands[i].view()
+            if len(view.cells):
+                top = view.order[0]
+                sources.append((i, int(view.ids[top]), float(view.fitness[top]),
+                                view.features[top].copy(), int(view.cells[top])))
+        migrations = []
+        for i, program_id, fitness, raw, cell in sources:
+            to = (i + 1) % n
+            clipped = np.clip(raw, self._low, self._high)
+            status, value = self._islands[to].insert(cell, program_id, fitness, clipped, raw, to)
+            insertion = Insertion(status=_STATUS[status], improvement=value, cell=cell, island=to)
+            migrations.append(Migration(program_id=program_id, from_island=i, to_island=to,
+                                        insertion=insertion))
+        return migrations
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def sample_parent(self, island: int, rng: np.random.Generator) -> int | None:
+        """Draws a parent program id from one island.
+
+        With probability ``exploit_ratio`` the draw is uniform among the island's top
+        ``ceil(top_fraction * n_elites)`` elites (by fitness, lowest cell first on ties),
+        otherwise uniform among all its elites. Consumes exactly two draws from ``rng`` when the
+        island is non-empty (one ``random()``, one ``integers()``), none when it is empty.
+
+        Returns:
+            A program id, or None if the island has no elites.
+        """
+        view = self._islands[self._check_island(island)].view()
+        n = len(view.cells)
+        if n == 0:
+            return None
+        if rng.random() < self._config.exploit_ratio:
+            top = self._top_count(n)
+            return int(view.ids[view.order[int(rng.integers(top))]])
+        return int(view.ids[int(rng.integers(n))])
+
+    def sample_inspirations(self, island: int, k: int, rng: np.random.Generator, *,
+                            exclude: Collection[int] = ()) -> list[int]:
+        """Draws up to ``k`` distinct program ids to show next to a parent.
+
+        The island's best elite comes first (unless excluded); the rest are drawn uniformly
+        without replacement among the island's other elites -- each elite holds its own cell, so
+        these are spread over behaviour space. If the island has too few, the remainder is drawn
+        the same way from the other islands' elites (distinct program ids). Ids in ``exclude``
+        (typically the parent) never appear.
+
+        Returns:
+            At most ``k`` distinct program ids (fewer only when not enough elites exist).
+
+        Raises:
+            ValueError: ``k`` is negative.
+        """
+        island = self._check_island(island)
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise ValueError(f"expected k to be a non-negative int but got {k!r}")
+        k = int(k)
+        if k == 0:
+            return []
+        taken = {int(i) for i in exclude}
+        chosen: list[int] = []
+        view = self._islands[island].view()
+        if len(view.cells):
+            best = int(view.ids[view.order[0]])
+            if best not in taken:
+                chosen.append(best)
+                taken.add(best)
+        chosen += _draw_distinct(view.ids, taken, k - len(chosen), rng)
+        if len(chosen) < k:
+            others = [self._islands[j].view().ids for j in range(len(self._islands)) if j != island]
+            if others:
+                chosen += _draw_distinct(np.concatenate(others), taken, k - len(chosen), rng)
+        return chosen
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def elites(self, island: int | None = None) -> list[Elite]:
+        """Elites of one island, or of all islands when None, sorted by ``(island, cell)``."""
+        islands = range(len(self._islands)) if island is None else [self._check_island(island)]
+        out = []
+        for i in islands:
+            v = self._islands[i].view()
+            out += [Elite(program_id=int(p), island=i, fitness=float(f),
+                          features=tuple(float(x) for x in feats), cell=int(c))
+                    for p, f, feats, c in zip(v.ids, v.fitness, v.features, v.cells)]
+        return out
+
+    def result_elites(self) -> list[Elite]:
+        """Elites of the result archive (over all islands), sorted by cell.
+
+        ``Elite.island`` is the island the program was added to when it took the cell.
+        """
+        v = self._result.view()
+        return [Elite(program_id=int(p), island=int(i), fitness=float(f),
+                      features=tuple(float(x) for x in feats), cell=int(c))
+                for p, i, f, feats, c in zip(v.ids, v.islands, v.fitness, v.features, v.cells)]
+
+    def best(self) -> Elite | None:
+        """The fittest elite over all islands (lowest ``(island, cell)`` on ties), or None."""
+        best = None
+        for i, cells in enumerate(self._islands):
+            v = cells.view()
+            if len(v.cells):
+                top = v.order[0]
+                if best is None or v.fitness[top] > best.fitness:
+                    best = Elite(program_id=int(v.ids[top]), island=i, fitness=float(v.fitness[top]),
+                                 features=tuple(float(x) for x in v.features[top]),
+                                 cell=int(v.cells[top]))
+        return best
+
+    def stats(self, island: int | None = None) -> QDStats:
+        """QD statistics of one island, or of the result archive over all islands when None."""
+        cells = self._result if island is None else self._islands[self._check_island(island)]
+        v = cells.view()
+        n = len(v.cells)
+        if n == 0:
+            return QDStats(num_elites=0, coverage=0.0, qd_score=0.0, best_fitness=None,
+                           best_program_id=None)
+        top = v.order[0]
+        return QDStats(
+            num_elites=n,
+            coverage=n / self._n_cells,
+            qd_score=float(np.sum(v.fitness + self._config.qd_offset)),
+            best_fitness=float(v.fitness[top]),
+            best_program_id=int(v.ids[top]),
+        )
+
+    def cell_of(self, features: Sequence[float]) -> int:
+        """Cell index in ``[0, cells)`` that ``features`` map to (after clipping to the ranges).
+
+        Raises:
+            ValueError: Wrong number of features or non-finite values.
+        """
+        clipped = np.clip(self._features(features), self._low, self._high)
+        return int(self._index_of(clipped))
+
+    def __repr__(self) -> str:
+        return (f"IslandArchives(kind={self._config.kind!r}, islands={len(self._islands)}, "
+                f"cells={self._n_cells}, descriptors={list(self._names)})")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _top_count(self, n: int) -> int:
+        return min(n, max(1, math.ceil(self._config.top_fraction * n)))
+
+    def _check_island(self, island: int) -> int:
+        n = len(self._islands)
+        if isinstance(island, bool) or not isinstance(island, numbers.Integral) or not 0 <= island < n:
+            raise ValueError(f"expected island to be an int in [0, {n}) but got {island!r}")
+        return int(island)
+
+    def _features(self, features) -> np.ndarray:
+        names = self._names
+        if isinstance(features, Mapping):
+            if set(features) != set(names):
+                raise ValueError(f"expected features {sorted(names)} but got {sorted(features)}")
+            features = [features[name] for name in names]
+        try:
+            arr = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"expected {len(names)} numeric features ({', '.join(names)}) but got "
+                             f"{features!r}") from exc
+        if arr.ndim != 1 or arr.shape[0] != len(names):
+            got = arr.shape[0] if arr.ndim == 1 else f"an array of shape {arr.shape}"
+            raise ValueError(f"expected {len(names)} features ({', '.join(names)}) but got {got}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"expected finite features ({', '.join(names)}) but got {arr.tolist()}")
+        return arr
+
+
+def _draw_distinct(ids: np.ndarray, taken: set[int], k: int, rng: np.random.Generator) -> list[int]:
+    """Up to ``k`` distinct ids from ``ids`` not in ``taken``, uniformly without replacement.
+
+    Candidates are de-duplicated in order of first appearance (deterministic); ``taken`` is
+    updated with the ids drawn. Consumes one ``rng.choice`` when there is anything to draw.
+    """
+    if k <= 0 or len(ids) == 0:
+        return []
+    _, first = np.unique(ids, return_index=True)
+    pool = ids[np.sort(first)]
+    if taken:
+        pool = pool[~np.isin(pool, np.fromiter(taken, dtype=np.int64, count=len(taken)))]
+    if len(pool) == 0:
+        return []
+    picks = pool[rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
+    drawn = [int(p) for p in picks]
+    taken.update(drawn)
+    return drawn
+
+
+def _check_id(program_id) -> int:
+    if isinstance(program_id, bool) or not isinstance(program_id, numbers.Integral) \
+            or not -_MAX_ID < program_id < _MAX_ID:
+        raise ValueError(f"expected program_id to be an int with abs(id) < 2**53 but got {program_id!r}")
+    return int(program_id)
+
+
+def _check_fitness(fitness) -> float:
+    if isinstance(fitness, bool) or not isinstance(fitness, numbers.Real) or not math.isfinite(fitness):
+        raise ValueError(f"expected a finite float fitness but got {fitness!r}")
+    return float(fitness)
+
+
+def _validate(descriptors: tuple[DescriptorSpec, ...], config: ArchiveConfig) -> None:
+    if not descriptors:
+        raise ValueError("expected at least one descriptor but got none")
+    names = [d.name for d in descriptors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected unique descriptor names but got {names}")
+    for d in descriptors:
+        if not isinstance(d, DescriptorSpec):
+            raise ValueError(f"expected DescriptorSpec descriptors but got {d!r}")
+        if not (math.isfinite(d.low) and math.isfinite(d.high) and d.low < d.high):
+            raise ValueError(f"expected descriptor {d.name!r} to have finite low < high but got "
+                             f"[{d.low}, {d.high}]")
+        if config.kind == "grid" and (isinstance(d.bins, bool) or not isinstance(d.bins, numbers.Integral)
+                                      or d.bins < 1):
+            raise ValueError(f"expected descriptor {d.name!r} to have bins >= 1 but got {d.bins!r}")
+    if config.kind not in _KINDS:
+        raise ValueError(f"expected kind 'grid' or 'cvt' but got {config.kind!r}")
+    for name in ("islands", "cvt_cells"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"expected {name} to be a positive int but got {value!r}")
+    for name in ("migration_interval", "num_inspirations"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"expected {name} to be a non-negative int but got {value!r}")
+    if not math.isfinite(config.qd_offset):
+        raise ValueError(f"expected a finite qd_offset but got {config.qd_offset!r}")
+    if not 0.0 <= config.exploit_ratio <= 1.0:
+        raise ValueError(f"expected exploit_ratio in [0, 1] but got {config.exploit_ratio!r}")
+    if not 0.0 < config.top_fraction <= 1.0:
+        raise ValueError(f"expected top_fraction in (0, 1] but got {config.top_fraction!r}")

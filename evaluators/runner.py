@@ -1,0 +1,141 @@
+"""What runs INSIDE the isolated child: load a task's evaluator and score one candidate.
+
+This module is pre-imported by the fork server, so it stays small and imports only the standard
+library and `evaluators.types`. It never decides *how* the child is isolated (that is
+`sandbox.forkserver`); it only turns "evaluator + candidate text" into an `EvaluationResult`,
+converting every way the evaluator or the candidate can fail into data.
+
+Cascade convention (DESIGN.md §3): when ``job.cascade_thresholds`` is non-empty and the evaluator
+defines ``evaluate_stage1``, ``evaluate_stage2``, ... (contiguous from 1), stage ``k`` runs and its
+result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` and its score is below
+``thresholds[k-1]``, evaluation stops there with ``stage = k``. Stages beyond the thresholds are
+gated only by being ``ok``; thresholds beyond the defined stages are ignored. After every stage
+passes, ``evaluate`` runs as the final stage, ``stage = (number of stages) + 1``. Without a cascade
+(no thresholds, or no stage functions) only ``evaluate`` runs and ``stage`` is ``None``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from evaluators.types import EvaluationResult, Status, TaskError
+
+__all__ = ["run_job", "load_evaluator", "stage_functions"]
+
+_TRACEBACK_TAIL_CHARS = 4000
+_module_counter = itertools.count()  # unique module names without randomness
+
+
+def load_evaluator(path: str | os.PathLike[str]) -> ModuleType:
+    """Import ``path`` as a fresh module under a unique name (never a cached earlier copy).
+
+    The evaluator's folder goes first on ``sys.path`` so it can import helpers that sit beside it.
+    Raises whatever the evaluator's top-level code raises; `run_job` turns that into data.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise TaskError(f"evaluator file {path} does not exist")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = f"_evoforge_evaluator_{os.getpid()}_{next(_module_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TaskError(f"cannot import evaluator file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses/pickle inside the evaluator look themselves up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def stage_functions(module: ModuleType) -> list[Callable[[str], Any]]:
+    """``evaluate_stage1``, ``evaluate_stage2``, ... in order, stopping at the first gap."""
+    stages = []
+    for k in itertools.count(1):
+        fn = getattr(module, f"evaluate_stage{k}", None)
+        if not callable(fn):
+            return stages
+        stages.append(fn)
+    return stages  # pragma: no cover - itertools.count never ends
+
+
+def _error_tail(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text[-_TRACEBACK_TAIL_CHARS:]
+
+
+def _failure_from_exception(exc: BaseException, stage: int | None, what: str) -> EvaluationResult:
+    # MemoryError covers numpy's _ArrayMemoryError too; RLIMIT_AS makes an allocation fail this way.
+    status = Status.OOM if isinstance(exc, MemoryError) else Status.ERROR
+    return EvaluationResult.failure(status, f"{what} raised {type(exc).__name__}:\n{_error_tail(exc)}",
+                                    stage=stage)
+
+
+def _call(fn: Callable[[str], Any], program_path: str, stage: int | None, what: str) -> EvaluationResult:
+    try:
+        raw = fn(program_path)
+    except BaseException as exc:  # SystemExit/KeyboardInterrupt from the candidate are data too
+        return _failure_from_exception(exc, stage, what)
+    try:
+        result = EvaluationResult.from_evaluator(raw)
+    except BaseException as exc:  # e.g. a __float__ that raises something exotic
+        return _failure_from_exception(exc, stage, f"validating what {what} returned")
+    return result if stage is None else _with_stage(result, stage)
+
+
+def _with_stage(result: EvaluationResult, stage: int) -> EvaluationResult:
+    data = result.to_dict()
+    data["stage"] = stage
+    return EvaluationResult.from_dict(data)
+
+
+def run_job(job: Any, workdir: str) -> EvaluationResult:
+    """Write the candidate into ``workdir`` and score it with the task's evaluator.
+
+    ``job`` is a `sandbox.job.EvaluationJob` (duck-typed so this module need not import sandbox).
+    Never raises for anything the evaluator or candidate does; ``stdout``/``stderr``/``eval_s``
+    are left for the supervisor, which sees the real streams and the real clock.
+    """
+    program_path = os.path.join(workdir, job.program_name)
+    try:
+        with open(program_path, "w", encoding="utf-8") as fh:
+            fh.write(job.program_text)
+    except BaseException as exc:
+        return _failure_from_exception(exc, None, f"writing {job.program_name}")
+
+    evaluator_path = os.path.join(job.task_dir, job.evaluator_file)
+    try:
+        module = load_evaluator(evaluator_path)
+    except BaseException as exc:
+        return _failure_from_exception(exc, None, f"importing evaluator {evaluator_path}")
+
+    evaluate = getattr(module, "evaluate", None)
+    if not callable(evaluate):
+        return EvaluationResult.failure(
+            Status.ERROR, f"evaluator {evaluator_path} defines no evaluate(program_path) function")
+
+    stages = stage_functions(module) if job.cascade_thresholds else []
+    thresholds = tuple(job.cascade_thresholds)
+    for k, stage_fn in enumerate(stages, start=1):
+        result = _call(stage_fn, program_path, k, f"evaluate_stage{k}")
+        if not result.ok:
+            return result
+        if k <= len(thresholds) and result.score is not None and result.score < thresholds[k - 1]:
+            artifacts = dict(result.artifacts)
+            artifacts.setdefault(
+                "cascade", f"stopped at stage {k}: score {result.score:g} < threshold {thresholds[k - 1]:g}")
+            data = result.to_dict()
+            data["artifacts"] = artifacts
+            return EvaluationResult.from_dict(data)
+    return _call(evaluate, program_path, len(stages) + 1 if stages else None, "evaluate")

@@ -1,0 +1,688 @@
+"""Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m sandbox.forkserver``).
+
+Started by `sandbox.process.ProcessSandbox` with an allow-listed environment. Paying the interpreter
+start and ``import numpy`` once here makes an evaluation cost a ``fork`` (milliseconds).
+
+Process tree, per request::
+
+    server  (subreaper; single-threaded poll loop over stdin + one pipe per supervisor)
+    └── S   supervisor (subreaper): drains W's output, enforces the wall clock, kills every descendant
+        └── W   worker, own session/process group: rlimits, new network namespace, user nobody when
+                root; runs `evaluators.runner.run_job` and sends the result as JSON over a pipe
+
+Why a supervisor per job rather than the server watching W directly: S is a subreaper, so a
+double-forked daemon W leaves behind reparents to S, where S can find and kill it; and if
+anything in S goes wrong only that job is lost, never the server loop.
+
+Wire protocol on stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JSON. Request
+``{"id", "job": EvaluationJob.to_dict()}``; response ``{"id", "result": EvaluationResult.to_dict()}``
+or, when the machinery (not the candidate) failed, ``{"id", "error": "..."}``. The server's first
+frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "python"}``.
+
+Privileges: as root, W drops to ``nobody`` (uid/gid 65534) and RLIMIT_NPROC applies -- but only if
+``nobody`` can read this interpreter's import paths (a probe at startup checks; a Python under a
+0700 ``/root`` would make every lazy import fail), otherwise W stays root and the hello says
+``drop_uid: null``. As non-root, W keeps the caller's uid and RLIMIT_NPROC is not set (it counts
+every process of the user, not just this job's). A task folder ``nobody`` cannot read is copied
+into the job's workdir first.
+
+Outcome mapping (S): the result W sent wins; otherwise wall clock passed -> ``timeout``; killed by
+SIGXCPU, or by SIGKILL after using its CPU seconds -> ``timeout``; MemoryError (RLIMIT_AS) ->
+``oom`` (also when W died with an out-of-memory message in its stderr); any other death or an exit
+without a result -> ``error`` naming the exit code or signal, with the stderr tail. A non-root W
+enters the network namespace through a user namespace mapping its own uid; both are best effort.
+
+The per-job temporary workdir is made by the server just before forking S (not by S), so the
+server can still delete it if S is killed; S normally deletes it itself.
+
+No threads here, ever: forking a threaded process can deadlock the child on a lock some other
+thread held (and OPENBLAS_NUM_THREADS=1 from the environment keeps numpy from starting any).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import json
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import stat
+import struct
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any
+
+from evaluators.runner import run_job
+from evaluators.types import EvaluationResult, Status
+from sandbox.job import EvaluationJob
+
+__all__ = ["encode_frame", "FrameReader", "children_of", "kill_descendants", "serve", "main",
+           "MAX_RESULT_BYTES", "NOBODY_UID"]
+
+FRAME_HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 256 * 1024 * 1024    # a request/response bigger than this is a protocol error
+MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
+NOBODY_UID = 65534
+PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+READ_CHUNK_BYTES = 1 << 16
+DRAIN_AFTER_EXIT_S = 2.0               # reading what is left in the pipes once everyone is dead
+STDERR_IN_ERROR_CHARS = 2000           # stderr tail copied into a failure's "error" artifact
+OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+# --------------------------------------------------------------------------- frames
+
+def encode_frame(obj: Any) -> bytes:
+    body = json.dumps(obj).encode("utf-8")
+    return FRAME_HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Incremental decoder: feed bytes as they arrive, get whole frames back."""
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= FRAME_HEADER.size:
+            (size,) = FRAME_HEADER.unpack_from(self._buf)
+            if size > self._max:
+                raise ValueError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
+            end = FRAME_HEADER.size + size
+            if len(self._buf) < end:
+                break
+            frames.append(json.loads(bytes(self._buf[FRAME_HEADER.size:end]).decode("utf-8")))
+            del self._buf[:end]
+        return frames
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# --------------------------------------------------------------------------- process utilities
+
+def set_subreaper() -> bool:
+    """Make orphaned descendants reparent to us (not init), so we can find and kill them."""
+    return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (zombies included), from /proc."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids.extend(int(p) for p in fh.read().split())
+        return kids
+    except (FileNotFoundError, PermissionError):
+        pass  # kernel without CONFIG_PROC_CHILDREN: scan every process's parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_descendants(keep: frozenset[int] = frozenset(), max_rounds: int = 1000) -> None:
+    """SIGKILL and reap our children until none are left (except ``keep``).
+
+    Repeated because killing a child reparents *its* children to us (we are a subreaper), and a
+    child may have forked between our scan and our kill.
+    """
+    me = os.getpid()
+    for _ in range(max_rounds):
+        kids = [p for p in children_of(me) if p not in keep]
+        if not kids:
+            return
+        for pid in kids:
+            _kill(pid)
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the fd of the listdir itself, already gone
+
+
+def _redirect_std_to_devnull() -> None:
+    """Stop holding the server's stdin/stdout, so the client sees EOF when the server dies."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def _rmtree(path: str) -> None:
+    """Remove a workdir even if the candidate chmod-ed parts of it to 000 (matters when not root).
+
+    Only directories inside ``path`` are touched, never through a symlink (a candidate could
+    plant one pointing anywhere), and a missing ``path`` is a no-op.
+    """
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            sub = os.path.join(root, name)
+            if not os.path.islink(sub):
+                try:
+                    os.chmod(sub, 0o700)
+                except OSError:
+                    pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- policy
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-server decisions, made once at startup."""
+
+    drop_uid: int | None   # uid W switches to, or None to keep the current one
+
+
+def _nobody_can_import() -> bool:
+    """Fork a probe that becomes nobody and checks it can read every import path."""
+    paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY_UID)
+            os.setuid(NOBODY_UID)
+            ok = all(os.access(p, os.R_OK | os.X_OK) for p in paths)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def make_policy() -> Policy:
+    if os.geteuid() == 0 and _nobody_can_import():
+        return Policy(drop_uid=NOBODY_UID)
+    return Policy(drop_uid=None)
+
+
+# --------------------------------------------------------------------------- worker (W)
+
+def _setrlimit(which: int, value: int, hard: int | None = None) -> None:
+    hard = value if hard is None else hard
+    _, cur_hard = resource.getrlimit(which)
+    if cur_hard != resource.RLIM_INFINITY:
+        value, hard = min(value, cur_hard), min(hard, cur_hard)
+    try:
+        resource.setrlimit(which, (value, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def cpu_limit_s(job: EvaluationJob) -> int:
+    """RLIMIT_CPU soft limit: ``cpu_s`` or a little above the wall clock, so the wall clock rules."""
+    return int(math.ceil(job.cpu_s)) if job.cpu_s else int(math.ceil(job.timeout_s)) + 1
+
+
+def _apply_rlimits(job: EvaluationJob) -> None:
+    mib = 1024 * 1024
+    _setrlimit(resource.RLIMIT_AS, int(job.memory_mb) * mib)
+    cpu = cpu_limit_s(job)
+    _setrlimit(resource.RLIMIT_CPU, cpu, cpu + 1)  # soft -> SIGXCPU, hard -> SIGKILL
+    _setrlimit(resource.RLIMIT_FSIZE, int(job.max_file_mb) * mib)
+    _setrlimit(resource.RLIMIT_NOFILE, int(job.max_open_files))
+    _setrlimit(resource.RLIMIT_CORE, 0)
+
+
+def _enter_network_namespace() -> None:
+    """No network for the candidate. Root can unshare directly; a normal user needs a user
+    namespace too (mapping its own uid to itself). Best effort: some kernels/containers refuse."""
+    if _libc.unshare(CLONE_NEWNET) == 0:
+        return
+    if os.geteuid() == 0:
+        return
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        return
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as fh:
+                fh.write(text)
+        except OSError:
+            pass
+
+
+def _others_can_read(path: str) -> bool:
+    """Static check: every ancestor searchable by 'other', ``path`` itself readable."""
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+        if not st.st_mode & stat.S_IROTH or (stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH):
+            return False
+        parent = os.path.dirname(path)
+        while True:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+    except OSError:
+        return False
+
+
+def _chown_tree(path: str, uid: int) -> None:
+    os.chown(path, uid, uid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, uid)
+
+
+def _drop_privileges(job: EvaluationJob, workdir: str, uid: int) -> EvaluationJob:
+    evaluator = os.path.join(job.task_dir, job.evaluator_file)
+    if not (_others_can_read(job.task_dir) and _others_can_read(evaluator)):
+        # nobody could not import the evaluator from there: give it a private copy
+        copy = os.path.join(workdir, ".evoforge_task")
+        shutil.copytree(job.task_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        job = replace(job, task_dir=copy)
+    _chown_tree(workdir, uid)
+    _setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise RuntimeError(f"could not drop privileges to uid {uid}")
+    return job
+
+
+def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, err_w: int, res_w: int) -> None:
+    """Body of W; never returns (os._exit)."""
+    os.setsid()  # own session and process group: one killpg reaches everything it started
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(res_w, 3, inheritable=False)  # not passed to anything the candidate execs
+    _close_fds_except({0, 1, 2, 3})
+    faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; W need not
+    try:
+        os.chdir(workdir)
+        os.environ["HOME"] = workdir
+        os.environ["TMPDIR"] = workdir  # stray temp files die with the workdir
+        tempfile.tempdir = workdir
+        _apply_rlimits(job)
+        _enter_network_namespace()
+        if policy.drop_uid is not None:
+            job = _drop_privileges(job, workdir, policy.drop_uid)
+        result = run_job(job, workdir)
+    except BaseException as exc:  # the isolation set-up itself failed: report it as data from here
+        result = EvaluationResult.failure(
+            Status.ERROR, f"sandbox worker set-up failed: {type(exc).__name__}: {exc}")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    try:
+        payload = json.dumps(result.to_dict()).encode("utf-8")
+    except BaseException as exc:
+        payload = json.dumps(EvaluationResult.failure(
+            Status.ERROR, f"result is not serialisable: {exc}").to_dict()).encode("utf-8")
+    try:
+        _write_all(3, payload)
+    except BaseException:
+        os._exit(75)
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------- supervisor (S)
+
+class TailBuffer:
+    """Keeps the last ``cap_bytes`` of a stream and counts what it dropped (bounded memory)."""
+
+    def __init__(self, cap_bytes: int) -> None:
+        self.cap = max(0, int(cap_bytes))
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        excess = len(self.buf) - self.cap
+        if excess > 0:
+            del self.buf[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        """Decoded tail, at most ``cap`` characters including the "dropped" note."""
+        if not self.dropped:
+            return self.buf.decode("utf-8", errors="replace")
+        note = f"[... {self.dropped} earlier bytes dropped ...]\n"
+        if len(note) >= self.cap:
+            return note[: self.cap]
+        body = self.buf[len(note):]
+        return note + body.decode("utf-8", errors="replace")
+
+
+def _exit_failure(job: EvaluationJob, status: int, rusage: Any, stderr_text: str) -> EvaluationResult:
+    """Why W ended without a result, as a scored failure."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        cpu_used_s = rusage.ru_utime + rusage.ru_stime if rusage is not None else 0.0
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used_s >= cpu_limit_s(job) - 0.5):
+            return EvaluationResult.failure(
+                Status.TIMEOUT, f"exceeded the CPU-time limit of {cpu_limit_s(job)} s")
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        message = f"program killed by signal {name}"
+    else:
+        message = f"program exited with code {os.WEXITSTATUS(status)} without returning a result"
+    kind = Status.OOM if any(m in stderr_text for m in OOM_MARKERS) else Status.ERROR
+    if stderr_text:
+        message += "\n--- stderr tail ---\n" + stderr_text[-STDERR_IN_ERROR_CHARS:]
+    return EvaluationResult.failure(kind, message)
+
+
+def _parse_result(raw: bytes) -> EvaluationResult | None:
+    try:
+        return EvaluationResult.from_dict(json.loads(raw.decode("utf-8")))
+    except Exception:
+        return None
+
+
+def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> EvaluationResult:
+    """Fork W, drain its pipes, enforce the wall clock, then kill everything it left behind."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in (out_r, err_r, res_r):
+                os.close(fd)
+            _worker_main(job, workdir, policy, out_w, err_w, res_w)
+        finally:
+            os._exit(70)
+    for fd in (out_w, err_w, res_w):
+        os.close(fd)
+
+    streams = {out_r: TailBuffer(job.max_output_bytes), err_r: TailBuffer(job.max_output_bytes)}
+    result_buf = bytearray()
+    result_oversized = False
+    poller = select.poll()
+    open_fds = {out_r, err_r, res_r}
+    for fd in open_fds:
+        poller.register(fd, select.POLLIN)
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+            poller.register(pidfd, select.POLLIN)  # readable when W exits: no busy polling
+        except OSError:
+            pidfd = None
+
+    def pump(timeout_ms: int) -> None:
+        nonlocal result_oversized
+        for fd, _ev in poller.poll(timeout_ms):
+            if fd == pidfd:
+                continue
+            data = os.read(fd, READ_CHUNK_BYTES)
+            if not data:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif fd == res_r:
+                if len(result_buf) + len(data) > MAX_RESULT_BYTES:
+                    result_oversized = True  # keep draining so W never blocks, but keep nothing
+                    result_buf.clear()
+                elif not result_oversized:
+                    result_buf.extend(data)
+            else:
+                streams[fd].add(data)
+
+    deadline = start + float(job.timeout_s)
+    timed_out = False
+    while True:
+        now = time.monotonic()
+        if not timed_out and now >= deadline:
+            timed_out = True
+            _killpg(pid)
+            _kill(pid)
+        wait_s = 0.05 if (timed_out or pidfd is None) else min(deadline - now, 1.0)
+        pump(max(1, int(wait_s * 1000)))
+        # WNOWAIT: W stays a zombie, so its pid -- and thus its process-group id -- cannot be
+        # reused before we killpg it below.
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            break
+    eval_s = time.monotonic() - start
+    if pidfd is not None:
+        poller.unregister(pidfd)
+        os.close(pidfd)
+
+    # W is gone; its group and anything double-forked (reparented to us, the subreaper) go too.
+    _killpg(pid)
+    _, status, rusage = os.wait4(pid, 0)
+    kill_descendants()
+    drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
+    while open_fds and time.monotonic() < drain_until:
+        pump(50)
+    for fd in (out_r, err_r, res_r):
+        os.close(fd)
+
+    stdout_text, stderr_text = streams[out_r].text(), streams[err_r].text()
+    result = None if result_oversized else _parse_result(bytes(result_buf)) if result_buf else None
+    if result_oversized:
+        result = EvaluationResult.failure(
+            Status.ERROR, f"the result was larger than {MAX_RESULT_BYTES // (1024 * 1024)} MiB")
+    elif result is None and timed_out:
+        result = EvaluationResult.failure(
+            Status.TIMEOUT, f"exceeded the wall-clock limit of {job.timeout_s:g} s")
+    elif result is None and result_buf:
+        result = EvaluationResult.failure(
+            Status.ERROR, "the worker's result could not be read (was fd 3 written to by the program?)")
+    elif result is None:
+        result = _exit_failure(job, status, rusage, stderr_text)
+    data = result.to_dict()
+    data.update(stdout=stdout_text, stderr=stderr_text, eval_s=eval_s)
+    return EvaluationResult.from_dict(data)
+
+
+def _supervisor_main(request_id: Any, job_data: dict, workdir: str, policy: Policy, out_fd: int) -> None:
+    """Body of S; never returns (os._exit). Writes exactly one response frame to ``out_fd``."""
+    try:
+        set_subreaper()
+        job = EvaluationJob.from_dict(job_data)
+        result = supervise_job(job, workdir, policy)
+        frame = encode_frame({"id": request_id, "result": result.to_dict()})
+    except BaseException:
+        kill_descendants()
+        frame = encode_frame({"id": request_id, "error": "sandbox supervisor failed:\n"
+                              + traceback.format_exc()[-STDERR_IN_ERROR_CHARS:]})
+    _rmtree(workdir)
+    try:
+        _write_all(out_fd, frame)
+    finally:
+        os._exit(0)
+
+
+# --------------------------------------------------------------------------- server loop
+
+@dataclass
+class _Supervisor:
+    request_id: Any
+    fd: int
+    workdir: str
+    buf: bytearray
+    status: int | None = None
+
+
+class _Server:
+    def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
+        self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
+        self.sups: dict[int, _Supervisor] = {}      # by pid
+        self.by_fd: dict[int, int] = {}              # pipe fd -> supervisor pid
+        self.poller = select.poll()
+        self.poller.register(in_fd, select.POLLIN)
+        self.reader = FrameReader()
+
+    def start(self, request: dict) -> None:
+        rid = request.get("id")
+        # Made here, not in S, so the server can still remove it if S is killed.
+        workdir = tempfile.mkdtemp(prefix="evoforge-")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _redirect_std_to_devnull()
+                _close_fds_except({0, 1, 2, w})
+                _supervisor_main(rid, request.get("job") or {}, workdir, self.policy, w)
+            finally:
+                os._exit(70)
+        os.close(w)
+        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray())
+        self.by_fd[r] = pid
+        self.poller.register(r, select.POLLIN)
+
+    def on_supervisor_readable(self, fd: int) -> None:
+        pid = self.by_fd[fd]
+        sup = self.sups[pid]
+        data = os.read(fd, READ_CHUNK_BYTES)
+        if data:
+            sup.buf += data
+            return
+        self.poller.unregister(fd)
+        os.close(fd)
+        del self.by_fd[fd], self.sups[pid]
+        if sup.status is None:
+            try:
+                _, sup.status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        _rmtree(sup.workdir)  # normally S already did; a killed S did not
+        frames = []
+        try:
+            frames = FrameReader().feed(bytes(sup.buf))
+        except ValueError:
+            pass
+        if frames:
+            response = frames[0]
+        else:
+            response = {"id": sup.request_id,
+                        "error": f"sandbox supervisor ended (wait status {sup.status}) without a response"}
+        _write_all(self.out_fd, encode_frame(response))
+
+    def police(self) -> None:
+        """Reap finished children; kill any child that is not a known supervisor (orphans of a
+        supervisor that died, reparented to us because we are a subreaper)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in self.sups:
+                self.sups[pid].status = status
+        for pid in children_of(os.getpid()):
+            if pid not in self.sups:
+                _kill(pid)
+
+    def loop(self) -> None:
+        while True:
+            for fd, _ev in self.poller.poll(1000):
+                if fd == self.in_fd:
+                    data = os.read(fd, READ_CHUNK_BYTES * 16)
+                    if not data:
+                        return
+                    for request in self.reader.feed(data):
+                        self.start(request)
+                elif fd in self.by_fd:
+                    self.on_supervisor_readable(fd)
+            self.police()
+
+    def shutdown(self) -> None:
+        kill_descendants()
+        for sup in self.sups.values():
+            _rmtree(sup.workdir)
+
+
+def _preimport() -> bool:
+    try:
+        import numpy  # noqa: F401  (the point: children fork with it already loaded)
+        return True
+    except Exception:
+        return False
+
+
+def serve(in_fd: int = 0, out_fd: int = 1) -> None:
+    set_subreaper()
+    has_numpy = _preimport()
+    policy = make_policy()
+    server = _Server(in_fd, out_fd, policy)
+    _write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
+                                     "drop_uid": policy.drop_uid, "python": sys.version}))
+    try:
+        server.loop()
+    except BrokenPipeError:
+        pass  # the client went away
+    finally:
+        server.shutdown()
+
+
+def main() -> None:
+    # SIGINT belongs to the client; it stops us by closing our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve()
+
+
+if __name__ == "__main__":
+    main()
