@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-ITERATIONS ?= 300
+ITERATIONS ?= 2000
 TASK       ?= circle_packing
 
 .PHONY: run test bench venv clean

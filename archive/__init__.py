@@ -1,4 +1,5 @@
-"""The archive: island MAP-Elites over program ids (``archive.islands``)."""
+"""The archive: island MAP-Elites over program ids (``archive.islands``) and the run's SQLite store
+(``archive.store``). Heavy imports (pyribs, pandas, matplotlib) happen lazily where needed."""
 
 from archive.islands import (
     ArchiveConfig,
@@ -8,14 +9,30 @@ from archive.islands import (
     IslandArchives,
     Migration,
     QDStats,
+    validate_archive,
 )
+from archive.store import ArchiveEvent, CandidateRecord, Store
 
 __all__ = [
     "ArchiveConfig",
+    "ArchiveEvent",
+    "CandidateRecord",
     "DescriptorSpec",
     "Elite",
     "Insertion",
     "IslandArchives",
     "Migration",
     "QDStats",
+    "Run",
+    "Store",
+    "validate_archive",
 ]
+
+
+def __getattr__(name: str):
+    # Lazy: the notebook API pulls in pandas, which `import archive` must not.
+    if name in ("Run", "Program"):
+        from archive import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'archive' has no attribute {name!r}")

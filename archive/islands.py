@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "DescriptorSpec",
+    "validate_archive",
     "ArchiveConfig",
     "Insertion",
     "Elite",
@@ -259,7 +260,7 @@ class IslandArchives:
         self._descriptors = tuple(descriptors)
         self._config = config
         self._seed = seed
-        _validate(self._descriptors, config)
+        validate_archive(self._descriptors, config)
         self._names = tuple(d.name for d in self._descriptors)
         dim = len(self._descriptors)
         self._low = np.array([d.low for d in self._descriptors], dtype=np.float64)
@@ -577,7 +578,7 @@ def _check_fitness(fitness) -> float:
     return float(fitness)
 
 
-def _validate(descriptors: tuple[DescriptorSpec, ...], config: ArchiveConfig) -> None:
+def validate_archive(descriptors: tuple[DescriptorSpec, ...], config: ArchiveConfig) -> None:
     if not descriptors:
         raise ValueError("expected at least one descriptor but got none")
     names = [d.name for d in descriptors]

@@ -106,6 +106,8 @@ class Engine:
         self._hashes = self.store.hashes()
         self._feedback: dict[int, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=_FEEDBACK_PER_PARENT))
+        for record in self.store.candidates(where="status != 'ok' AND iteration > 0"):
+            self._remember_failure(record)  # so a resumed run prompts exactly as the original would
         self._stop_requested = False
         self._stop_reason = ""
         self._llm_failures = 0
@@ -216,14 +218,12 @@ class Engine:
 
         edit = apply_reply(parent.code, reply.text)
         if not edit.ok:
-            self._feedback[parent_id].append(f"rejected edit: {edit.reason}")
             self._finish(CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
                                          artifacts={"error": edit.reason}, **common))
             return
         digest = code_hash(edit.code)
         if digest in self._hashes:
             reason = f"duplicate of program #{self._hashes[digest]} (not evaluated again)"
-            self._feedback[parent_id].append(f"rejected edit: {reason}")
             self._finish(CandidateRecord(code=edit.code, code_hash=digest, status=Status.REJECTED,
                                          edit_kind=edit.kind, artifacts={"error": reason}, **common))
             return
@@ -231,9 +231,6 @@ class Engine:
 
         result = await self.executor.evaluate(self._job(edit.code))
         record, fitness, vector = self._record(code=edit.code, result=result, edit_kind=edit.kind, **common)
-        if record.status != Status.OK:
-            detail = (record.artifacts.get("error") or record.stderr or record.status).strip()
-            self._feedback[parent_id].append(f"{record.status}: {detail[-300:]}")
         self._finish(record, fitness=fitness, vector=vector)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -267,25 +264,20 @@ class Engine:
         return record, fitness, vector
 
     def _finish(self, record: CandidateRecord, fitness: float | None = None, vector: list | None = None) -> None:
-        """Store the candidate (and its insertion), then migrate if due."""
+        """Store the candidate with its insertion, and the migration it triggers, in one transaction."""
         islands = [record.island] if record.status == Status.OK and fitness is not None else []
-        self._commit(record, fitness, vector, islands=islands)
-        done = self.snapshot.done
         interval = self.task.archive.migration_interval
-        if self.task.archive.islands > 1 and interval > 0 and done % interval == 0:
-            # Ring migration between islands (FunSearch §Methods; AlphaEvolve §2.4).
-            migrations = self.islands.migrate()
-            self.store.add_events([
-                ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
-                             m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
-                for m in migrations])
+        done_after = self.snapshot.done + 1
+        migrate = self.task.archive.islands > 1 and interval > 0 and done_after % interval == 0
+        self._commit(record, fitness, vector, islands=islands, migrate=migrate)
 
     def _commit(self, record: CandidateRecord, fitness: float | None, vector: list | None,
-                islands) -> None:
-        """Write the row and its archive insertions in one transaction.
+                islands, migrate: bool = False) -> None:
+        """Write the row, its archive insertions and any migration in one transaction.
 
         The id is taken before the write (nothing else writes between: one event-loop thread), so the
-        islands can hold it and the row and its events land together or not at all.
+        islands can hold it and the row and its events land together or not at all — a SIGKILL can
+        never leave a migration half-recorded, which would make a resumed run diverge.
         """
         program_id = self.store.next_program_id()
         events = []
@@ -293,10 +285,25 @@ class Engine:
             insertion = self.islands.add(island, program_id, fitness, vector)
             events.append(ArchiveEvent("insert", program_id, island, insertion.status, insertion.improvement,
                                        insertion.cell, iteration=record.iteration))
+        if migrate:
+            # Ring migration between islands (FunSearch, Romera-Paredes et al. 2023; AlphaEvolve §2.4).
+            events.extend(
+                ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
+                             m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
+                for m in self.islands.migrate())
         self.store.add_candidate(replace(record, id=program_id), events)
         if record.status != Status.REJECTED and record.code_hash:
             self._hashes[record.code_hash] = program_id
+        self._remember_failure(record)
         self._after_candidate(program_id, record)
+
+    def _remember_failure(self, record: CandidateRecord) -> None:
+        """Why an edit of a parent failed goes back to the LLM in that parent's next prompt."""
+        if record.status == Status.OK or record.parent_id is None or record.edit is None:
+            return
+        detail = (record.artifacts.get("error") or record.stderr or record.status).strip()
+        prefix = "rejected edit" if record.status == Status.REJECTED else record.status
+        self._feedback[record.parent_id].append(f"{prefix}: {detail[-300:]}")
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot

@@ -86,6 +86,12 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     path = Path(out) if out else default_run_dir(task.name)
     run_dir = RunDir.create(path, config.to_dict())
     run_dir.store.set_meta("task_name", task.name)
+    # What the notebook API needs to read a run without importing the engine or the task folder.
+    run_dir.store.set_meta("objective", task.objective)
+    run_dir.store.set_meta("descriptors", [
+        {"name": d.name, "low": d.low, "high": d.high, "bins": d.bins} for d in task.descriptors])
+    run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,
+                                       "qd_offset": task.archive.qd_offset})
     run_dir.store.set_meta("state", "running")
     return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.islands import ArchiveConfig, DescriptorSpec
+from archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
 from evaluators.types import ConfigError, TaskError
 from engine.edits import evolve_blocks
 
@@ -168,8 +168,10 @@ def load_task(spec: str | Path) -> Task:
         raise ConfigError(f"{toml}: [archive]: {exc}") from exc
     if archive.kind not in ("grid", "cvt"):
         raise ConfigError(f"{toml}: [archive] kind: expected 'grid' or 'cvt' but got {archive.kind!r}")
-    if not isinstance(archive.islands, int) or archive.islands < 1:
-        raise ConfigError(f"{toml}: [archive] islands: expected a positive integer but got {archive.islands!r}")
+    try:
+        validate_archive(descriptors, archive)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{toml}: [archive]/[[descriptors]]: {exc}") from exc
 
     lim = raw.get("limits", {})
     limits = Limits(

@@ -1,4 +1,9 @@
-"""Anthropic messages client (the ``anthropic`` SDK). SDK errors become `LLMError` here, once."""
+"""Anthropic messages client (the ``anthropic`` SDK). SDK errors become `LLMError` here, once.
+
+The installed SDK (2.x) has no ``temperature`` parameter on ``messages.create`` (passing one is a
+``TypeError`` before any request), so the model's default sampling is used; a ``temperature`` given
+explicitly is sent through ``extra_body`` for servers that still accept it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ __all__ = ["AnthropicClient"]
 
 class AnthropicClient(LLMClient):
     def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
-                 temperature: float = 0.8, max_tokens: int = 4096, timeout_s: float = 120.0,
+                 temperature: float | None = None, max_tokens: int = 4096, timeout_s: float = 120.0,
                  max_retries: int = 3) -> None:
         import anthropic
 
@@ -21,6 +26,8 @@ class AnthropicClient(LLMClient):
         self.name = f"anthropic:{model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
         self._anthropic = anthropic
         self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout_s,
                                                 max_retries=max_retries)
@@ -30,23 +37,47 @@ class AnthropicClient(LLMClient):
         try:
             message = await self._client.messages.create(
                 model=self.model, system=prompt.system, max_tokens=self.max_tokens,
-                temperature=min(self.temperature, 1.0),
                 messages=[{"role": "user", "content": prompt.user}],
+                extra_body=(None if self.temperature is None
+                            else {"temperature": min(max(self.temperature, 0.0), 1.0)}),
             )
         except self._anthropic.APIStatusError as exc:
-            raise LLMError(f"{self.name}: HTTP {exc.status_code}: {exc.message}") from exc
+            raise LLMError(f"{self.name}: HTTP {exc.status_code} from {self._client.base_url}"
+                           f"{_attempts(exc.status_code, self.max_retries)}: {exc.message}") from exc
+        # APITimeoutError subclasses APIConnectionError, so it must be caught first.
+        except self._anthropic.APITimeoutError as exc:
+            raise LLMError(f"{self.name}: the request to {self._client.base_url} timed out after "
+                           f"{self.timeout_s:g} s ({self.max_retries + 1} attempt(s))") from exc
         except self._anthropic.APIConnectionError as exc:
-            raise LLMError(f"{self.name}: cannot reach the API: {exc}") from exc
+            raise LLMError(f"{self.name}: cannot reach {self._client.base_url} "
+                           f"({self.max_retries + 1} attempt(s)): {_cause(exc)}") from exc
         except self._anthropic.AnthropicError as exc:
             raise LLMError(f"{self.name}: {exc}") from exc
-        text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
-        if not text:
-            raise LLMError(f"{self.name}: the reply holds no text")
+        blocks = message.content or []
+        text = "".join(getattr(block, "text", "") or "" for block in blocks
+                       if getattr(block, "type", "") == "text")
+        if not text.strip():
+            raise LLMError(f"{self.name}: the reply holds no text (stop_reason={message.stop_reason!r}, "
+                           f"{len(blocks)} content block(s))")
         usage = message.usage
-        return Reply(text=text, model=self.name, prompt_tokens=usage.input_tokens,
-                     completion_tokens=usage.output_tokens,
-                     cost_usd=cost_usd(self.model, usage.input_tokens, usage.output_tokens),
+        prompt_tokens = (usage.input_tokens or 0) if usage else 0
+        completion_tokens = (usage.output_tokens or 0) if usage else 0
+        return Reply(text=text, model=self.name, prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens,
+                     cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens),
                      latency_s=time.perf_counter() - started)
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _attempts(status: int, max_retries: int) -> str:
+    """The SDK retries 408, 409, 429 and 5xx (unless the server says not to); others fail at once."""
+    retried = status in (408, 409, 429) or status >= 500
+    return f" after up to {max_retries + 1} attempts" if retried and max_retries else ""
+
+
+def _cause(exc: BaseException) -> str:
+    """The SDK's "Connection error." says little; the transport error underneath names the cause."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else str(exc)

@@ -26,6 +26,8 @@ class OpenAIChatClient(LLMClient):
         self.name = f"{provider}:{model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
         self._openai = openai
         self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url,
                                           timeout=timeout_s, max_retries=max_retries)
@@ -42,18 +44,27 @@ class OpenAIChatClient(LLMClient):
                 seed=prompt.seed % (2**31),
             )
         except self._openai.APIStatusError as exc:
-            raise LLMError(f"{self.name}: HTTP {exc.status_code}: {exc.message}") from exc
+            raise LLMError(f"{self.name}: HTTP {exc.status_code} from {self._client.base_url}"
+                           f"{_attempts(exc.status_code, self.max_retries)}: {exc.message}") from exc
+        # APITimeoutError subclasses APIConnectionError, so it must be caught first.
+        except self._openai.APITimeoutError as exc:
+            raise LLMError(f"{self.name}: the request to {self._client.base_url} timed out after "
+                           f"{self.timeout_s:g} s ({self.max_retries + 1} attempt(s))") from exc
         except self._openai.APIConnectionError as exc:
-            raise LLMError(f"{self.name}: cannot reach {self._client.base_url}: {exc}") from exc
+            raise LLMError(f"{self.name}: cannot reach {self._client.base_url} "
+                           f"({self.max_retries + 1} attempt(s)): {_cause(exc)}") from exc
         except self._openai.OpenAIError as exc:
             raise LLMError(f"{self.name}: {exc}") from exc
-        if not response.choices or response.choices[0].message.content is None:
-            raise LLMError(f"{self.name}: the reply holds no message content")
+        choices = response.choices or []
+        content = choices[0].message.content if choices and choices[0].message else None
+        if not content or not content.strip():
+            reason = "no choices" if not choices else f"empty message content (finish_reason={choices[0].finish_reason!r})"
+            raise LLMError(f"{self.name}: the reply holds {reason}")
         usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
+        prompt_tokens = (usage.prompt_tokens or 0) if usage else 0
+        completion_tokens = (usage.completion_tokens or 0) if usage else 0
         return Reply(
-            text=response.choices[0].message.content,
+            text=content,
             model=self.name,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -63,3 +74,15 @@ class OpenAIChatClient(LLMClient):
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _attempts(status: int, max_retries: int) -> str:
+    """The SDK retries 408, 409, 429 and 5xx (unless the server says not to); others fail at once."""
+    retried = status in (408, 409, 429) or status >= 500
+    return f" after up to {max_retries + 1} attempts" if retried and max_retries else ""
+
+
+def _cause(exc: BaseException) -> str:
+    """The SDK's "Connection error." says little; the transport error underneath names the cause."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else str(exc)

@@ -184,3 +184,37 @@ def test_resume_after_sigkill_loses_nothing_and_matches_an_uninterrupted_run(tmp
     with Store.open(tmp_path / "whole" / "run.db", readonly=True) as store:
         b = rebuild_islands(load_task(config.task), store, config.seed)
     assert a.elites() == b.elites()
+
+
+def test_cost_budget_stops_the_run_cleanly(tmp_path, fake_openai):
+    task = write_tiny_task(tmp_path / "tiny", islands=1)
+    server = fake_openai(lambda body: "x" * 4000)  # priced model, no usable edit: each call costs money
+    config = offline_config(task, iterations=50, llm=(f"openai-compatible:gpt-4o@{server.base_url}",),
+                            max_cost_usd=0.02)
+    outcome = start_run(config, out=tmp_path / "run")
+    assert outcome.snapshot.stop_reason.startswith("cost budget reached")
+    assert 1 <= outcome.snapshot.done < 50
+    with Store.open(tmp_path / "run" / "run.db", readonly=True) as store:
+        spent = store.totals()["cost_usd"]
+        assert spent >= 0.02 and store.count("iteration > 0") == outcome.snapshot.done == len(server.requests)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    task = write_tiny_task(tmp_path / "tiny")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--iterations", "100000",
+                             "--out", str(run_dir), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run_dir / "run.db", 10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped: interrupted (Ctrl-C)" in out
+    with Store.open(run_dir / "run.db", readonly=True) as store:
+        n = store.count("iteration > 0")
+        assert store.get_meta("state") == "stopped" and store.integrity_ok()
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "resume", str(run_dir), "--iterations", "5",
+                           "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert len(rows(run_dir)) == n + 6

@@ -31,6 +31,7 @@ def test_a_folder_without_task_toml_gets_defaults(tmp_path):
     ('[[descriptors]]\nname = "x"\nrange = [0.0, 1.0]\nbins = 0\n', "positive integer"),
     ('[archive]\nkind = "hex"\n', "expected 'grid' or 'cvt'"),
     ('[limits]\nmemory_mb = "lots"\n', "memory_mb"),
+    ('[archive]\nexploit_ratio = 2.0\n', "exploit_ratio in [0, 1]"),
     ('name = \n', "not valid TOML"),
 ])
 def test_bad_task_toml_is_a_config_error_naming_file_and_key(tmp_path, toml, fragment):
