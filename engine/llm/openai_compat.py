@@ -12,6 +12,7 @@ import time
 from evaluators.types import LLMError
 from engine.llm.base import LLMClient, Prompt, Reply
 from engine.llm.prices import cost_usd
+from engine.llm.sdk_errors import translated_sdk_errors
 
 __all__ = ["OpenAIChatClient"]
 
@@ -34,7 +35,9 @@ class OpenAIChatClient(LLMClient):
 
     async def generate(self, prompt: Prompt) -> Reply:
         started = time.perf_counter()
-        try:
+        with translated_sdk_errors(self._openai, self._openai.OpenAIError, name=self.name,
+                                   base_url=self._client.base_url, timeout_s=self.timeout_s,
+                                   max_retries=self.max_retries):
             response = await self._client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": prompt.system},
@@ -43,18 +46,6 @@ class OpenAIChatClient(LLMClient):
                 max_tokens=self.max_tokens,
                 seed=prompt.seed % (2**31),
             )
-        except self._openai.APIStatusError as exc:
-            raise LLMError(f"{self.name}: HTTP {exc.status_code} from {self._client.base_url}"
-                           f"{_attempts(exc.status_code, self.max_retries)}: {exc.message}") from exc
-        # APITimeoutError subclasses APIConnectionError, so it must be caught first.
-        except self._openai.APITimeoutError as exc:
-            raise LLMError(f"{self.name}: the request to {self._client.base_url} timed out after "
-                           f"{self.timeout_s:g} s ({self.max_retries + 1} attempt(s))") from exc
-        except self._openai.APIConnectionError as exc:
-            raise LLMError(f"{self.name}: cannot reach {self._client.base_url} "
-                           f"({self.max_retries + 1} attempt(s)): {_cause(exc)}") from exc
-        except self._openai.OpenAIError as exc:
-            raise LLMError(f"{self.name}: {exc}") from exc
         choices = response.choices or []
         content = choices[0].message.content if choices and choices[0].message else None
         if not content or not content.strip():
@@ -74,15 +65,3 @@ class OpenAIChatClient(LLMClient):
 
     async def close(self) -> None:
         await self._client.close()
-
-
-def _attempts(status: int, max_retries: int) -> str:
-    """The SDK retries 408, 409, 429 and 5xx (unless the server says not to); others fail at once."""
-    retried = status in (408, 409, 429) or status >= 500
-    return f" after up to {max_retries + 1} attempts" if retried and max_retries else ""
-
-
-def _cause(exc: BaseException) -> str:
-    """The SDK's "Connection error." says little; the transport error underneath names the cause."""
-    cause = exc.__cause__ or exc.__context__
-    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else str(exc)
