@@ -77,7 +77,10 @@ def _error_tail(exc: BaseException) -> str:
 
 def _failure_from_exception(exc: BaseException, stage: int | None, what: str) -> EvaluationResult:
     # MemoryError covers numpy's _ArrayMemoryError too; RLIMIT_AS makes an allocation fail this way.
-    status = Status.OOM if isinstance(exc, MemoryError) else Status.ERROR
+    from evaluators.candidate import CandidateInvalid, CandidateTimeout  # lazily: it imports numpy
+
+    status = (Status.OOM if isinstance(exc, MemoryError) else Status.TIMEOUT if isinstance(exc, CandidateTimeout)
+              else Status.INVALID if isinstance(exc, CandidateInvalid) else Status.ERROR)
     return EvaluationResult.failure(status, f"{what} raised {type(exc).__name__}:\n{_error_tail(exc)}",
                                     stage=stage)
 
