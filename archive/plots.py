@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["bin_index", "heatmap", "progress"]
+__all__ = ["bin_index", "heatmap", "grid_heatmap", "cvt_heatmap", "progress", "spend", "statuses"]
 
 
 def _axes(ax: Any) -> Any:
@@ -66,6 +66,96 @@ def heatmap(elites: Any, *, x: str, y: str | None, x_range: tuple[float, float, 
     if y is None:
         ax.set_yticks([])
     ax.set_title(title or f"elites' {value}")
+    return ax
+
+
+def _best_per_cell(elites: Any, value: str) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, values): per archive cell, ``value`` of the elite with the highest fitness."""
+    if not len(elites):
+        return np.empty(0, dtype=int), np.empty(0)
+    top = elites.sort_values(["fitness", "id"], ascending=[False, True]).drop_duplicates("cell")
+    return top["cell"].to_numpy(dtype=int), top[value].to_numpy(dtype=float)
+
+
+def _pyribs_frame(cells: np.ndarray, values: np.ndarray) -> Any:
+    from ribs.archives import ArchiveDataFrame
+
+    return ArchiveDataFrame({"index": cells.astype(np.int64), "objective": values.astype(np.float64)})
+
+
+def _finish(ax: Any, labels: Sequence[str], transpose: bool, title: str) -> Any:
+    x, y = (labels[1], labels[0]) if transpose else (labels[0], labels[-1] if len(labels) > 1 else "")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    return ax
+
+
+def grid_heatmap(elites: Any, *, dims: Sequence[int], ranges: Sequence[tuple[float, float]], labels: Sequence[str],
+                 value: str = "score", transpose: bool = False, ax: Any = None, title: str | None = None,
+                 cmap: str = "viridis") -> Any:
+    """The run's grid archive (one or two descriptors) through pyribs' ``grid_archive_heatmap``.
+
+    ``elites`` carries the pyribs ``cell`` index of each elite (as stored by the engine, whose
+    archives are pyribs ``GridArchive`` with these ``dims`` and ``ranges``); per cell the elite of
+    highest fitness across islands is shown. ``transpose`` puts the second descriptor on x.
+    """
+    from ribs.archives import GridArchive
+    from ribs.visualize import grid_archive_heatmap
+
+    ax = _axes(ax)
+    archive = GridArchive(solution_dim=1, dims=list(dims), ranges=list(ranges))
+    cells, values = _best_per_cell(elites, value)
+    grid_archive_heatmap(archive, ax=ax, df=_pyribs_frame(cells, values), transpose_measures=transpose,
+                         cmap=cmap, cbar_kwargs={"label": value})
+    return _finish(ax, labels, transpose, title or f"elites' {value}")
+
+
+def cvt_heatmap(elites: Any, *, centroids: Any, ranges: Sequence[tuple[float, float]], labels: Sequence[str],
+                value: str = "score", transpose: bool = False, ax: Any = None, title: str | None = None,
+                cmap: str = "viridis") -> Any:
+    """A 2-D CVT archive through pyribs' ``cvt_archive_heatmap`` (Voronoi cells of the stored centroids)."""
+    from ribs.archives import CVTArchive
+    from ribs.visualize import cvt_archive_heatmap
+
+    ax = _axes(ax)
+    archive = CVTArchive(solution_dim=1, centroids=np.asarray(centroids, dtype=float), ranges=list(ranges))
+    cells, values = _best_per_cell(elites, value)
+    cvt_archive_heatmap(archive, ax=ax, df=_pyribs_frame(cells, values), transpose_measures=transpose,
+                        cmap=cmap, cbar_kwargs={"label": value})
+    return _finish(ax, labels, transpose, title or f"elites' {value}")
+
+
+def spend(frame: Any, *, ax: Any = None, title: str | None = None) -> Any:
+    """Cumulative LLM cost in dollars (left axis) and tokens (right axis) against LLM calls
+    (``frame`` is :meth:`archive.run.Run.spend`)."""
+    ax = _axes(ax)
+    x = np.arange(1, len(frame) + 1)
+    (cost_line,) = ax.plot(x, frame["cum_cost_usd"].to_numpy(dtype=float), color="tab:green", label="cost (USD)")
+    ax.set_xlabel("LLM calls")
+    ax.set_ylabel("cumulative cost (USD)", color="tab:green")
+    twin = ax.twinx()
+    (token_line,) = twin.plot(x, frame["cum_tokens"].to_numpy(dtype=float), color="tab:purple", linestyle="--",
+                              label="tokens")
+    twin.set_ylabel("cumulative tokens", color="tab:purple")
+    ax.legend(handles=[cost_line, token_line], loc="upper left")
+    ax.set_title(title or "LLM spend")
+    return ax
+
+
+_STATUS_ORDER = ("ok", "invalid", "error", "timeout", "oom", "rejected")
+
+
+def statuses(counts: dict, *, ax: Any = None, title: str | None = None) -> Any:
+    """A bar per candidate status (``ok`` first, then the failures), labelled with its count."""
+    ax = _axes(ax)
+    names = [s for s in _STATUS_ORDER if s in counts] + sorted(set(counts) - set(_STATUS_ORDER))
+    heights = [int(counts[s]) for s in names]
+    colors = ["tab:green" if s == "ok" else "tab:red" for s in names]
+    bars = ax.bar(names, heights, color=colors)
+    ax.bar_label(bars)
+    ax.set_ylabel("candidates")
+    ax.set_title(title or "candidates by status")
     return ax
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 from archive.store import Store
 from evaluators.types import StoreError
 
-__all__ = ["Run", "Program", "PROGRAM_COLUMNS"]
+__all__ = ["Run", "Program", "PROGRAM_COLUMNS", "PROGRESS_COLUMNS", "SPEND_COLUMNS", "FAILURE_COLUMNS"]
 
 #: The stable columns of :meth:`Run.programs`, in order; then ``feature_<name>`` per feature,
 #: ``metric_<name>`` per metric (sorted), and ``code`` when asked for.
@@ -48,6 +48,18 @@ PROGRAM_COLUMNS = (
     "prompt_tokens", "completion_tokens", "cost_usd", "created_at", "finished_at", "code_length",
 )
 _INT_COLUMNS = ("parent_id", "island")
+#: The columns of :meth:`Run.progress_frame`, in order.
+PROGRESS_COLUMNS = (
+    "evaluation", "id", "iteration", "status", "elapsed_s", "best_score", "qd_score", "coverage_cells", "coverage",
+    "cum_tokens", "cum_cost_usd", "cum_failures",
+)
+#: The columns of :meth:`Run.spend`, in order.
+SPEND_COLUMNS = (
+    "id", "created_at", "elapsed_s", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
+    "cost_usd", "latency_s", "error", "cum_prompt_tokens", "cum_completion_tokens", "cum_tokens", "cum_cost_usd",
+)
+#: The columns of :meth:`Run.failures`, in order.
+FAILURE_COLUMNS = ("status", "count", "example_id", "example_error")
 
 
 @dataclass(frozen=True)
@@ -265,14 +277,38 @@ class Run:
                 out[row["id"]] = (row["score"], row["fitness"], _json(row["features"]))
         return out
 
+    @property
+    def cells(self) -> int | None:
+        """Cells of one island's archive: ``prod(bins)`` for a grid, the number of CVT centroids for
+        a CVT archive; None when the store does not say (then ``coverage`` is NaN)."""
+        kind = (self.meta("archive") or {}).get("kind", "grid")
+        if kind == "cvt":
+            centroids = self.meta("cvt_centroids")
+            return len(centroids) if centroids else None
+        bins = [d.get("bins") for d in self.meta("descriptors") or []]
+        if not bins or not all(bins):
+            return None
+        total = 1
+        for b in bins:
+            total *= int(b)
+        return total
+
     def progress_frame(self) -> pd.DataFrame:
-        """One row per stored candidate, in id order (the order they finished; rejected proposals
-        included): ``evaluation`` (1-based), ``id``, ``iteration``, ``best_score`` (score of the best
-        ok program so far), ``qd_score`` (sum over the occupied cells, across islands, of the best
-        fitness plus ``qd_offset``), ``coverage_cells`` (occupied cells across islands) and
-        ``cost_usd`` (cumulative LLM cost recorded on the candidates)."""
-        rows = self._conn.execute("SELECT id, iteration, status, score, fitness, cost_usd FROM programs"
-                                  " ORDER BY id").fetchall()
+        """QD statistics and spend over time: one row per stored candidate, in id order (the order
+        they finished; rejected proposals included). Columns (see docs/notebook_api.md):
+
+        * ``evaluation`` -- 1-based row number; ``id``, ``iteration``, ``status`` of the candidate;
+        * ``elapsed_s`` -- seconds from the run's creation to the candidate's ``finished_at``;
+        * ``best_score`` -- score of the best ok program so far (by fitness);
+        * ``qd_score`` -- sum over the occupied cells, across islands, of the best fitness plus
+          the task's ``qd_offset`` (Pugh et al. 2016's QD-score, offset so every elite counts > 0);
+        * ``coverage_cells`` -- occupied cells across islands; ``coverage`` -- that over
+          :attr:`cells` (NaN when unknown);
+        * ``cum_tokens``, ``cum_cost_usd`` -- LLM tokens and dollars recorded on the candidates so far;
+        * ``cum_failures`` -- candidates so far whose status is not ``ok``.
+        """
+        rows = self._conn.execute("SELECT id, iteration, status, score, fitness, prompt_tokens, completion_tokens,"
+                                  " cost_usd, created_at, finished_at FROM programs ORDER BY id").fetchall()
         fitness = {r["id"]: r["fitness"] for r in rows}
         # Each event takes effect once the highest program id inserted so far is stored.
         pending: dict[int, list[tuple[int, int]]] = {}
@@ -283,8 +319,10 @@ class Run:
             if event["status"] in ("new", "improved") and event["cell"] is not None:
                 pending.setdefault(max(horizon, event["program_id"]), []).append((event["cell"], event["program_id"]))
         offset = self.qd_offset
+        total_cells = self.cells
+        origin = self._origin([r["created_at"] for r in rows])
         cells: dict[int, float] = {}
-        best_fitness, best_score, cost = None, float("nan"), 0.0
+        best_fitness, best_score, cost, tokens, failures = None, float("nan"), 0.0, 0, 0
         out = []
         for n, row in enumerate(rows, start=1):
             if row["status"] == "ok" and row["fitness"] is not None and (
@@ -295,13 +333,54 @@ class Run:
                 if value is not None and (cell not in cells or value > cells[cell]):
                     cells[cell] = value
             cost += row["cost_usd"] or 0.0
-            out.append((n, row["id"], row["iteration"], best_score,
-                        sum(v + offset for v in cells.values()), len(cells), cost))
-        frame = pd.DataFrame(out, columns=["evaluation", "id", "iteration", "best_score", "qd_score",
-                                           "coverage_cells", "cost_usd"])
-        for column in ("best_score", "qd_score", "cost_usd"):
+            tokens += (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
+            failures += row["status"] != "ok"
+            finished = row["finished_at"] if row["finished_at"] is not None else row["created_at"]
+            out.append((n, row["id"], row["iteration"], row["status"],
+                        (finished - origin) if finished is not None else float("nan"), best_score,
+                        sum(v + offset for v in cells.values()), len(cells),
+                        len(cells) / total_cells if total_cells else float("nan"), tokens, cost, failures))
+        frame = pd.DataFrame(out, columns=list(PROGRESS_COLUMNS))
+        for column in ("elapsed_s", "best_score", "qd_score", "coverage", "cum_cost_usd"):
             frame[column] = frame[column].astype(float)
+        for column in ("evaluation", "id", "iteration", "coverage_cells", "cum_tokens", "cum_failures"):
+            frame[column] = frame[column].astype(int)
         return frame
+
+    def _origin(self, times: list) -> float:
+        start = self.meta("created_at")
+        if start is not None:
+            return float(start)
+        known = [t for t in times if t is not None]
+        return float(min(known)) if known else 0.0
+
+    def qd_stats(self) -> dict[str, Any]:
+        """The run's statistics now (the last row of :meth:`progress_frame`, plus totals):
+        ``programs, evaluated, ok, elites, cells, coverage, qd_score, qd_offset, best_score,
+        best_id, tokens, cost_usd, failures`` (``failures``: count by non-ok status)."""
+        frame = self.progress_frame()
+        best = None
+        try:
+            best = self.best()
+        except StoreError:
+            pass
+        counts = dict(self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status").fetchall())
+        last = frame.iloc[-1] if len(frame) else None
+        return {
+            "programs": int(len(frame)),
+            "evaluated": int(sum(n for s, n in counts.items() if s != "rejected")),
+            "ok": int(counts.get("ok", 0)),
+            "elites": int(last["coverage_cells"]) if last is not None else 0,
+            "cells": self.cells,
+            "coverage": float(last["coverage"]) if last is not None else float("nan"),
+            "qd_score": float(last["qd_score"]) if last is not None else 0.0,
+            "qd_offset": self.qd_offset,
+            "best_score": best.score if best else None,
+            "best_id": best.id if best else None,
+            "tokens": int(last["cum_tokens"]) if last is not None else 0,
+            "cost_usd": float(last["cum_cost_usd"]) if last is not None else 0.0,
+            "failures": {s: int(n) for s, n in sorted(counts.items()) if s != "ok"},
+        }
 
     # -- diagnostics ------------------------------------------------------------------------
     def failures(self) -> pd.DataFrame:
@@ -315,7 +394,7 @@ class Run:
                                          (row["example"],)).fetchone()
             error = _json(example["artifacts"]).get("error") or (example["stderr"] or "")[-2000:]
             out.append((row["status"], int(row["n"]), int(row["example"]), str(error).strip()))
-        frame = pd.DataFrame(out, columns=["status", "count", "example_id", "example_error"])
+        frame = pd.DataFrame(out, columns=list(FAILURE_COLUMNS))
         return frame.astype({"count": int, "example_id": int})
 
     def spend(self) -> pd.DataFrame:
@@ -332,9 +411,7 @@ class Run:
             frame[column] = frame[column].astype(float)
         for column in ("prompt_tokens", "completion_tokens"):
             frame[column] = frame[column].astype(int)
-        start = self.meta("created_at")
-        origin = float(start) if start is not None else (frame["created_at"].min() if len(frame) else 0.0)
-        frame.insert(2, "elapsed_s", frame["created_at"] - origin)
+        frame.insert(2, "elapsed_s", frame["created_at"] - self._origin(frame["created_at"].tolist()))
         frame["cum_prompt_tokens"] = frame["prompt_tokens"].cumsum()
         frame["cum_completion_tokens"] = frame["completion_tokens"].cumsum()
         frame["cum_tokens"] = frame["cum_prompt_tokens"] + frame["cum_completion_tokens"]
@@ -344,11 +421,14 @@ class Run:
     # -- plots ------------------------------------------------------------------------------
     def heatmap(self, ax: Any = None, island: int | None = None, features: tuple[str, str] | None = None,
                 value: str = "score") -> Any:
-        """Heatmap of the elites' ``value`` (default score) over two descriptors; returns the Axes.
+        """Heatmap of the elites' ``value`` (``score`` or ``fitness``) over two descriptors; returns the Axes.
 
-        ``island`` None shows every island (per bin, the best elite of any island). ``features``
-        defaults to the first two descriptors (one descriptor: a single row). Ranges and bins come
-        from meta ``descriptors``; a feature without them gets 10 bins over its observed range.
+        ``island`` None shows every island (per cell, the elite of highest fitness on any island).
+        With the run's own archive (a grid of one or two descriptors, or a 2-D CVT archive with its
+        stored centroids) the plot is pyribs' ``grid_archive_heatmap``/``cvt_archive_heatmap``;
+        otherwise (``features`` naming other features, more than two descriptors, no stored ranges)
+        it is a projection binned here: ranges and bins from meta ``descriptors``, else 10 bins
+        over the observed range.
         """
         from archive import plots
 
@@ -359,6 +439,23 @@ class Run:
             raise ValueError(f"{self.path}: the run has no descriptors to plot")
         if len(names) > 2:
             raise ValueError(f"expected at most two features but got {names}")
+        if value not in ("score", "fitness"):
+            raise ValueError(f"expected value 'score' or 'fitness' but got {value!r}")
+        where = "all islands" if island is None else f"island {island}"
+        title = f"elites' {value} ({where})"
+        declared = [d["name"] for d in self.descriptors]
+        known_ranges = all(specs[n].get("low") is not None and specs[n].get("bins") for n in declared)
+        kind = (self.meta("archive") or {}).get("kind", "grid")
+        if known_ranges and sorted(names) == sorted(declared) and len(declared) <= 2:
+            ranges = [(float(specs[n]["low"]), float(specs[n]["high"])) for n in declared]
+            transpose = names != declared
+            if kind == "grid":
+                return plots.grid_heatmap(elites, dims=[int(specs[n]["bins"]) for n in declared], ranges=ranges,
+                                          labels=declared, value=value, transpose=transpose, ax=ax, title=title)
+            centroids = self.meta("cvt_centroids")
+            if centroids and len(declared) == 2:
+                return plots.cvt_heatmap(elites, centroids=centroids, ranges=ranges, labels=declared, value=value,
+                                         transpose=transpose, ax=ax, title=title)
         if features is not None:  # also allow any feature the programs carry
             frame = self.programs()
             for name in names:
@@ -375,16 +472,28 @@ class Run:
             low, high = (float(observed.min()), float(observed.max())) if len(observed) else (0.0, 1.0)
             return (low, high if high > low else low + 1.0, 10)
 
-        where = "all islands" if island is None else f"island {island}"
         return plots.heatmap(elites, x=f"feature_{names[0]}", y=f"feature_{names[1]}" if len(names) > 1 else None,
                              x_range=axis(names[0]), y_range=axis(names[1]) if len(names) > 1 else None,
-                             value=value, ax=ax, title=f"elites' {value} ({where})")
+                             value=value, ax=ax, title=title)
 
     def progress(self, ax: Any = None) -> Any:
         """Best score and QD-score against evaluations (see :meth:`progress_frame`); returns the Axes."""
         from archive import plots
 
         return plots.progress(self.progress_frame(), ax=ax)
+
+    def spend_plot(self, ax: Any = None) -> Any:
+        """Cumulative LLM cost (left axis) and tokens (right axis) against LLM calls; returns the Axes."""
+        from archive import plots
+
+        return plots.spend(self.spend(), ax=ax)
+
+    def failures_plot(self, ax: Any = None) -> Any:
+        """Candidates by status (a bar per status, ``ok`` included); returns the Axes."""
+        from archive import plots
+
+        counts = dict(self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status").fetchall())
+        return plots.statuses(counts, ax=ax)
 
 
 def _num(value: Any) -> float:

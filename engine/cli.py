@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start a discovery run on a task",
                          description="Start a discovery run. TASK is a task folder or a built-in task name.")
     run.add_argument("task", metavar="TASK")
-    run.add_argument("--iterations", type=_positive_int, default=100, help="proposals to make (default 100)")
+    run.add_argument("--iterations", type=_positive_int, default=None,
+                     help="proposals to make (default 100, or an OpenEvolve config.yaml's max_iterations)")
     run.add_argument("--llm", action="append", metavar="SPEC", help=(
         "offline | openai:MODEL | anthropic:MODEL | openai-compatible:MODEL@BASE_URL, optional *WEIGHT; "
         "repeat for a weighted ensemble (default: a key in the environment picks its provider, else offline)"))
@@ -47,10 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_positive_int, default=None,
                      help="candidates in flight, LLM call through evaluation (default: 2 × cores offline, 8 with an LLM)")
     run.add_argument("--eval-slots", type=_positive_int, default=None, help="evaluations at once (default: cores)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--seed", type=int, default=None, help="random seed (default 0, or config.yaml's random_seed)")
     run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<task>-<timestamp>)")
     run.add_argument("--max-cost-usd", type=float, default=None, help="stop when LLM spend reaches this")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N",
+                     help="stop when the LLM calls' prompt + completion tokens reach N")
+    run.add_argument("--dry-run", action="store_true", help=(
+        "print the resolved config and an estimate of tokens and cost per iteration; call nothing, "
+        "create no run directory"))
     run.add_argument("--quiet", action="store_true", help="no live progress display")
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run",
@@ -58,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "or N iterations past what it has with --iterations N.")
     resume.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     resume.add_argument("--iterations", type=_positive_int, default=None, help="proposals to add")
+    resume.add_argument("--executor", default=None, help="local | ray (default: the run's own)")
+    resume.add_argument("--ray-address", default=None, help="Ray cluster address (default: the run's own)")
     resume.add_argument("--quiet", action="store_true")
 
     ev = sub.add_parser("eval", help="evaluate one program file exactly as a run does",
@@ -72,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--top", type=_positive_int, default=5, help="show the K best programs")
     show.add_argument("--json", action="store_true")
 
+    report = sub.add_parser("report", help="write a self-contained HTML report of a run",
+                            description="Render RUN_DIR as one HTML page (plots embedded): best program, "
+                                        "progress, archive heatmap, lineage of the best, costs, failures.")
+    report.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    report.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
+
     sub.add_parser("tasks", help="list the built-in tasks")
 
     init = sub.add_parser("init", help="scaffold a custom task folder")
@@ -81,20 +95,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from engine.config import RunConfig
-    from engine.llm import default_llm_specs, parse_llm_spec
-    from engine.session import start_run
+    from engine.llm import as_spec, llm_from_flags
+    from engine.session import resolve_config, start_run
+    from engine.task import load_task
     from sandbox.local import default_slots
 
-    specs = [parse_llm_spec(s) for s in args.llm] if args.llm else default_llm_specs()
-    offline = all(s.provider == "offline" for s in specs)
-    if not args.llm:
-        print(f"evoforge: using {'the offline mutation operator (no LLM configured)' if offline else specs[0]}",
-              file=sys.stderr)
-    concurrency = args.concurrency or (2 * (args.eval_slots or default_slots()) if offline else 8)
-    config = RunConfig(task=args.task, iterations=args.iterations, llm=tuple(str(s) for s in specs),
+    # --llm SPEC... or --llm FILE.toml; none: the task's [[llm.models]], else a key in the environment.
+    llm, settings = llm_from_flags(args.llm or [])
+    task = load_task(args.task)
+    # An OpenEvolve folder's config.yaml supplies what the flags leave open (engine.openevolve_compat).
+    from engine.openevolve_compat import is_openevolve_folder, run_defaults
+    defaults = run_defaults(task.path) if is_openevolve_folder(task.path) else {}
+    if args.iterations is None:
+        args.iterations = defaults.pop("iterations", 100)
+    if args.seed is None:
+        args.seed = defaults.pop("seed", 0)
+    config = RunConfig(task=args.task, iterations=args.iterations, llm=llm,
                        executor=args.executor, ray_address=args.ray_address, sandbox=args.sandbox,
-                       concurrency=concurrency, eval_slots=args.eval_slots, seed=args.seed,
-                       max_cost_usd=args.max_cost_usd, max_time_s=args.max_time)
+                       concurrency=args.concurrency or 1, eval_slots=args.eval_slots, seed=args.seed,
+                       max_cost_usd=args.max_cost_usd, max_time_s=args.max_time,
+                       max_total_tokens=args.max_tokens, **settings,
+                       **{k: v for k, v in defaults.items() if k == "reply_format"})
+    config, note = resolve_config(config, task)
+    if note:
+        print(f"evoforge: {note}", file=sys.stderr)
+    if not args.concurrency:
+        offline = all(as_spec(s).provider == "offline" for s in config.llm)
+        config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
+    if args.dry_run:
+        from engine.dryrun import dry_run_report
+        print(dry_run_report(config, task, out=str(args.out) if args.out else None))
+        return 0
     outcome = _with_reporter(args.quiet, lambda reporter: start_run(config, out=args.out, reporter=reporter))
     return _report(outcome)
 
@@ -103,7 +134,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from engine.session import resume_run
 
     outcome = _with_reporter(args.quiet, lambda reporter: resume_run(
-        args.run_dir, more_iterations=args.iterations, reporter=reporter))
+        args.run_dir, more_iterations=args.iterations, reporter=reporter,
+        executor=args.executor, ray_address=args.ray_address))
     return _report(outcome)
 
 
@@ -157,6 +189,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.output)}")
+    return 0
+
+
 def _cmd_tasks(args: argparse.Namespace) -> int:
     from engine.task import builtin_tasks, load_task
 
@@ -179,7 +218,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "show": _cmd_show,
-             "tasks": _cmd_tasks, "init": _cmd_init}
+             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,9 @@ SANDBOXES = ("process", "docker")
 class RunConfig:
     task: str                                  # resolved task folder
     iterations: int = 100                      # proposals to make (rejected ones count)
-    llm: tuple[str, ...] = ("offline",)        # spec strings, see engine.llm
+    # Spec strings or [[llm.models]] dicts (engine.llm.models); empty: resolved when the run starts,
+    # from the task's [llm] table, else a key in the environment, else offline.
+    llm: tuple[str | Mapping[str, Any], ...] = ()
     executor: str = "local"
     ray_address: str | None = None
     sandbox: str = "process"
@@ -27,6 +29,13 @@ class RunConfig:
     max_cost_usd: float | None = None
     max_time_s: float | None = None
     reply_format: str = "diff"                 # "diff" | "rewrite"
+    max_total_tokens: int | None = None        # --max-tokens: prompt + completion tokens of all calls
+    # How models are used ([llm] in task.toml); None: from the task, else the defaults of
+    # engine.llm.models.LLMSettings (weighted, 0.1, 0.1, true).
+    ensemble: str | None = None                # "weighted" | "bandit"
+    full_rewrite_share: float | None = None    # share of prompts asking for a full rewrite
+    crossover_share: float | None = None       # share of prompts showing two parents
+    retry_failed_edit: bool | None = None      # send an edit that did not apply back once, with the error
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -40,10 +49,24 @@ class RunConfig:
             raise ConfigError(f"--sandbox: unknown {self.sandbox!r} (known: {', '.join(SANDBOXES)})")
         if self.reply_format not in ("diff", "rewrite"):
             raise ConfigError(f"reply_format: expected 'diff' or 'rewrite' but got {self.reply_format!r}")
+        for name in ("max_cost_usd", "max_time_s", "max_total_tokens"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                flag = {"max_time_s": "--max-time", "max_total_tokens": "--max-tokens"}.get(name, "--max-cost-usd")
+                raise ConfigError(f"{flag}: expected a positive number but got {value}")
+        if self.ensemble not in (None, "weighted", "bandit"):
+            raise ConfigError(f"ensemble: expected 'weighted' or 'bandit' but got {self.ensemble!r}")
+
+    def setting(self, name: str) -> Any:
+        """An [llm] setting with its default filled in (``ensemble``, ``full_rewrite_share``, ...)."""
+        from engine.llm.models import LLMSettings
+
+        value = getattr(self, name)
+        return getattr(LLMSettings, name) if value is None else value
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["llm"] = list(self.llm)
+        data["llm"] = [v if isinstance(v, str) else dict(v) for v in self.llm]
         data["extra"] = dict(self.extra)
         return data
 
@@ -51,7 +74,7 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["llm"] = tuple(values.get("llm", ("offline",)))
+        values["llm"] = tuple(values.get("llm", ()))
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":

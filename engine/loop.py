@@ -24,19 +24,21 @@ import numpy as np
 from archive.islands import IslandArchives
 from archive.store import ArchiveEvent, CandidateRecord, Store
 from engine.config import RunConfig
-from engine.edits import apply_reply, code_hash
-from engine.llm.base import LLMClient, Prompt
+from engine.edits import EditResult, apply_reply, code_hash
+from engine.llm.base import LLMClient, Prompt, Reply
 from engine.rundir import RunDir
 from engine.task import Task
 from evaluators.features import builtin_features
 from evaluators.types import EvaluationResult, LLMError, Status, TaskError
-from prompts import ProgramView, PromptContext, render_prompt
+from prompts import ProgramView, PromptContext, render_prompt, render_retry
+from prompts.fit import fit_prompt
 from sandbox.job import EvaluationJob
 
 __all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "rebuild_islands"]
 
 _FEEDBACK_PER_PARENT = 3
-_FAILED_LLM_CALLS_TO_ABORT = 5
+_FAILED_LLM_CALLS_TO_ABORT = 5   # every one of the first N calls failed: a bad key, URL or model name
+_SHAPE_STREAM = 0x5A4E          # the prompt's shape (diff | rewrite | crossover) has its own random stream
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Snapshot:
     evals_per_s: float = 0.0
     cost_usd: float = 0.0
     tokens: int = 0
+    max_cost_usd: float | None = None     # the budgets, so the display can show how much is left
+    max_tokens: int | None = None
     stop_reason: str = ""
 
 
@@ -110,13 +114,16 @@ class Engine:
             self._remember_failure(record)  # so a resumed run prompts exactly as the original would
         self._stop_requested = False
         self._stop_reason = ""
+        self._last_llm_error = ""
+        self._failures: list[BaseException] = []
         self._llm_failures = 0
         self._llm_successes = 0
         self._in_flight: set[asyncio.Task] = set()
-        self.snapshot = Snapshot()
+        self.snapshot = Snapshot(max_cost_usd=config.max_cost_usd, max_tokens=config.max_total_tokens)
         self._started = clock()
         self._evaluated_since_start = 0
         self._load_snapshot()
+        self._replay_model_outcomes()
 
     # -- public -----------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped by user") -> None:
@@ -147,11 +154,12 @@ class Engine:
                 break
             task = asyncio.create_task(self._iteration(next_iteration))
             self._in_flight.add(task)
-            task.add_done_callback(lambda t: (self._in_flight.discard(t), slots.release()))
+            task.add_done_callback(lambda t: (self._in_flight.discard(t), self._stop_on_failure(t),
+                                              slots.release()))
             next_iteration += 1
             launched += 1
         results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-        for result in results:
+        for result in [*self._failures, *results]:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if not self._stop_reason:
@@ -159,6 +167,13 @@ class Engine:
         self.snapshot.stop_reason = self._stop_reason
         self.reporter.update(self.snapshot)
         return self.snapshot
+
+    def _stop_on_failure(self, task: asyncio.Task) -> None:
+        """An iteration that raised (every LLM call failing, a broken store) stops new launches at once;
+        `run` re-raises its error after the ones in flight finish."""
+        if not task.cancelled() and task.exception() is not None:
+            self._failures.append(task.exception())
+            self.request_stop("failed")
 
     # -- the initial program ------------------------------------------------------------------
     async def _evaluate_initial(self) -> None:
@@ -187,58 +202,128 @@ class Engine:
         llm_seed = int(rng.integers(0, 2**62))
         parent = self.store.candidate(parent_id)
         inspirations = [self.store.candidate(i) for i in inspiration_ids]
-        context = PromptContext(
-            task_name=self.task.name, task_description=self.task.description,
-            parent=_view(parent), inspirations=[_view(r) for r in inspirations],
-            feedback=list(self._feedback.get(parent_id, ())), reply_format=self.config.reply_format,
-            objective=self.task.objective)
-        system, user = render_prompt(context, task_dir=self.task.path)
-        prompt = Prompt(system=system, user=user, parent_code=parent.code,
-                        inspirations=tuple(r.code for r in inspirations), seed=llm_seed)
-        common = dict(iteration=iteration, parent_id=parent_id, island=island,
+        context = self._context(iteration, parent, inspirations)
+        client = self.llm.pick(llm_seed)
+        common = dict(iteration=iteration, parent_id=parent_id, island=island, model=client.name,
                       inspirations=tuple(inspiration_ids), created_at=time.time())
-
-        try:
-            reply = await self.llm.generate(prompt)
-        except LLMError as exc:
-            self._llm_failures += 1
-            self.store.add_llm_call(iteration=iteration, model=self.llm.name, error=str(exc))
-            record = CandidateRecord(code="", status=Status.REJECTED, model=self.llm.name,
-                                     artifacts={"error": f"LLM call failed: {exc}"}, **common)
-            self._finish(record)
-            if self._llm_successes == 0 and self._llm_failures >= _FAILED_LLM_CALLS_TO_ABORT:
-                raise LLMError(f"the first {self._llm_failures} LLM calls all failed; last error: {exc}")
+        fitted = fit_prompt(context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
+                            _prompt_budget(client))
+        if not fitted.fits:
+            # Not sent to fail: the parent alone is larger than the model's window allows.
+            reason = (f"the prompt needs ~{fitted.tokens} tokens but {client.name} leaves "
+                      f"{_prompt_budget(client)} for it (context_tokens {client.context_tokens} - max_tokens "
+                      f"{client.max_tokens}), even after shrinking ({', '.join(fitted.steps) or 'nothing to cut'})")
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, artifacts={"error": reason},
+                                                 **common), parent)
             return
-        self._llm_successes += 1
-        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
-                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                latency_s=reply.latency_s)
-        common.update(model=reply.model, prompt_tokens=reply.prompt_tokens,
-                      completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, edit=reply.text)
-
+        prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
+                        inspirations=tuple(r.code for r in inspirations), seed=llm_seed)
+        reply = await self._call(client, prompt, iteration)
+        if reply is None:
+            error = self._last_llm_error
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED,
+                                                 artifacts={"error": f"LLM call failed: {error}"}, **common), parent)
+            if self._llm_successes == 0 and self._llm_failures >= _FAILED_LLM_CALLS_TO_ABORT:
+                raise LLMError(f"the first {self._llm_failures} LLM calls all failed, so the run stops "
+                               f"(check the API key, the base URL and the model name); last error: {error}")
+            return
+        spent = [reply]
         edit = apply_reply(parent.code, reply.text)
+        if not edit.ok and (edit.kind != "none" or reply.truncated) and client.conversational \
+                and self.config.setting("retry_failed_edit"):
+            # One retry with the match error, in the same conversation and to the same model
+            # (the "reflection" on a failed patch in ShinkaEvolve; Aider's edit-error loop).
+            followup = replace(prompt, history=(("assistant", reply.text), ("user", render_retry(
+                _reason(edit.reason, reply), reply_format=fitted.context.reply_format, truncated=reply.truncated,
+                task_dir=self.task.path))))
+            second = await self._call(client, followup, iteration)
+            if second is not None:
+                spent.append(second)
+                retried = apply_reply(parent.code, second.text)
+                edit = retried if retried.ok else EditResult(
+                    False, reason=f"{_reason(edit.reason, reply)}; after one retry: {_reason(retried.reason, second)}",
+                    kind=retried.kind)
+                reply = second
+        common.update(prompt_tokens=sum(r.prompt_tokens for r in spent), cost_usd=sum(r.cost_usd for r in spent),
+                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text)
         if not edit.ok:
-            self._finish(CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
-                                         artifacts={"error": edit.reason}, **common))
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
+                                                 artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
             return
         digest = code_hash(edit.code)
         if digest in self._hashes:
             reason = f"duplicate of program #{self._hashes[digest]} (not evaluated again)"
-            self._finish(CandidateRecord(code=edit.code, code_hash=digest, status=Status.REJECTED,
-                                         edit_kind=edit.kind, artifacts={"error": reason}, **common))
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=digest, status=Status.REJECTED,
+                                                 edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
             return
         self._hashes[digest] = -1  # claimed now, so a concurrent twin is not evaluated either
 
         result = await self.executor.evaluate(self._job(edit.code))
         record, fitness, vector = self._record(code=edit.code, result=result, edit_kind=edit.kind, **common)
+        self._settle(client, record, parent, fitness=fitness, vector=vector)
+
+    def _context(self, iteration: int, parent: CandidateRecord, inspirations: list[CandidateRecord]) -> PromptContext:
+        """The prompt's content; its shape (diff, full rewrite, crossover) is drawn from its own stream,
+        so the shares change nothing else of the iteration (the offline operator's runs stay as they were)."""
+        u = float(np.random.default_rng([self.config.seed, iteration, _SHAPE_STREAM]).random())
+        crossover, rewrite = self.config.setting("crossover_share"), self.config.setting("full_rewrite_share")
+        reply_format, views = self.config.reply_format, [_view(r) for r in inspirations]
+        second = None
+        if u < crossover and views:
+            second, views = views[0], views[1:]
+        elif crossover <= u < crossover + rewrite:
+            reply_format = "rewrite"
+        return PromptContext(
+            task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
+            inspirations=views, feedback=list(self._feedback.get(parent.id, ())), reply_format=reply_format,
+            objective=self.task.objective, second_parent=second)
+
+    async def _call(self, client: LLMClient, prompt: Prompt, iteration: int) -> Reply | None:
+        """One LLM call, stored in ``llm_calls`` whatever happens; None when it failed (the run goes on)."""
+        try:
+            reply = await client.generate(prompt)
+        except LLMError as exc:
+            self._llm_failures += 1
+            self._last_llm_error = str(exc)
+            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc))
+            return None
+        self._llm_successes += 1
+        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
+                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+                                latency_s=reply.latency_s)
+        return reply
+
+    def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord,
+                fitness: float | None = None, vector: list | None = None) -> None:
+        """Store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
         self._finish(record, fitness=fitness, vector=vector)
+        self.llm.observe(client.name, improved=_improved(fitness, parent.fitness), cost_usd=record.cost_usd)
+        if getattr(self.llm, "bandit", None) is not None:
+            self.store.set_meta("llm_bandit", self.llm.bandit.state())
+
+    def _replay_model_outcomes(self) -> None:
+        """Resume: rebuild the ensemble's bandit from the stored candidates, in the order they finished.
+
+        The rows are the record (written with their archive events in one transaction), so the bandit
+        comes back exactly as it was — a SIGKILL cannot leave it ahead of or behind the archive.
+        """
+        if getattr(self.llm, "bandit", None) is None:
+            return
+        fitness: dict[int, float | None] = {}
+        for record in self.store.candidates():
+            fitness[record.id] = record.fitness
+            if record.iteration > 0 and record.model:
+                self.llm.observe(record.model, improved=_improved(record.fitness, fitness.get(record.parent_id)),
+                                 cost_usd=record.cost_usd, replay=True)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
         return EvaluationJob(program_text=code, task_dir=str(self.task.path),
                              evaluator_file=self.task.evaluator_file, timeout_s=self.task.limits.timeout_s,
                              memory_mb=self.task.limits.memory_mb,
-                             cascade_thresholds=self.task.cascade_thresholds)
+                             cascade_thresholds=self.task.cascade_thresholds,
+                             extra={"docker_image": self.task.sandbox_image,   # read by --sandbox docker
+                                    "num_cpus": self.task.resources.num_cpus})
 
     def _record(self, *, code: str, result: EvaluationResult, **fields) -> tuple[CandidateRecord, float | None, list]:
         """Turn an evaluation into a row; an ok result missing a declared descriptor is an error."""
@@ -344,8 +429,11 @@ class Engine:
         s.coverage, s.qd_score = stats.coverage, stats.qd_score
 
     def _budget_reached(self) -> bool:
+        """Checked before each launch: the first budget reached stops new proposals; those in flight finish."""
         if self.config.max_cost_usd is not None and self.snapshot.cost_usd >= self.config.max_cost_usd:
-            self.request_stop(f"cost budget reached (${self.snapshot.cost_usd:.2f})")
+            self.request_stop(f"cost budget reached (${self.snapshot.cost_usd:.4f} of ${self.config.max_cost_usd:g})")
+        elif self.config.max_total_tokens is not None and self.snapshot.tokens >= self.config.max_total_tokens:
+            self.request_stop(f"token budget reached ({self.snapshot.tokens} of {self.config.max_total_tokens} tokens)")
         elif self.config.max_time_s is not None and self._clock() - self._started >= self.config.max_time_s:
             self.request_stop(f"time budget reached ({self.config.max_time_s:g} s)")
         return self._stop_requested
@@ -355,3 +443,19 @@ def _view(record: CandidateRecord) -> ProgramView:
     return ProgramView(code=record.code, score=record.score, metrics=dict(record.metrics),
                        features=dict(record.features), artifacts=dict(record.artifacts), program_id=record.id)
 
+
+
+def _prompt_budget(client: LLMClient) -> int | None:
+    """Prompt tokens ``client`` can take: its window less the completion it may write (None: no limit)."""
+    return None if not client.context_tokens else max(client.context_tokens - client.max_tokens, 0)
+
+
+def _reason(reason: str, reply: Reply) -> str:
+    if reply.truncated:
+        return f"the reply was cut off at max_tokens ({reply.completion_tokens} completion tokens): {reason}"
+    return reason
+
+
+def _improved(child: float | None, parent: float | None) -> bool:
+    """The bandit's reward: the child beats its parent (fitness is sign-adjusted, so higher is better)."""
+    return child is not None and parent is not None and child > parent

@@ -14,9 +14,17 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
+def _tokens(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1_000_000 else f"{n / 1e3:.1f}k" if n >= 10_000 else str(n)
+
+
 def describe(s: Snapshot) -> str:
     statuses = " ".join(f"{k}={v}" for k, v in sorted(s.statuses.items()) if v)
-    money = f" · ${s.cost_usd:.3f} {s.tokens} tok" if s.tokens else ""
+    money = ""
+    if s.tokens or s.max_cost_usd is not None or s.max_tokens is not None:
+        cost = f"${s.cost_usd:.4f}" + (f"/${s.max_cost_usd:g}" if s.max_cost_usd is not None else "")
+        tokens = _tokens(s.tokens) + (f"/{_tokens(s.max_tokens)}" if s.max_tokens is not None else "")
+        money = f" · {cost} · {tokens} tok"
     return (f"best {_fmt(s.best_score)} (initial {_fmt(s.initial_score)}) · coverage {s.coverage:.0%} · "
             f"{s.evals_per_s:.1f} eval/s{money} · {statuses}")
 

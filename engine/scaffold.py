@@ -67,8 +67,8 @@ Evolve solve(x) so that it approximates sin(x) on [0, pi] as closely as possible
 Score: minus the largest absolute error over 101 points (higher is better).
 """
 objective = "maximize"                 # maximize | minimize (of score)
-initial_program = "initial_program.py"
-evaluator = "evaluator.py"
+initial_program = "initial_program.py"  # the starting program (EVOLVE-BLOCKs evolve)
+evaluator = "evaluator.py"             # defines evaluate(program_path) -> dict
 files = []                             # extra files the evaluator reads, relative to this folder
 
 [archive]
@@ -76,19 +76,22 @@ kind = "grid"                          # grid | cvt
 islands = 2                            # independent sub-populations, ring migration between them
 migration_interval = 20                # proposals between migrations
 cvt_cells = 64                         # only for kind = "cvt"
-qd_offset = 1.0                        # added to every elite's score in the QD-score
+qd_offset = 10.0                       # added to each elite's score in the QD-score (make scores > 0)
+exploit_ratio = 0.7                    # chance a parent comes from the island's top elites (else any elite)
+top_fraction = 0.2                     # the "top elites": this best fraction of the island's elites
+num_inspirations = 3                   # other elites shown to the LLM next to the parent
 
 # Behaviour descriptors: archive coordinates. A feature the evaluator returns, or a built-in
 # ("code_length" in lines, "ast_nodes"). Ranges are fixed: values outside land in the edge cells.
 [[descriptors]]
-name = "mean_error"
-range = [0.0, 0.1]
-bins = 10
+name = "mean_error"                    # the evaluator's features["mean_error"]
+range = [0.0, 1.0]                     # [low, high]: the grid spans this
+bins = 10                              # cells along this axis
 
 [[descriptors]]
-name = "code_length"
-range = [0.0, 40.0]
-bins = 10
+name = "code_length"                   # built in: lines of the program
+range = [0.0, 40.0]                    # programs longer than 40 lines share the last column
+bins = 10                              # cells along this axis
 
 [limits]
 timeout_s = 10                         # wall clock per evaluation
@@ -96,10 +99,23 @@ memory_mb = 1024                       # address-space limit per evaluation
 
 [resources]
 num_cpus = 1                           # per evaluation (Ray placement)
-num_gpus = 0
+num_gpus = 0                           # GPUs per evaluation
+custom = {{}}                            # custom Ray resources, e.g. {{ tpu = 1 }}
 
 [cascade]
 thresholds = []                        # gates for evaluate_stage1, evaluate_stage2, ...
+
+[sandbox]
+image = "evoforge-sandbox:latest"      # the container image `--sandbox docker` evaluates in
+
+# Which LLMs propose edits (default: --llm flags, else a key in the environment, else offline).
+# Uncomment to pin them in the task; see `evoforge run --help` for the spec strings.
+# [llm]
+# ensemble = "weighted"                # weighted | bandit
+# [[llm.models]]
+# provider = "openai"                  # openai | anthropic | openai-compatible | offline
+# model = "gpt-4o-mini"
+# weight = 1
 '''
 
 

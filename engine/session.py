@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.llm import make_llm, parse_llm_spec
+from engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
 from engine.loop import Engine, Reporter, Snapshot
 from engine.rundir import RunDir, default_run_dir
 from engine.task import Task, load_task
@@ -20,7 +20,9 @@ from evaluators.types import ConfigError, EvaluationResult
 from sandbox.job import EvaluationJob
 from sandbox.registry import make_executor
 
-__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file"]
+__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config"]
+
+_LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,38 @@ async def _drive(engine: Engine, iterations: int) -> Snapshot:
             loop.remove_signal_handler(sig)
 
 
-def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, reporter: Reporter | None) -> Snapshot:
-    llm = make_llm([parse_llm_spec(s) for s in config.llm])
-    executor = _executor(config, task)
+def resolve_config(config: RunConfig, task: Task, environ=None) -> tuple[RunConfig, str]:
+    """Fill in what the flags left open: the models (``--llm``, else the task's ``[[llm.models]]``,
+    else a key in the environment, else offline) and the ``[llm]`` settings (the task's, else the
+    defaults). Returns the concrete config — what run.db keeps — and a line saying where the models
+    came from."""
+    changes: dict = {"task": str(task.path)}
+    if config.llm:
+        note = ""
+    elif task.llm.models:
+        changes["llm"] = [spec.to_dict() for spec in task.llm.models]
+        note = f"using the [[llm.models]] of {task.path / 'task.toml'}: " + ", ".join(s.label for s in task.llm.models)
+    else:
+        specs = default_llm_specs(environ)
+        changes["llm"] = [str(s) for s in specs]
+        note = ("using the offline mutation operator (no LLM configured)" if specs[0].provider == "offline"
+                else f"using {specs[0]} (its API key is set in the environment)")
+    for name in _LLM_SETTINGS:
+        if getattr(config, name) is None:
+            changes[name] = getattr(task.llm, name)
+    return config.replace(**changes), note
+
+
+def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, reporter: Reporter | None,
+         executor=None) -> Snapshot:
+    try:
+        llm = make_llm([as_spec(s) for s in config.llm], ensemble=config.setting("ensemble"))
+        executor = executor or _executor(config, task)
+    except BaseException:
+        run_dir.close()
+        if executor is not None:
+            asyncio.run(executor.close())
+        raise
 
     async def main() -> Snapshot:
         engine = Engine(config=config, task=task, run_dir=run_dir, llm=llm, executor=executor, reporter=reporter)
@@ -82,9 +113,15 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
 
 def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter | None = None) -> RunOutcome:
     task = load_task(config.task)
-    config = config.replace(task=str(task.path))
+    config, _ = resolve_config(config, task)
+    check_llm_specs(config.llm)  # a missing key or a bad spec fails before the run directory exists
     path = Path(out) if out else default_run_dir(task.name)
-    run_dir = RunDir.create(path, config.to_dict())
+    executor = _executor(config, task)  # an unreachable --ray-address fails before the run directory exists
+    try:
+        run_dir = RunDir.create(path, config.to_dict())
+    except BaseException:
+        asyncio.run(executor.close())
+        raise
     run_dir.store.set_meta("task_name", task.name)
     # What the notebook API needs to read a run without importing the engine or the task folder.
     run_dir.store.set_meta("objective", task.objective)
@@ -93,14 +130,23 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,
                                        "qd_offset": task.archive.qd_offset})
     run_dir.store.set_meta("state", "running")
-    return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter))
+    return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter, executor))
 
 
-def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Reporter | None = None) -> RunOutcome:
-    """Continue a stopped or killed run to its target, or ``more_iterations`` past what it has."""
+def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Reporter | None = None,
+               executor: str | None = None, ray_address: str | None = None) -> RunOutcome:
+    """Continue a stopped or killed run to its target, or ``more_iterations`` past what it has.
+
+    The run continues on the executor it was started with (stored in run.db) unless ``executor`` /
+    ``ray_address`` say otherwise — e.g. the cluster's head moved; the choice is stored again.
+    Placement never changes results (same programs, same scores), so switching is safe."""
     run_dir = RunDir.open(Path(path))
     try:
         config = RunConfig.from_dict(run_dir.store.get_meta("config"))
+        placement = {k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None}
+        if placement:
+            config = config.replace(**placement)
+            run_dir.store.set_meta("config", config.to_dict())
         task = load_task(config.task)
         done = run_dir.store.count("iteration > 0")
         target = done + more_iterations if more_iterations is not None else config.iterations
@@ -120,7 +166,8 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
     executor = make_executor("local", sandbox, slots=1)
     job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
                         evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds)
+                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
+                        extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
 
     async def main() -> EvaluationResult:
         try:

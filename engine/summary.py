@@ -30,7 +30,7 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
         overall = islands.stats()
         return {
             "run_dir": str(run_dir), "task": task.name, "state": store.get_meta("state"),
-            "llm": list(config.llm), "seed": config.seed,
+            "llm": [_label(v) for v in config.llm], "seed": config.seed,
             "iterations": store.count("iteration > 0"), "target_iterations": config.iterations,
             "statuses": store.status_counts(),
             "initial_score": initial.score if initial else None,
@@ -40,7 +40,33 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
                 {"island": i, "elites": s.num_elites, "coverage": s.coverage, "best_fitness": s.best_fitness}
                 for i in range(task.archive.islands) for s in [islands.stats(i)]],
             "llm_totals": store.totals(),
+            "models": _per_model(store),
+            "budgets": {"max_cost_usd": config.max_cost_usd, "max_tokens": config.max_total_tokens,
+                        "max_time_s": config.max_time_s, "iterations": config.iterations},
+            "ensemble": config.setting("ensemble"),
+            "bandit": store.get_meta("llm_bandit"),
         }
+
+
+def _label(value: Any) -> str:
+    from engine.llm import as_spec
+    try:
+        return as_spec(value).label
+    except Exception:  # noqa: BLE001 - a stored spec this version cannot parse is still shown
+        return str(value)
+
+
+def _per_model(store: Store) -> list[dict[str, Any]]:
+    """Calls, failures, tokens, dollars and latency per model (llm_calls), with the improvements each
+    model's children made over their parents (programs) — what an ensemble's bandit learns from."""
+    calls = store._conn.execute(
+        "SELECT model, COUNT(*) AS calls, SUM(error IS NOT NULL) AS failed, SUM(prompt_tokens) AS prompt_tokens,"
+        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+        " FROM llm_calls GROUP BY model ORDER BY model").fetchall()
+    improved = dict(store._conn.execute(
+        "SELECT c.model, COUNT(*) FROM programs c JOIN programs p ON c.parent_id = p.id"
+        " WHERE c.status = 'ok' AND c.fitness > p.fitness GROUP BY c.model").fetchall())
+    return [{**dict(r), "improvements": improved.get(r["model"], 0)} for r in calls]
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -60,4 +86,20 @@ def format_summary(s: dict[str, Any]) -> str:
     t = s["llm_totals"]
     lines.append(f"LLM: {t['llm_calls']} calls, {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
                  f" tokens, ${t['cost_usd']:.4f}")
+    for m in s.get("models", []):
+        latency = "" if m["mean_latency_s"] is None else f", {m['mean_latency_s']:.2f} s mean latency"
+        lines.append(f"  {m['model']}: {m['calls']} calls ({m['failed']} failed), {m['prompt_tokens']} + "
+                     f"{m['completion_tokens']} tokens, ${m['cost_usd']:.4f}{latency}, "
+                     f"{m['improvements']} improvements over the parent")
+    b = s.get("budgets") or {}
+    limits = [f"${b['max_cost_usd']:g}" if b.get("max_cost_usd") is not None else "",
+              f"{b['max_tokens']} tokens" if b.get("max_tokens") is not None else "",
+              f"{b['max_time_s']:g} s" if b.get("max_time_s") is not None else ""]
+    if any(limits):
+        lines.append("budgets: " + ", ".join(x for x in limits if x))
+    if s.get("bandit"):
+        lines.append(f"ensemble: {s['ensemble']} (UCB1 over improvements per dollar)")
+        for arm in s["bandit"]["arms"]:
+            lines.append(f"  {arm['model']}: {arm['pulls']} proposals, {arm['improvements']} improvements, "
+                         f"${arm['cost_usd']:.4f}, value {arm['value']:.3f}")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ from typing import Any
 from archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
 from evaluators.types import ConfigError, TaskError
 from engine.edits import evolve_blocks
+from engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
+from engine.llm.models import LLMSettings, parse_llm_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +58,8 @@ class Task:
     resources: Resources
     cascade_thresholds: tuple[float, ...] = ()
     files: tuple[str, ...] = ()
+    sandbox_image: str = "evoforge-sandbox:latest"   # [sandbox] image: what --sandbox docker runs
+    llm: LLMSettings = field(default_factory=LLMSettings)   # [llm] and [[llm.models]] (engine.llm.models)
 
     @property
     def sign(self) -> float:
@@ -64,13 +68,14 @@ class Task:
 
 
 _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
-             "archive", "descriptors", "limits", "resources", "cascade"}
+             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm"}
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
                 "top_fraction", "num_inspirations"},
     "limits": {"timeout_s", "memory_mb"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
+    "sandbox": {"image"},
 }
 _DESCRIPTOR_KEYS = {"name", "range", "bins"}
 
@@ -121,6 +126,16 @@ def _descriptor(raw: Any, toml: Path, index: int) -> DescriptorSpec:
     return DescriptorSpec(name=name, low=float(low_high[0]), high=float(low_high[1]), bins=bins)
 
 
+def _sandbox_image(table: dict, toml: Path) -> str:
+    """``[sandbox] image``: the container image ``--sandbox docker`` evaluates in."""
+    image = _expect(table.get("image", "evoforge-sandbox:latest"), str, f"{toml}: [sandbox] image",
+                    "an image name like 'evoforge-sandbox:latest'")
+    if not image.strip() or any(c.isspace() for c in image):
+        raise ConfigError(f"{toml}: [sandbox] image: expected an image name like "
+                          f"'evoforge-sandbox:latest' but got {image!r}")
+    return image
+
+
 def load_task(spec: str | Path) -> Task:
     """Load and validate a task folder, or a built-in task by name."""
     path = resolve_task_path(spec)
@@ -131,6 +146,9 @@ def load_task(spec: str | Path) -> Task:
             raw = tomllib.loads(toml.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml}: not valid TOML: {exc}") from exc
+    elif is_openevolve_folder(path):  # initial_program.py + evaluator.py (+ config.yaml), no task.toml
+        raw = openevolve_task_table(path)
+        toml = path / "config.yaml"
     _check_keys(raw, _TOP_KEYS, str(toml))
     for section, keys in _SECTION_KEYS.items():
         _expect(raw.get(section, {}), dict, f"{toml}: [{section}]", "a table")
@@ -199,4 +217,6 @@ def load_task(spec: str | Path) -> Task:
         objective=objective, initial_program=program, evaluator_file=evaluator_file,
         descriptors=descriptors, archive=archive, limits=limits, resources=resources,
         cascade_thresholds=thresholds, files=files,
+        sandbox_image=_sandbox_image(raw.get("sandbox", {}), toml),
+        llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
     )

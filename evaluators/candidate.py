@@ -1,29 +1,51 @@
 """Call a candidate's function in a nested process and get plain data back (anti reward hacking).
 
 An evaluator that imports the candidate shares its interpreter, so the candidate can patch the
-evaluator, ``math``, ``numpy`` or ``builtins``, or return objects that lie (a ``float`` subclass whose
-comparisons always succeed, an array view that changes later). Here the candidate runs in a child
-process of the evaluator; what crosses back is bytes in a fixed wire format that the trusted side
-decodes into plain Python/numpy values only (``None``, ``bool``, ``int``, ``float``, ``str``, ``list``,
-``tuple``, ``dict`` with ``str`` keys, numeric ``numpy.ndarray``). Nothing is ever unpickled.
+evaluator, ``math``, ``numpy`` or ``builtins``, walk the caller's frames to read what the evaluator
+holds (future items, the answer), or return objects that lie (a ``float`` subclass whose comparisons
+always succeed, an array view that changes later). Here the candidate runs in a fresh interpreter,
+a child of the evaluator; what crosses back is bytes in a fixed binary format that the trusted side
+decodes into plain values only -- ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
+``list``, ``tuple``, ``set``, ``frozenset``, ``dict`` (plain hashable keys) and numeric
+``numpy.ndarray`` (bool/int/uint/float/complex; no objects, strings, structs or sub-arrays).
+Nothing is ever unpickled, and every value is a fresh object of exactly its builtin type.
 
     from evaluators.candidate import run_candidate, CandidateSession
 
     centers, radii = run_candidate(program_path, "run_packing", timeout_s=30)    # one call
     with CandidateSession(program_path, timeout_s=60) as candidate:               # many calls
+        matrix = candidate.put("distance_matrix", dist)   # sent once, kept in the child
         for item in items:
             scores = candidate.call("priority", item, bins)
+            nxt = candidate.call("select_next_node", 0, 0, {1, 2}, matrix)
 
-What goes wrong is raised as a `CandidateError` subclass, which the evaluator may catch (and report as
-``invalid`` with its own message) or let propagate; the runner maps an uncaught one to a status:
-`CandidateRaised`/`CandidateCrashed` -> ``error``, `CandidateTimeout` -> ``timeout``,
-`CandidateInvalid` -> ``invalid``. The child inherits the sandbox's limits (memory, processes, no
-network); its stdout is redirected to stderr so a print cannot corrupt the reply channel.
+Errors (``CandidateError`` and below) -- an evaluator may catch them and report ``invalid`` with
+its own message, or let them propagate; the runner maps an uncaught one to a status::
+
+    CandidateError
+    ├── CandidateRaised    the function (or importing the program) raised      -> error
+    ├── CandidateCrashed   the child died: os._exit, a signal, a segfault       -> error
+    ├── CandidateTimeout   no reply within timeout_s; the child was killed      -> timeout
+    └── CandidateInvalid   the reply is not plain data / malformed / too large  -> invalid
+
+Isolation of the child: its own session (killed as a group on timeout or close), a small
+allow-listed environment, its stdout sent to stderr so a ``print`` cannot corrupt the replies, and
+whatever limits the sandbox set on the evaluator (memory, CPU, no network, writes only in the work
+directory, no capabilities), plus its own Landlock layer (`evaluators.confine`) that hides the task
+folder and stops it signalling the evaluator. Before starting it the evaluator makes itself
+non-dumpable, so the candidate cannot read or write the evaluator's memory via ``/proc/<pid>/mem``.
+
+Wire format (both directions): frames of an 8-byte little-endian length and a body. A request body
+is ``encode([function, args, kwargs])``, ``encode(["\\0put", key, value])`` or
+``encode(["\\0has", name, None])``; a reply body is one
+kind byte (``o`` ok, ``r`` raised, ``x`` not plain data, ``y`` ready) and ``encode(value)``.
+`encode` is a tagged, length-prefixed binary tree (see `_encode`); an array travels as its dtype
+string, shape and raw bytes. Binary rather than JSON because bin packing makes ~41k calls per
+evaluation and the JSON tree cost ~40 us of the round trip.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -32,20 +54,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["run_candidate", "CandidateSession", "CandidateError", "CandidateRaised", "CandidateCrashed",
-           "CandidateTimeout", "CandidateInvalid", "encode", "decode"]
+from evaluators.confine import make_undumpable
+
+__all__ = ["run_candidate", "CandidateSession", "Ref", "CandidateError", "CandidateRaised", "CandidateCrashed",
+           "CandidateTimeout", "CandidateInvalid", "encode", "decode", "MAX_REPLY_MB", "MAX_DEPTH"]
 
 MAX_REPLY_MB = 256                     # a reply larger than this is a hostile or broken candidate
+MAX_DEPTH = 100                        # nesting of lists/dicts in one value
 _NUMERIC_KINDS = "biufc"               # bool, int, uint, float, complex: no objects, no structs
-_HEADER = struct.Struct("<Q")
+_SIZE = struct.Struct("<Q")            # frame length
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_C128 = struct.Struct("<dd")
+_U32 = struct.Struct("<I")
+_READ_CHUNK = 1 << 16
+_PUT = "\0put"                         # request tags for `put` and `defines`: not valid Python identifiers
+_HAS = "\0has"
 
 
 class CandidateError(Exception):
-    """Base of everything `CandidateSession.call` raises about the candidate."""
+    """Base of everything `CandidateSession` raises about the candidate."""
 
 
 class CandidateRaised(CandidateError):
@@ -64,238 +96,457 @@ class CandidateInvalid(CandidateError):
     """The reply is not plain data (an unsupported type, a non-numeric array, too large, malformed)."""
 
 
-# ---- wire format: a JSON tree whose arrays point into raw byte blobs --------------------------------
+class Ref:
+    """A value kept in the candidate's process by `CandidateSession.put`; pass it as an argument."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Ref({self.key!r})"
+
+
+# ---- wire format ------------------------------------------------------------------------------------
+# Tags: N None, T/F bool, i int64, I big int (decimal), f float64, c complex, s str (utf-8), l list,
+# t tuple, S set, Z frozenset, d dict (key, value pairs), a array, r Ref (requests only).
+
+_SEQUENCE_TAGS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
+
 
 def encode(value: Any) -> bytes:
     """Encode plain data; raises `TypeError` naming the first value that is not plain data."""
-    blobs: list[bytes] = []
+    out = bytearray()
+    _encode(value, out, 0)
+    return bytes(out)
 
-    def tree(x: Any) -> Any:
-        kind = type(x)
-        if x is None or kind in (bool, int, str):
-            return x
-        if kind is float:
-            return {"f": repr(x)}          # keeps nan/inf and every bit of the value
-        if kind in (list, tuple):
-            return {"l" if kind is list else "t": [tree(v) for v in x]}
+
+def _encode(x: Any, out: bytearray, depth: int) -> None:
+    kind = type(x)
+    if kind is int:
+        if -0x8000000000000000 <= x <= 0x7FFFFFFFFFFFFFFF:
+            out += b"i"
+            out += _I64.pack(x)
+        else:
+            text = str(x).encode()
+            out += b"I" + _U32.pack(len(text)) + text
+    elif kind is float:
+        out += b"f"
+        out += _F64.pack(x)
+    elif kind is np.ndarray:
+        if x.dtype.kind not in _NUMERIC_KINDS or x.dtype.fields is not None or x.dtype.subdtype is not None:
+            raise TypeError(f"numpy.ndarray of dtype {x.dtype} is not plain data (only bool, int, uint, float "
+                            f"and complex arrays cross back)")
+        dtype = x.dtype.str.encode()
+        out += b"a" + bytes((len(dtype),)) + dtype + bytes((x.ndim,))
+        for n in x.shape:
+            out += _I64.pack(n)
+        out += x.tobytes()
+    elif x is None:
+        out += b"N"
+    elif kind is bool:
+        out += b"T" if x else b"F"
+    elif kind is str:
+        data = x.encode("utf-8", "surrogatepass")
+        out += b"s" + _U32.pack(len(data)) + data
+    elif kind in _SEQUENCE_TAGS or kind is dict:
+        if depth >= MAX_DEPTH:
+            raise TypeError(f"the value is nested deeper than {MAX_DEPTH} levels")
+        out += (b"d" if kind is dict else _SEQUENCE_TAGS[kind]) + _U32.pack(len(x))
         if kind is dict:
-            if not all(type(k) is str for k in x):
-                raise TypeError("dict keys must be str")
-            return {"d": {k: tree(v) for k, v in x.items()}}
-        if isinstance(x, np.generic) and x.dtype.kind in _NUMERIC_KINDS:
-            return tree(x.item())
-        if kind is np.ndarray and x.dtype.kind in _NUMERIC_KINDS:
-            blobs.append(np.ascontiguousarray(x).tobytes())
-            return {"a": [x.dtype.str, list(x.shape), len(blobs) - 1]}
-        raise TypeError(f"{kind.__module__}.{kind.__qualname__} is not plain data "
-                        f"(use None, bool, int, float, str, list, tuple, dict, or a numeric numpy array)")
+            for k, v in x.items():
+                _encode(k, out, depth + 1)
+                _encode(v, out, depth + 1)
+        else:
+            for v in x:
+                _encode(v, out, depth + 1)
+    elif kind is complex:
+        out += b"c"
+        out += _C128.pack(x.real, x.imag)
+    elif isinstance(x, np.generic) and x.dtype.kind in _NUMERIC_KINDS + "U":
+        _encode(x.item(), out, depth)          # numpy scalars become the matching builtin
+    elif kind is Ref:
+        data = x.key.encode()
+        out += b"r" + _U32.pack(len(data)) + data
+    else:
+        what = f"{kind.__module__}.{kind.__qualname__}"
+        if isinstance(x, (int, float, str, list, tuple, dict, set, np.ndarray)):
+            what = f"{what} (a subclass of {kind.__mro__[1].__qualname__})"
+        raise TypeError(f"{what} is not plain data (use None, bool, int, float, complex, str, list, tuple, "
+                        f"set, dict, or a numeric numpy array)")
 
-    head = json.dumps(tree(value), separators=(",", ":")).encode()
-    parts = [_HEADER.pack(len(head)), head, _HEADER.pack(len(blobs))]
-    for blob in blobs:
-        parts += [_HEADER.pack(len(blob)), blob]
-    return b"".join(parts)
+
+_DTYPES: dict[bytes, tuple[np.dtype, np.dtype]] = {}   # validated wire dtype -> (dtype, native order)
+_CONTAINER_TAGS = {0x6C: list, 0x74: tuple, 0x53: set, 0x5A: frozenset, 0x64: dict}   # l t S Z d
 
 
-def decode(data: bytes) -> Any:
+class _Decoder:
+    """Decodes one `encode` output; every malformed input raises `CandidateInvalid`."""
+
+    def __init__(self, data: bytes, refs: dict[str, Any] | None = None) -> None:
+        self.data = data
+        self.pos = 0
+        self.refs = refs
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise CandidateInvalid(f"malformed reply: truncated at byte {self.pos} (wanted {n} more)")
+        chunk = self.data[self.pos:end]
+        self.pos = end
+        return chunk
+
+    def value(self, depth: int = 0) -> Any:
+        # Hot path (tens of thousands of calls per evaluation): integer tags, unpack_from, no slicing.
+        data, pos = self.data, self.pos
+        tag = data[pos]                       # IndexError past the end -> malformed
+        self.pos = pos + 1
+        if tag == 0x69:                       # i
+            self.pos = pos + 9
+            return _I64.unpack_from(data, pos + 1)[0]
+        if tag == 0x66:                       # f
+            self.pos = pos + 9
+            return _F64.unpack_from(data, pos + 1)[0]
+        if tag == 0x61:                       # a
+            return self.array()
+        if tag == 0x4E:                       # N
+            return None
+        if tag == 0x54:                       # T
+            return True
+        if tag == 0x46:                       # F
+            return False
+        if tag == 0x73:                       # s
+            (n,) = _U32.unpack_from(data, pos + 1)
+            self.pos = pos + 5
+            return self.take(n).decode("utf-8", "surrogatepass")
+        if tag in _CONTAINER_TAGS:
+            if depth >= MAX_DEPTH:
+                raise CandidateInvalid(f"malformed reply: nested deeper than {MAX_DEPTH} levels")
+            (n,) = _U32.unpack_from(data, pos + 1)
+            self.pos = pos + 5
+            if n > len(data) - self.pos:      # every element takes at least one byte
+                raise CandidateInvalid(f"malformed reply: claims {n} elements in {len(data) - self.pos} bytes")
+            if tag == 0x64:                   # d
+                return {self.value(depth + 1): self.value(depth + 1) for _ in range(n)}
+            items = [self.value(depth + 1) for _ in range(n)]
+            return _CONTAINER_TAGS[tag](items)
+        if tag == 0x63:                       # c
+            real, imag = _C128.unpack_from(data, pos + 1)
+            self.pos = pos + 17
+            return complex(real, imag)
+        if tag == 0x49:                       # I
+            (n,) = _U32.unpack_from(data, pos + 1)
+            self.pos = pos + 5
+            if n > 5000:
+                raise CandidateInvalid(f"malformed reply: an integer of {n} digits")
+            return int(self.take(n).decode("ascii"))
+        if tag == 0x72 and self.refs is not None:   # r
+            (n,) = _U32.unpack_from(data, pos + 1)
+            self.pos = pos + 5
+            return self.refs[self.take(n).decode()]
+        raise CandidateInvalid(f"malformed reply: unknown tag {bytes((tag,))!r} at byte {pos}")
+
+    def array(self) -> np.ndarray:
+        raw = self.take(self.take(1)[0])
+        dtypes = _DTYPES.get(raw)
+        if dtypes is None:
+            try:
+                dtype = np.dtype(raw.decode("ascii"))
+            except Exception:
+                raise CandidateInvalid(f"malformed reply: bad array dtype {raw[:40]!r}") from None
+            if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None \
+                    or dtype.hasobject:
+                raise CandidateInvalid(f"array of dtype {dtype} is not numeric")
+            dtypes = (dtype, dtype.newbyteorder("="))
+            if len(_DTYPES) < 256:              # only validated dtypes, and few of them
+                _DTYPES[raw] = dtypes
+        dtype, native = dtypes
+        ndim = self.take(1)[0]
+        if ndim > 32:
+            raise CandidateInvalid(f"malformed reply: array with {ndim} dimensions")
+        shape = struct.unpack_from(f"<{ndim}q", self.take(8 * ndim))
+        size = 1
+        for n in shape:
+            if n < 0:
+                raise CandidateInvalid(f"malformed reply: array shape {shape}")
+            size *= n
+        nbytes = size * dtype.itemsize
+        if nbytes > len(self.data) - self.pos:
+            raise CandidateInvalid(f"malformed reply: array of shape {shape} needs {nbytes} bytes, "
+                                   f"{len(self.data) - self.pos} left")
+        array = np.frombuffer(self.data, dtype=dtype, count=size, offset=self.pos).reshape(shape)
+        self.pos += nbytes
+        # A fresh, writable, native-order array that the candidate never saw.
+        return array.astype(native, copy=True)
+
+
+def decode(data: bytes, *, _refs: dict[str, Any] | None = None) -> Any:
     """Decode `encode`'s output into fresh plain objects; anything else raises `CandidateInvalid`."""
+    decoder = _Decoder(bytes(data), _refs)
     try:
-        view = memoryview(data)
-        (size,), pos = _HEADER.unpack_from(view, 0), _HEADER.size
-        head = json.loads(bytes(view[pos:pos + size]))
-        pos += size
-        (count,) = _HEADER.unpack_from(view, pos)
-        pos += _HEADER.size
-        blobs = []
-        for _ in range(count):
-            (n,) = _HEADER.unpack_from(view, pos)
-            pos += _HEADER.size
-            blobs.append(bytes(view[pos:pos + n]))
-            pos += n
-        return _untree(head, blobs)
+        value = decoder.value()
     except CandidateInvalid:
         raise
-    except Exception as exc:  # struct/json/numpy errors on malformed bytes
+    except Exception as exc:  # struct/unicode/hash errors on malformed bytes
         raise CandidateInvalid(f"malformed reply: {type(exc).__name__}: {exc}") from None
+    if decoder.pos != len(decoder.data):
+        raise CandidateInvalid(f"malformed reply: {len(decoder.data) - decoder.pos} trailing bytes")
+    return value
 
 
-def _untree(x: Any, blobs: list[bytes]) -> Any:
-    if x is None or type(x) in (bool, int, str):
-        return x
-    if type(x) is not dict or len(x) != 1:
-        raise CandidateInvalid(f"malformed reply node {str(x)[:80]!r}")
-    (tag, body), = x.items()
-    if tag == "f":
-        return float(body)
-    if tag in ("l", "t"):
-        items = [_untree(v, blobs) for v in body]
-        return items if tag == "l" else tuple(items)
-    if tag == "d":
-        return {str(k): _untree(v, blobs) for k, v in body.items()}
-    if tag == "a":
-        dtype_str, shape, index = body
-        dtype = np.dtype(str(dtype_str))
-        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-            raise CandidateInvalid(f"array of dtype {dtype} is not numeric")
-        shape = tuple(int(n) for n in shape)
-        array = np.frombuffer(blobs[int(index)], dtype=dtype)
-        return array.reshape(shape).copy()          # a fresh, writable array the candidate never saw
-    raise CandidateInvalid(f"unknown reply tag {tag!r}")
+def _frame(payload: bytes) -> bytes:
+    return _SIZE.pack(len(payload)) + payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # ---- the child ------------------------------------------------------------------------------------
 
 _CHILD = r"""
-import importlib.util, os, sys, traceback
+import os, sys
 reply_fd, request_fd = int(sys.argv[2]), int(sys.argv[3])
 os.dup2(2, 1)                                   # candidate prints go to stderr, never into the reply
 sys.stdout = sys.stderr
 sys.path.insert(0, sys.argv[4])
 from evaluators.candidate import _serve
-_serve(sys.argv[1], reply_fd, request_fd)
+_serve(sys.argv[1], reply_fd, request_fd, [p for p in sys.argv[5].split(os.pathsep) if p])
 """
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+def _describe(exc: BaseException, traceback: Any) -> str:
+    """The traceback's tail; the candidate may have patched what formatting needs (isinstance...)."""
+    try:
+        return str(traceback.format_exc())[-4000:]
+    except BaseException:
+        try:
+            return f"{type(exc).__name__}: {exc}"[-4000:]
+        except BaseException:
+            return "an exception that cannot be described"
 
 
-def _send(fd: int, payload: bytes) -> None:
-    data = memoryview(_HEADER.pack(len(payload)) + payload)
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _serve(program_path: str, reply_fd: int, request_fd: int) -> None:  # runs in the child
+def _serve(program_path: str, reply_fd: int, request_fd: int, hidden: list[str]) -> None:  # runs in the child
     import importlib.util
     import traceback
 
-    def reply(kind: str, value: Any) -> None:
+    from evaluators.confine import CAP_DAC_READ_SEARCH, confine, drop_capabilities
+
+    os.set_inheritable(reply_fd, False)
+    os.set_inheritable(request_fd, False)
+    # Before any candidate code: the task folder (answer keys, held-out data) becomes unreadable, no
+    # writes outside the working directory, no signals to or ptrace of the evaluator; no capabilities.
+    confine(writable=[os.getcwd()], hidden=hidden, keep=[os.path.dirname(program_path)])
+    drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if os.getuid() != 0 else ())   # kept only by a sandbox
+    # worker that runs as nobody with a Python under /root; dropping it would break later imports
+
+    def reply(kind: bytes, value: Any) -> None:
         try:
             body = encode(value)
-        except TypeError as exc:
-            kind, body = "invalid", encode(f"the function returned {exc}")
-        _send(reply_fd, kind.encode().ljust(8) + body)
+        except Exception as exc:  # TypeError, or RecursionError/MemoryError from a hostile value
+            kind, body = b"x", encode(f"the function returned {exc}")
+        _write_all(reply_fd, _frame(kind + body))
 
+    sys.path.insert(0, os.path.dirname(program_path))   # helpers beside the program import as usual
     try:
         spec = importlib.util.spec_from_file_location("candidate_program", program_path)
         module = importlib.util.module_from_spec(spec)
         sys.modules["candidate_program"] = module
         spec.loader.exec_module(module)
-    except BaseException:
-        reply("raised", "importing the program raised:\n" + traceback.format_exc()[-4000:])
+    except BaseException as exc:
+        reply(b"r", "importing the program raised:\n" + _describe(exc, traceback))
         return
-    reply("ready", None)
+    reply(b"y", None)
+    refs: dict[str, Any] = {}
+    buf = b""
     while True:
-        try:
-            (size,) = _HEADER.unpack(_read_exact(request_fd, _HEADER.size))
-            function, args, kwargs = decode(_read_exact(request_fd, size))
-        except EOFError:
-            return
+        while len(buf) < _SIZE.size or len(buf) < _SIZE.size + _SIZE.unpack_from(buf)[0]:
+            chunk = os.read(request_fd, _READ_CHUNK)
+            if not chunk:
+                return                           # the evaluator closed the session
+            buf += chunk
+        end = _SIZE.size + _SIZE.unpack_from(buf)[0]
+        request, buf = decode(buf[_SIZE.size:end], _refs=refs), buf[end:]
+        function, args, kwargs = request
+        if function == _PUT:
+            refs[args] = kwargs
+            reply(b"o", None)
+            continue
+        if function == _HAS:
+            reply(b"o", callable(getattr(module, args, None)))
+            continue
         fn = getattr(module, function, None)
         if not callable(fn):
-            reply("raised", f"the program defines no callable {function}()")
+            reply(b"r", f"the program defines no callable {function}()")
             continue
         try:
             value = fn(*args, **kwargs)
-        except BaseException:
-            reply("raised", f"{function}() raised:\n" + traceback.format_exc()[-4000:])
+        except BaseException as exc:
+            reply(b"r", f"{function}() raised:\n" + _describe(exc, traceback))
             continue
-        reply("ok", value)
+        reply(b"o", value)
 
 
 # ---- the trusted side -----------------------------------------------------------------------------
 
+# Copied into the child when set in the evaluator's environment (the sandbox already cleaned it).
+_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
+             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_ENV_DEFAULTS = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+                 "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _child_environment() -> dict[str, str]:
+    env = dict(_ENV_DEFAULTS)
+    env.update({k: os.environ[k] for k in _ENV_KEYS if k in os.environ})
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
 class CandidateSession:
-    """A child process holding the imported candidate; `call` runs one of its functions there."""
+    """A child process holding the imported candidate; `call` runs one of its functions there.
+
+    ``timeout_s`` bounds each call (and the import, unless ``import_timeout_s`` is given); on a
+    timeout the child is killed and every later call raises `CandidateCrashed`. ``hidden_paths``
+    become unreadable to the candidate where Landlock is available (default: the task folder when
+    running in the sandbox, so it cannot read answer keys or held-out data; pass data as arguments).
+    Use it as a context manager, or call `close`.
+    """
 
     def __init__(self, program_path: str | os.PathLike[str], *, timeout_s: float = 60.0,
-                 import_timeout_s: float | None = None, max_reply_mb: float = MAX_REPLY_MB) -> None:
+                 import_timeout_s: float | None = None, max_reply_mb: float = MAX_REPLY_MB,
+                 hidden_paths: Sequence[str | os.PathLike[str]] | None = None) -> None:
         self.program_path = str(Path(program_path).resolve())
-        self.timeout_s = timeout_s
+        if hidden_paths is None:   # in the sandbox: the task folder (set by sandbox.forkserver)
+            hidden_paths = [os.environ["EVOFORGE_TASK_DIR"]] if os.environ.get("EVOFORGE_TASK_DIR") else []
+        hidden = os.pathsep.join(str(Path(p).resolve()) for p in hidden_paths)
+        self.timeout_s = float(timeout_s)
         self.max_reply_bytes = int(max_reply_mb * 1024 * 1024)
+        self._closed = True
+        make_undumpable()
         reply_r, reply_w = os.pipe()
         request_r, request_w = os.pipe()
         root = str(Path(__file__).resolve().parent.parent)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, self.program_path, str(reply_w), str(request_r), root],
+                [sys.executable, "-c", _CHILD, self.program_path, str(reply_w), str(request_r), root, hidden],
                 stdin=subprocess.DEVNULL, pass_fds=(reply_w, request_r), start_new_session=True,
-                cwd=os.getcwd(), env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")})
-        finally:
-            os.close(reply_w)
-            os.close(request_r)
+                cwd=os.getcwd(), env=_child_environment())
+        except BaseException:
+            for fd in (reply_r, reply_w, request_r, request_w):
+                os.close(fd)
+            raise
+        os.close(reply_w)
+        os.close(request_r)
+        os.set_inheritable(reply_r, False)
+        os.set_inheritable(request_w, False)
         self._reply_fd, self._request_fd = reply_r, request_w
+        self._poll = select.poll()
+        self._poll.register(reply_r, select.POLLIN)
+        self._buf = b""
         self._closed = False
-        self._receive("importing the program", timeout_s if import_timeout_s is None else import_timeout_s)
+        self._receive("importing the program", self.timeout_s if import_timeout_s is None else import_timeout_s)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def call(self, function: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
-        """Run ``function(*args, **kwargs)`` in the candidate's process and return its plain-data value."""
+        """Run ``function(*args, **kwargs)`` in the candidate's process and return its plain-data value.
+
+        Arguments must be plain data too (or `Ref` from `put`); the child gets its own copies.
+        """
+        return self._request([function, args, kwargs], f"{function}()", timeout_s)
+
+    def put(self, key: str, value: Any, *, timeout_s: float | None = None) -> Ref:
+        """Send ``value`` once and keep it in the child; pass the returned `Ref` to `call` instead of
+        resending it (e.g. a distance matrix used by every step of a tour). The child owns that copy:
+        if the candidate mutates it, later calls see the mutation (as with one copy per instance)."""
+        self._request([_PUT, str(key), value], f"storing {key!r}", timeout_s)
+        return Ref(str(key))
+
+    def defines(self, function: str, *, timeout_s: float | None = None) -> bool:
+        """Whether the program defines a callable ``function`` (checked in the child)."""
+        answer = self._request([_HAS, str(function), None], f"looking up {function}()", timeout_s)
+        if type(answer) is not bool:
+            self._fail(CandidateInvalid, f"looking up {function}()", f"expected True or False, got {answer!r:.80}")
+        return answer
+
+    def _request(self, message: list, what: str, timeout_s: float | None) -> Any:
         if self._closed:
-            raise CandidateCrashed(f"the candidate's process is gone; cannot call {function}()")
+            raise CandidateCrashed(f"{what}: the candidate's process is gone (an earlier call failed)")
         try:
-            _send(self._request_fd, encode([function, list(args), kwargs]))
-        except BrokenPipeError:
-            self._fail(CandidateCrashed, f"calling {function}()", "the candidate's process exited")
-        return self._receive(f"{function}()", self.timeout_s if timeout_s is None else timeout_s)
+            payload = encode(message)
+        except TypeError as exc:
+            raise TypeError(f"{what}: an argument is not plain data: {exc}") from None
+        try:
+            _write_all(self._request_fd, _frame(payload))
+        except OSError:  # BrokenPipeError: it exited between calls
+            self._fail(CandidateCrashed, what, "the candidate's process exited")
+        return self._receive(what, self.timeout_s if timeout_s is None else float(timeout_s))
 
     def _receive(self, what: str, timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
+        buf = self._buf
+        while len(buf) < _SIZE.size:
+            buf += self._read_some(deadline, what, timeout_s)
+        size = _SIZE.unpack_from(buf)[0]
+        if size > self.max_reply_bytes:
+            self._fail(CandidateInvalid, what, f"the reply claims {size} bytes, over the "
+                                               f"{self.max_reply_bytes}-byte limit")
+        end = _SIZE.size + size
+        while len(buf) < end:
+            buf += self._read_some(deadline, what, timeout_s)
+        body, self._buf = buf[_SIZE.size:end], buf[end:]
+        kind = body[:1]
         try:
-            size = _HEADER.unpack(self._read(_HEADER.size, deadline, what))[0]
-            if size > self.max_reply_bytes:
-                self._fail(CandidateInvalid, what, f"the reply is {size} bytes, over {self.max_reply_bytes}")
-            payload = self._read(size, deadline, what)
-        except EOFError:
-            self._fail(CandidateCrashed, what, "the candidate's process exited before replying")
-        kind, value = payload[:8].decode(errors="replace").strip(), decode(payload[8:])
-        if kind in ("ok", "ready"):
+            value = decode(body[1:])
+        except CandidateInvalid as exc:
+            self._fail(CandidateInvalid, what, str(exc))
+        if kind == b"o" or kind == b"y":
             return value
-        if kind == "raised":
-            raise CandidateRaised(str(value))
-        if kind == "invalid":
+        if kind == b"r" and type(value) is str:
+            raise CandidateRaised(value)
+        if kind == b"x" and type(value) is str:
             raise CandidateInvalid(f"{what}: {value}")
-        self._fail(CandidateInvalid, what, f"unknown reply kind {kind!r}")
+        self._fail(CandidateInvalid, what, f"malformed reply: unknown reply kind {kind!r}")
 
-    def _read(self, n: int, deadline: float, what: str) -> bytes:
-        chunks, left = [], n
-        while left:
-            wait_s = deadline - time.monotonic()
-            if wait_s <= 0 or not select.select([self._reply_fd], [], [], wait_s)[0]:
-                self._fail(CandidateTimeout, what, f"no reply within {self.timeout_s:g} s")
-            chunk = os.read(self._reply_fd, min(left, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+    def _read_some(self, deadline: float, what: str, timeout_s: float) -> bytes:
+        wait_s = deadline - time.monotonic()
+        if wait_s <= 0 or not self._poll.poll(wait_s * 1000.0):
+            self._fail(CandidateTimeout, what, f"no reply within {timeout_s:g} s (the candidate was killed)")
+        chunk = os.read(self._reply_fd, _READ_CHUNK)
+        if not chunk:
+            self._fail(CandidateCrashed, what, "the candidate's process exited before replying")
+        return chunk
 
     def _fail(self, error: type[CandidateError], what: str, reason: str) -> None:
         self.close()
         code = self._process.returncode
-        how = (f"; it was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-               and error is CandidateCrashed else f"; exit code {code}" if code and error is CandidateCrashed
-               else "")
+        how = ""
+        if error is CandidateCrashed and code is not None and code < 0:
+            try:
+                how = f"; it was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"; it was killed by signal {-code}"
+        elif error is CandidateCrashed and code:
+            how = f"; exit code {code}"
         raise error(f"{what}: {reason}{how}")
 
     def close(self) -> None:
+        """Kill the candidate's process group and reap it. Idempotent."""
         if self._closed:
             return
         self._closed = True
         for fd in (self._request_fd, self._reply_fd):
             os.close(fd)
-        if self._process.poll() is None:
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)   # its group: whatever it started goes too
+        except (ProcessLookupError, PermissionError):
+            pass
         self._process.wait()
 
     def __enter__(self) -> "CandidateSession":
@@ -304,9 +555,17 @@ class CandidateSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
 
 def run_candidate(program_path: str | os.PathLike[str], function: str, *args: Any, timeout_s: float = 60.0,
                   **kwargs: Any) -> Any:
-    """Import the program in a fresh child process, call ``function(*args, **kwargs)``, return plain data."""
+    """Import the program in a fresh child process, call ``function(*args, **kwargs)``, return plain data.
+
+    ``timeout_s`` bounds the import and the call together.
+    """
+    deadline = time.monotonic() + timeout_s
     with CandidateSession(program_path, timeout_s=timeout_s) as session:
-        return session.call(function, *args, **kwargs)
+        return session.call(function, *args, timeout_s=max(0.001, deadline - time.monotonic()), **kwargs)

@@ -1,5 +1,7 @@
 """Prompt templates (``*.j2``) and the pure function that renders them."""
 
-from prompts.render import TEMPLATES_DIR, ProgramView, PromptContext, render_prompt
+from prompts.fit import FittedPrompt, estimate_tokens, fit_prompt
+from prompts.render import TEMPLATES_DIR, ProgramView, PromptContext, render_prompt, render_retry
 
-__all__ = ["ProgramView", "PromptContext", "render_prompt", "TEMPLATES_DIR"]
+__all__ = ["ProgramView", "PromptContext", "render_prompt", "render_retry", "fit_prompt", "FittedPrompt",
+           "estimate_tokens", "TEMPLATES_DIR"]

@@ -59,6 +59,9 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
+from evaluators.confine import (
+    CAP_DAC_READ_SEARCH, confine, drop_bounding_set, drop_capabilities, make_undumpable,
+)
 from evaluators.runner import run_job
 from evaluators.types import EvaluationResult, Status
 from sandbox.job import EvaluationJob
@@ -71,11 +74,15 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024    # a request/response bigger than this is 
 MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
 NOBODY_UID = 65534
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_KEEPCAPS = 8
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
 READ_CHUNK_BYTES = 1 << 16
 DRAIN_AFTER_EXIT_S = 2.0               # reading what is left in the pipes once everyone is dead
 STDERR_IN_ERROR_CHARS = 2000           # stderr tail copied into a failure's "error" artifact
+HIDE_ENV = "EVOFORGE_HIDE_PATHS"       # set by the client: os.pathsep-separated paths W must not read
 OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -229,29 +236,56 @@ class Policy:
     """Per-server decisions, made once at startup."""
 
     drop_uid: int | None   # uid W switches to, or None to keep the current one
+    read_cap: bool = False # keep CAP_DAC_READ_SEARCH after the switch (the interpreter is not world-readable)
+    hidden: tuple[str, ...] = ()   # paths W may not read (the engine user's home), from EVOFORGE_HIDE_PATHS
 
 
-def _nobody_can_import() -> bool:
-    """Fork a probe that becomes nobody and checks it can read every import path."""
+def _nobody_can_import(read_cap: bool = False) -> bool:
+    """Fork a probe that becomes nobody (keeping CAP_DAC_READ_SEARCH if ``read_cap``) and checks it
+    can list every import path and start this interpreter."""
     paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
     pid = os.fork()
     if pid == 0:
         ok = False
         try:
-            os.setgroups([])
-            os.setgid(NOBODY_UID)
-            os.setuid(NOBODY_UID)
-            ok = all(os.access(p, os.R_OK | os.X_OK) for p in paths)
+            _become(NOBODY_UID, read_cap)
+            for p in paths:
+                os.listdir(p)
+            ok = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "import json, numbers"]) == 0
+        except BaseException:
+            ok = False
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def _become(uid: int, read_cap: bool) -> None:
+    """setuid to ``uid``; with ``read_cap``, keep only CAP_DAC_READ_SEARCH (ambient, so the nested
+    interpreter of `evaluators.candidate` can read the Python under /root too)."""
+    if read_cap:
+        drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,))   # while we still hold CAP_SETPCAP
+        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise RuntimeError(f"could not drop privileges to uid {uid}")
+    if read_cap:
+        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,))
+
+
 def make_policy() -> Policy:
-    if os.geteuid() == 0 and _nobody_can_import():
-        return Policy(drop_uid=NOBODY_UID)
-    return Policy(drop_uid=None)
+    """As root, W runs as ``nobody``: it cannot signal or write to root's processes and files, read
+    their /proc entries, or fork past RLIMIT_NPROC (root is exempt from it). If ``nobody`` cannot read
+    this interpreter (a pyenv under a 0700 /root), it keeps CAP_DAC_READ_SEARCH and nothing else."""
+    hidden = tuple(p for p in os.environ.pop(HIDE_ENV, "").split(os.pathsep) if p)
+    if os.geteuid() == 0:
+        if _nobody_can_import():
+            return Policy(drop_uid=NOBODY_UID, hidden=hidden)
+        if _nobody_can_import(read_cap=True):
+            return Policy(drop_uid=NOBODY_UID, read_cap=True, hidden=hidden)
+    return Policy(drop_uid=None, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- worker (W)
@@ -300,6 +334,18 @@ def _enter_network_namespace() -> None:
             pass
 
 
+def _mount_private_workdir(workdir: str, size_mb: int) -> bool:
+    """As root: a private mount namespace with a size-capped tmpfs on the workdir, so a disk filler
+    stops at ``size_mb`` (RLIMIT_FSIZE caps only one file) and its files vanish with the namespace.
+    Best effort: without root or mount namespaces the workdir stays a plain directory."""
+    if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    options = f"size={max(1, int(size_mb))}m,mode=0700".encode()
+    return _libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0
+
+
 def _others_can_read(path: str) -> bool:
     """Static check: every ancestor searchable by 'other', ``path`` itself readable."""
     path = os.path.abspath(path)
@@ -325,7 +371,7 @@ def _chown_tree(path: str, uid: int) -> None:
             os.lchown(os.path.join(root, name), uid, uid)
 
 
-def _drop_privileges(job: EvaluationJob, workdir: str, uid: int) -> EvaluationJob:
+def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool = False) -> EvaluationJob:
     evaluator = os.path.join(job.task_dir, job.evaluator_file)
     if not (_others_can_read(job.task_dir) and _others_can_read(evaluator)):
         # nobody could not import the evaluator from there: give it a private copy
@@ -334,12 +380,22 @@ def _drop_privileges(job: EvaluationJob, workdir: str, uid: int) -> EvaluationJo
         job = replace(job, task_dir=copy)
     _chown_tree(workdir, uid)
     _setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        raise RuntimeError(f"could not drop privileges to uid {uid}")
+    _become(uid, read_cap)
     return job
+
+
+def _lock_down(job: EvaluationJob, workdir: str, policy: Policy) -> None:
+    """Last step before the evaluator runs, irreversible: Landlock (writes only in the workdir, the
+    engine user's home unreadable, no signals to or ptrace of processes outside -- the supervisor,
+    the server, the engine) where the kernel has it; no capabilities at all (so a root W cannot read
+    the non-dumpable engine's /proc/<pid>/environ or remount anything); not dumpable itself, so the
+    candidate's nested process (`evaluators.candidate`) cannot reach into the evaluator's memory."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, repo_root])
+    os.environ["EVOFORGE_LANDLOCK_ABI"] = str(abi or 0)
+    os.environ["EVOFORGE_TASK_DIR"] = os.path.abspath(job.task_dir)   # hidden from the candidate's process
+    drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if policy.read_cap else ())
+    make_undumpable()
 
 
 def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, err_w: int, res_w: int) -> None:
@@ -354,6 +410,7 @@ def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, e
     faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; W need not
     try:
+        _mount_private_workdir(workdir, job.max_file_mb)
         os.chdir(workdir)
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = workdir  # stray temp files die with the workdir
@@ -361,7 +418,8 @@ def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, e
         _apply_rlimits(job)
         _enter_network_namespace()
         if policy.drop_uid is not None:
-            job = _drop_privileges(job, workdir, policy.drop_uid)
+            job = _drop_privileges(job, workdir, policy.drop_uid, policy.read_cap)
+        _lock_down(job, workdir, policy)
         result = run_job(job, workdir)
     except BaseException as exc:  # the isolation set-up itself failed: report it as data from here
         result = EvaluationResult.failure(
@@ -616,8 +674,12 @@ class _Server:
         if frames:
             response = frames[0]
         else:
-            response = {"id": sup.request_id,
-                        "error": f"sandbox supervisor ended (wait status {sup.status}) without a response"}
+            # S runs only our code; what kills it is almost surely the candidate (a root W without
+            # Landlock's signal scoping can signal its parent). Its job failed; the run goes on.
+            result = EvaluationResult.failure(
+                Status.ERROR, f"the sandbox supervisor was killed (wait status {sup.status}) before it "
+                              f"answered: the program probably signalled its parent process")
+            response = {"id": sup.request_id, "result": result.to_dict()}
         _write_all(self.out_fd, encode_frame(response))
 
     def police(self) -> None:
@@ -669,7 +731,8 @@ def serve(in_fd: int = 0, out_fd: int = 1) -> None:
     policy = make_policy()
     server = _Server(in_fd, out_fd, policy)
     _write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
-                                     "drop_uid": policy.drop_uid, "python": sys.version}))
+                                     "drop_uid": policy.drop_uid, "read_cap": policy.read_cap,
+                                     "python": sys.version}))
     try:
         server.loop()
     except BrokenPipeError:

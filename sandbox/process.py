@@ -26,16 +26,18 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import IO, Any
 
+from evaluators.confine import make_undumpable
 from evaluators.types import EvaluationResult, SandboxError
-from sandbox.forkserver import FRAME_HEADER, MAX_FRAME_BYTES, encode_frame
+from sandbox.forkserver import FRAME_HEADER, HIDE_ENV, MAX_FRAME_BYTES, encode_frame
 from sandbox.job import EvaluationJob
 
 __all__ = ["ProcessSandbox", "ENV_ALLOWLIST", "FIXED_ENV", "clean_environment", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Copied from the host when set: harmless and needed for a sane interpreter (locale, time zone).
-ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
+# Copied from the host when set: harmless and needed for a sane interpreter (locale, time zone),
+# and the GPUs this evaluation may use (Ray sets CUDA_VISIBLE_DEVICES per task: sandbox.ray_executor).
+ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES")
 
 # Always set: reproducible hashing, no .pyc litter in task folders, and single-threaded BLAS so the
 # fork server never has threads when it forks (and N slots do not oversubscribe the cores).
@@ -61,6 +63,9 @@ def clean_environment(repo_root: str | os.PathLike[str] | None = None) -> dict[s
     env.setdefault("PATH", os.defpath)
     env.update(FIXED_ENV)
     env["PYTHONPATH"] = str(repo_root or REPO_ROOT)
+    home = os.path.expanduser("~")
+    if home and os.path.realpath(home) != "/":
+        env[HIDE_ENV] = os.path.realpath(home)   # the server pops it: candidates may not read ~/.ssh, ~/.aws...
     return env
 
 
@@ -237,6 +242,9 @@ class ProcessSandbox:
                 return server
             if server is not None:
                 server.stop()
+            # Not dumpable: a candidate running as the same uid cannot read our environment (API keys)
+            # through /proc/<pid>/environ, nor our memory (its capabilities are dropped, too).
+            make_undumpable()
             server = self._server = _Server(self.python, str(REPO_ROOT))
             if not server.ready.wait(self.startup_timeout_s) or not server.alive:
                 self._server = None

@@ -1,64 +1,52 @@
-"""LLM clients behind one seam, chosen by spec strings (DESIGN.md §5):
+"""LLM clients behind one seam, chosen by spec strings or ``[[llm.models]]`` tables (DESIGN.md §5):
 
 ``offline`` · ``openai:MODEL`` · ``anthropic:MODEL`` · ``openai-compatible:MODEL@BASE_URL``,
 each optionally followed by ``*WEIGHT`` (``--llm openai:gpt-4o*3 --llm offline``); repeated specs
-form a weighted ensemble.
+form an ensemble, weighted or adaptive (``ensemble = "bandit"``). See `engine.llm.models`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Mapping, Sequence
-
-import numpy as np
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from evaluators.types import ConfigError
 from engine.llm.base import LLMClient, Prompt, Reply
+from engine.llm.ensemble import Ensemble
+from engine.llm.models import (API_KEY_ENVS, PROVIDERS, LLMSettings, LLMSpec, load_llm_file, parse_llm_spec,
+                               parse_llm_table, spec_from_dict)
 
-__all__ = ["LLMClient", "Prompt", "Reply", "LLMSpec", "Ensemble", "parse_llm_spec", "make_llm",
-           "default_llm_specs", "PROVIDERS"]
-
-PROVIDERS = ("offline", "openai", "anthropic", "openai-compatible")
-
-
-@dataclass(frozen=True)
-class LLMSpec:
-    provider: str
-    model: str = ""
-    base_url: str | None = None
-    weight: float = 1.0
-
-    def __str__(self) -> str:
-        text = self.provider if self.provider == "offline" else f"{self.provider}:{self.model}"
-        if self.base_url and self.provider == "openai-compatible":
-            text += f"@{self.base_url}"
-        return text + (f"*{self.weight:g}" if self.weight != 1.0 else "")
+__all__ = ["LLMClient", "Prompt", "Reply", "LLMSpec", "LLMSettings", "Ensemble", "parse_llm_spec",
+           "parse_llm_table", "load_llm_file", "spec_from_dict", "as_spec", "make_llm", "make_client",
+           "default_llm_specs", "missing_api_key", "check_llm_specs", "llm_from_flags", "PROVIDERS"]
 
 
-def parse_llm_spec(spec: str) -> LLMSpec:
-    text, weight = spec.strip(), 1.0
-    if "*" in text:
-        text, _, w = text.rpartition("*")
-        try:
-            weight = float(w)
-        except ValueError:
-            raise ConfigError(f"--llm {spec!r}: expected a number after '*' but got {w!r}") from None
-        if weight <= 0:
-            raise ConfigError(f"--llm {spec!r}: the weight must be positive")
-    if text == "offline":
-        return LLMSpec("offline", weight=weight)
-    provider, sep, model = text.partition(":")
-    if not sep or provider not in PROVIDERS or not model:
-        raise ConfigError(f"--llm {spec!r}: expected one of offline, openai:MODEL, anthropic:MODEL, "
-                          f"openai-compatible:MODEL@BASE_URL")
-    base_url = None
-    if provider == "openai-compatible":
-        model, at, base_url = model.partition("@")
-        if not at or not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"--llm {spec!r}: openai-compatible needs MODEL@BASE_URL, "
-                              f"e.g. openai-compatible:qwen2.5-coder@http://127.0.0.1:8000/v1")
-    return LLMSpec(provider, model, base_url, weight)
+def as_spec(value: str | Mapping[str, Any] | LLMSpec) -> LLMSpec:
+    """A spec string, a stored spec dict (run.db) or an `LLMSpec` → `LLMSpec`."""
+    if isinstance(value, LLMSpec):
+        return value
+    if isinstance(value, str):
+        return parse_llm_spec(value)
+    return spec_from_dict(value, "llm model")
+
+
+def llm_from_flags(values: Sequence[str]) -> tuple[tuple[str | dict, ...], dict[str, Any]]:
+    """``--llm`` values → the run config's model list and any ``[llm]`` settings a ``FILE.toml`` sets.
+
+    Each value is a spec string or a run config file (``--llm models.toml``, holding ``[llm]`` and
+    ``[[llm.models]]`` tables exactly as task.toml would).
+    """
+    specs: list[str | dict] = []
+    settings: dict[str, Any] = {}
+    for value in values:
+        if value.strip().endswith(".toml"):
+            table = load_llm_file(Path(value.strip()))
+            specs.extend(spec.to_dict() for spec in table.models)
+            settings.update({key: getattr(table, key) for key in table.given})
+        else:
+            specs.append(str(parse_llm_spec(value)))
+    return tuple(specs), settings
 
 
 def default_llm_specs(environ: Mapping[str, str] | None = None) -> list[LLMSpec]:
@@ -71,55 +59,68 @@ def default_llm_specs(environ: Mapping[str, str] | None = None) -> list[LLMSpec]
     return [LLMSpec("offline")]
 
 
-def _make_one(spec: LLMSpec, environ: Mapping[str, str]) -> LLMClient:
+def missing_api_key(spec: LLMSpec, environ: Mapping[str, str]) -> str | None:
+    """The one-line reason ``spec`` cannot be called with this environment, or None."""
+    var = spec.api_key_env or API_KEY_ENVS.get(spec.provider)
+    if spec.provider == "openai-compatible" and not spec.api_key_env:
+        return None  # local servers usually need no key; OPENAI_API_KEY is sent when set
+    if var and not environ.get(var):
+        how = "set api_key_env in [[llm.models]] to read it from another variable" if not spec.api_key_env \
+            else "or change api_key_env"
+        return f"--llm {spec}: {var} is not set in the environment (export {var}=..., {how})"
+    return None
+
+
+def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMClient:
+    """One client for ``spec``; a missing key is a `ConfigError` before any request."""
+    env = os.environ if environ is None else environ
     if spec.provider == "offline":
         from engine.llm.offline import OfflineMutator
         return OfflineMutator()
-    if spec.provider == "openai":
+    problem = missing_api_key(spec, env)
+    if problem:
+        raise ConfigError(problem)
+    common = dict(model=spec.model, max_tokens=spec.max_tokens, timeout_s=spec.timeout_s,
+                  max_retries=spec.max_retries, name=spec.label, context_tokens=spec.context_window,
+                  prices=spec.prices, temperature=spec.temperature)
+    if spec.provider in ("openai", "openai-compatible"):
         from engine.llm.openai_compat import OpenAIChatClient
-        key = environ.get("OPENAI_API_KEY")
-        if not key:
-            raise ConfigError(f"--llm {spec}: OPENAI_API_KEY is not set in the environment")
-        return OpenAIChatClient(model=spec.model, api_key=key, base_url=environ.get("OPENAI_BASE_URL"))
-    if spec.provider == "openai-compatible":
-        from engine.llm.openai_compat import OpenAIChatClient
-        return OpenAIChatClient(model=spec.model, api_key=environ.get("OPENAI_API_KEY", "EMPTY"),
-                                base_url=spec.base_url, provider="openai-compatible")
+        if spec.provider == "openai":
+            key, base_url = env[spec.api_key_env or "OPENAI_API_KEY"], spec.base_url or env.get("OPENAI_BASE_URL")
+        else:
+            key, base_url = env.get(spec.api_key_env or "OPENAI_API_KEY", "EMPTY"), spec.base_url
+        return OpenAIChatClient(api_key=key, base_url=base_url, provider=spec.provider, **common)
     if spec.provider == "anthropic":
         from engine.llm.anthropic_client import AnthropicClient
-        key = environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise ConfigError(f"--llm {spec}: ANTHROPIC_API_KEY is not set in the environment")
-        return AnthropicClient(model=spec.model, api_key=key, base_url=environ.get("ANTHROPIC_BASE_URL"))
+        return AnthropicClient(api_key=env[spec.api_key_env or "ANTHROPIC_API_KEY"],
+                               base_url=spec.base_url or env.get("ANTHROPIC_BASE_URL"), **common)
     raise ConfigError(f"unknown LLM provider {spec.provider!r} (known: {', '.join(PROVIDERS)})")
 
 
-class Ensemble(LLMClient):
-    """Weighted choice of a model per proposal, drawn from the proposal's seed (reproducible)."""
-
-    def __init__(self, clients: Sequence[LLMClient], weights: Sequence[float]) -> None:
-        if len(clients) != len(weights) or not clients:
-            raise ValueError(f"expected one weight per client but got {len(clients)} clients, {len(weights)} weights")
-        self.clients = list(clients)
-        total = float(sum(weights))
-        self.probabilities = np.asarray(weights, dtype=float) / total
-        self.name = "+".join(c.name for c in clients)
-
-    def choose(self, seed: int) -> LLMClient:
-        rng = np.random.default_rng([seed, 0x11])
-        return self.clients[int(rng.choice(len(self.clients), p=self.probabilities))]
-
-    async def generate(self, prompt: Prompt) -> Reply:
-        return await self.choose(prompt.seed).generate(prompt)
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
-def make_llm(specs: Sequence[LLMSpec], environ: Mapping[str, str] | None = None) -> LLMClient:
+def check_llm_specs(specs: Sequence[LLMSpec | str | Mapping[str, Any]],
+                    environ: Mapping[str, str] | None = None) -> list[LLMSpec]:
+    """Validate the models of a run without building clients: one `ConfigError` for the first problem."""
     env = os.environ if environ is None else environ
-    clients = [_make_one(spec, env) for spec in specs]
+    specs = [as_spec(s) for s in specs]
+    if not specs:
+        raise ConfigError("no LLM configured: give --llm SPEC or [[llm.models]] in task.toml")
+    labels = [s.label for s in specs]
+    duplicate = next((label for label in labels if labels.count(label) > 1), None)
+    if duplicate:
+        raise ConfigError(f"--llm: the model {duplicate!r} is given twice; give one of them a distinct "
+                          f"name = \"...\" in [[llm.models]] (or merge them with *WEIGHT)")
+    for spec in specs:
+        problem = missing_api_key(spec, env)
+        if problem:
+            raise ConfigError(problem)
+    return specs
+
+
+def make_llm(specs: Sequence[LLMSpec | str | Mapping[str, Any]], environ: Mapping[str, str] | None = None, *,
+             ensemble: str = "weighted") -> LLMClient:
+    """The run's LLM: one client, or an `Ensemble` (``weighted`` | ``bandit``) of several."""
+    specs = check_llm_specs(specs, environ)
+    clients = [make_client(spec, environ) for spec in specs]
     if len(clients) == 1:
         return clients[0]
-    return Ensemble(clients, [spec.weight for spec in specs])
+    return Ensemble(clients, [spec.weight for spec in specs], mode=ensemble)

@@ -20,13 +20,16 @@ __all__ = ["AnthropicClient"]
 class AnthropicClient(LLMClient):
     def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
                  temperature: float | None = None, max_tokens: int = 4096, timeout_s: float = 120.0,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, name: str | None = None, context_tokens: int | None = None,
+                 prices: tuple[float, float] | None = None) -> None:
         import anthropic
 
         self.model = model
-        self.name = f"anthropic:{model}"
+        self.name = name or f"anthropic:{model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.context_tokens = context_tokens
+        self.prices = prices  # (input, output) USD per 1M tokens, overriding the table
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self._anthropic = anthropic
@@ -40,7 +43,7 @@ class AnthropicClient(LLMClient):
                                    max_retries=self.max_retries):
             message = await self._client.messages.create(
                 model=self.model, system=prompt.system, max_tokens=self.max_tokens,
-                messages=[{"role": "user", "content": prompt.user}],
+                messages=prompt.messages(),
                 extra_body=(None if self.temperature is None
                             else {"temperature": min(max(self.temperature, 0.0), 1.0)}),
             )
@@ -55,8 +58,10 @@ class AnthropicClient(LLMClient):
         completion_tokens = (usage.output_tokens or 0) if usage else 0
         return Reply(text=text, model=self.name, prompt_tokens=prompt_tokens,
                      completion_tokens=completion_tokens,
-                     cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens),
-                     latency_s=time.perf_counter() - started)
+                     cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens,
+                                       None if self.prices is None else {self.model: self.prices}),
+                     latency_s=time.perf_counter() - started,
+                     truncated=message.stop_reason == "max_tokens")
 
     async def close(self) -> None:
         await self._client.close()

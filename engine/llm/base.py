@@ -18,6 +18,8 @@ class Prompt:
 
     ``seed`` is drawn per proposal by the engine, so a stochastic operator (the offline mutator,
     an ensemble's choice of model) gives the same answer for the same proposal whatever the timing.
+    ``history`` continues the conversation after ``user`` as ``(role, text)`` turns, role
+    ``assistant`` or ``user`` — how a failed edit goes back to the model with its error.
     """
 
     system: str
@@ -25,6 +27,11 @@ class Prompt:
     parent_code: str
     inspirations: tuple[str, ...] = ()
     seed: int = 0
+    history: tuple[tuple[str, str], ...] = ()
+
+    def messages(self) -> list[dict[str, str]]:
+        """The user turn and any history, in chat-message form (the system text goes separately)."""
+        return [{"role": "user", "content": self.user}] + [{"role": r, "content": t} for r, t in self.history]
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,32 @@ class Reply:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    truncated: bool = False     # the model stopped at max_tokens (finish_reason length / max_tokens)
 
 
 class LLMClient(ABC):
-    """A source of edits. ``name`` is what the run records as the model (e.g. ``openai:gpt-4o``)."""
+    """A source of edits. ``name`` is what the run records as the model (e.g. ``openai:gpt-4o``).
+
+    ``context_tokens`` is the model's context window (None: unbounded, the offline operator) and
+    ``max_tokens`` the completion it may write, so the engine can shrink a prompt that would not fit.
+    ``conversational`` clients can be sent a failed edit back with its error.
+    """
 
     name: str = "llm"
+    context_tokens: int | None = None
+    max_tokens: int = 0
+    conversational: bool = True
+
+    def pick(self, seed: int) -> "LLMClient":
+        """The client that answers the proposal with this seed (an ensemble chooses; others are it)."""
+        return self
+
+    def observe(self, model: str, *, improved: bool, cost_usd: float, replay: bool = False) -> None:
+        """Learn from the outcome of a proposal by ``model`` (an adaptive ensemble does; others ignore it).
+
+        ``replay``: an outcome read back from run.db on resume, not one of this process's choices.
+        """
+        return None
 
     @abstractmethod
     async def generate(self, prompt: Prompt) -> Reply:

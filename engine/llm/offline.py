@@ -504,6 +504,7 @@ class OfflineMutator(LLMClient):
     """Genetic programming on the evolvable regions, answering in the LLM's SEARCH/REPLACE format."""
 
     name = "offline"
+    conversational = False  # it does not read the prompt, so sending an error back would change nothing
 
     def __init__(self, *, max_mutations: int = 3, crossover_rate: float = 0.2) -> None:
         if max_mutations < 1:

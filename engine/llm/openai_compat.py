@@ -19,14 +19,18 @@ __all__ = ["OpenAIChatClient"]
 
 class OpenAIChatClient(LLMClient):
     def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
-                 temperature: float = 0.8, max_tokens: int = 4096, timeout_s: float = 120.0,
-                 max_retries: int = 3, provider: str = "openai") -> None:
+                 temperature: float | None = 0.8, max_tokens: int = 4096, timeout_s: float = 120.0,
+                 max_retries: int = 3, provider: str = "openai", name: str | None = None,
+                 context_tokens: int | None = None,
+                 prices: tuple[float, float] | None = None) -> None:
         import openai  # lazily: the offline default needs no SDK import
 
         self.model = model
-        self.name = f"{provider}:{model}"
-        self.temperature = temperature
+        self.name = name or f"{provider}:{model}"
+        self.temperature = 0.8 if temperature is None else temperature
         self.max_tokens = max_tokens
+        self.context_tokens = context_tokens
+        self.prices = prices  # (input, output) USD per 1M tokens, overriding the table
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self._openai = openai
@@ -40,8 +44,7 @@ class OpenAIChatClient(LLMClient):
                                    max_retries=self.max_retries):
             response = await self._client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": "system", "content": prompt.system},
-                          {"role": "user", "content": prompt.user}],
+                messages=[{"role": "system", "content": prompt.system}, *prompt.messages()],
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
                 seed=prompt.seed % (2**31),
@@ -59,8 +62,10 @@ class OpenAIChatClient(LLMClient):
             model=self.name,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens),
+            cost_usd=cost_usd(self.model, prompt_tokens, completion_tokens,
+                              None if self.prices is None else {self.model: self.prices}),
             latency_s=time.perf_counter() - started,
+            truncated=choices[0].finish_reason == "length",
         )
 
     async def close(self) -> None:

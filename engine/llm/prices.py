@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PRICES_PER_MTOK", "cost_usd"]
+__all__ = ["PRICES_PER_MTOK", "cost_usd", "price_per_mtok"]
 
 # (input, output) USD per 1M tokens, from the providers' public price pages (late 2025).
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
@@ -19,12 +19,18 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
 }
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int,
-             prices: dict[str, tuple[float, float]] | None = None) -> float:
+def price_per_mtok(model: str, prices: dict[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens of ``model``, or None when neither the table nor ``prices`` knows it."""
     table = PRICES_PER_MTOK if prices is None else {**PRICES_PER_MTOK, **prices}
     price = table.get(model)
     if price is None:
         # Dated model ids ("gpt-4o-2024-08-06") are priced as their family.
         matches = [k for k in table if model.startswith(k)]
-        price = table[max(matches, key=len)] if matches else (0.0, 0.0)
+        price = table[max(matches, key=len)] if matches else None
+    return price
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int,
+             prices: dict[str, tuple[float, float]] | None = None) -> float:
+    price = price_per_mtok(model, prices) or (0.0, 0.0)
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6

@@ -12,8 +12,8 @@ a candidate cannot misreport the number of bins. The loop is FunSearch's ``onlin
 
 ``scores`` must convert to a real (bool/int/float) array of shape ``(len(valid),)`` with every value finite;
 anything else makes the candidate invalid (the message names the item and what was wrong). A scalar is
-rejected too (write ``np.zeros_like(bins)``, not ``0``). Exceptions raised by the candidate propagate (the
-engine records them as errors).
+rejected too (write ``np.zeros_like(bins)``, not ``0``). Exceptions raised by the candidate propagate as
+`evaluators.candidate.CandidateRaised` (the engine records them as errors).
 
 Score (maximise): ``-mean(bins used)`` over training instances generated here with a fixed seed from the
 same distribution as the held-out OR-Library sets (uniform integer sizes 20..100, capacity 150).
@@ -21,21 +21,23 @@ Held-out metrics: the fraction of excess bins ``(mean_bins - mean_LB) / mean_LB`
 ``LB = ceil(sum(items) / capacity)`` per instance (a ratio of data-set means) on OR1-OR4 (binpack1-4, in
 ``data/``), reported in percent. They never enter the score.
 
-Functions the loop relies on are bound when this module is imported, before candidate code runs, so a
-candidate that monkeypatches ``numpy`` does not change the count. Standard library + numpy only.
+The candidate runs in its own process (`evaluators.candidate.CandidateSession`, one per evaluation):
+``priority`` is called there with copies of ``item`` and ``bins`` and only plain data comes back, so it
+cannot patch this module, ``numpy`` or ``builtins``, read the items still to come from this loop's frame,
+or return an object that lies (a ``float`` subclass, an object array). A reply that is not plain data is
+invalid; a candidate that raises or crashes is an error, one that hangs a timeout. Standard library + numpy.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "online_binpack", "count_bins", "heldout_excess", "load_dataset", "train_instances",
            "HELDOUT_SETS", "CAPACITY"]
@@ -59,8 +61,10 @@ def _generate_items(rng: np.random.Generator, n: int) -> list[int]:
 # -------------------------------------------------------------------------------------------------------
 
 DATA_DIR = Path(__file__).resolve().parent
+CALL_TIMEOUT_S = 10.0           # one priority() call; the whole evaluation is bounded by task.toml's timeout_s
+IMPORT_TIMEOUT_S = 30.0
 
-# Bound now, before a candidate can rebind them (it runs in this interpreter).
+# Bound at import (defence in depth: the candidate runs in another process anyway).
 _asarray = np.asarray
 _full = np.full
 _nonzero = np.nonzero
@@ -77,7 +81,7 @@ _float = float
 _sum = sum
 
 
-class CandidateError(ValueError):
+class CandidateViolation(ValueError):
     """The candidate's ``priority`` returned something unusable."""
 
 
@@ -85,17 +89,17 @@ def _check_scores(raw: Any, n_valid: int, item: int, step: int) -> np.ndarray:
     try:
         arr = _asarray(raw)
     except Exception as exc:  # noqa: BLE001 - anything a candidate hands back
-        raise CandidateError(f"item #{step} (size {item}): priority() returned something that is not an "
+        raise CandidateViolation(f"item #{step} (size {item}): priority() returned something that is not an "
                              f"array: {type(exc).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
-        raise CandidateError(f"item #{step} (size {item}): priority() must return real numbers, but the "
+        raise CandidateViolation(f"item #{step} (size {item}): priority() must return real numbers, but the "
                              f"array dtype is {arr.dtype} (kind {arr.dtype.kind!r})")
     if arr.shape != (n_valid,):
-        raise CandidateError(f"item #{step} (size {item}): priority() must return one score per feasible bin, "
+        raise CandidateViolation(f"item #{step} (size {item}): priority() must return one score per feasible bin, "
                              f"shape ({n_valid},), but returned shape {arr.shape}"
                              + (" (a scalar: use np.zeros_like(bins) etc.)" if arr.ndim == 0 else ""))
     if arr.dtype.kind == "f" and not _all(_isfinite(arr)):
-        raise CandidateError(f"item #{step} (size {item}): priority() returned non-finite scores "
+        raise CandidateViolation(f"item #{step} (size {item}): priority() returned non-finite scores "
                              f"(NaN or inf) for {n_valid} feasible bins")
     return arr
 
@@ -105,7 +109,11 @@ def online_binpack(items: list[int], capacity: int, priority: Callable) -> np.nd
     bins = _full(_len(items), capacity, dtype=_int64)
     for step, item in enumerate(items):
         valid = _nonzero(bins >= item)[0]
-        scores = _check_scores(priority(item, bins[valid]), _len(valid), item, step)
+        try:
+            raw = priority(item, bins[valid])
+        except CandidateInvalid as exc:            # not plain data (an object array, a float subclass...)
+            raise CandidateViolation(f"item #{step} (size {item}): {exc}") from None
+        scores = _check_scores(raw, _len(valid), item, step)
         bins[valid[_argmax(scores)]] -= item
     return bins
 
@@ -143,37 +151,26 @@ def heldout_excess(priority_fn: Callable, dataset: str) -> float:
     return _excess(load_dataset(dataset), priority_fn)
 
 
-def _load(program_path: str):
-    name = f"evoforge_bin_packing_candidate_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, program_path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import the program at {program_path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
 def _invalid(message: str) -> dict[str, Any]:
     return {"status": "invalid", "error": message, "metrics": {}, "artifacts": {"violation": message[:2000]}}
 
 
 def evaluate(program_path: str) -> dict[str, Any]:
     """Pack the training instances with the candidate's ``priority``; score = -mean(bins used)."""
-    module = _load(str(Path(program_path)))  # exceptions in the candidate propagate: the engine records them
-    priority = getattr(module, "priority", None)
-    if not callable(priority):
-        return _invalid("the program defines no callable priority(item, bins)")
+    # Candidate errors other than bad replies (it raised, crashed, hung) propagate: the engine records them.
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        if not candidate.defines("priority"):
+            return _invalid("the program defines no callable priority(item, bins)")
 
-    train = train_instances()
-    try:
-        counts = [count_bins(items, cap, priority) for items, cap in train]
-        heldout = {name: _excess(load_dataset(name), priority) for name in HELDOUT_SETS}
-    except CandidateError as exc:
-        return _invalid(str(exc))
+        def priority(item: int, bins: np.ndarray) -> Any:
+            return candidate.call("priority", item, bins)
+
+        train = train_instances()
+        try:
+            counts = [count_bins(items, cap, priority) for items, cap in train]
+            heldout = {name: _excess(load_dataset(name), priority) for name in HELDOUT_SETS}
+        except CandidateViolation as exc:
+            return _invalid(str(exc))
 
     used = [u for u, _ in counts]
     full = [f for _, f in counts]

@@ -1,4 +1,4 @@
-"""Evaluator for circle packing in the unit square (n = 26): maximise the sum of radii.
+"""Evaluator for circle packing in the unit square (n = N_CIRCLES): maximise the sum of radii.
 
 A packing is valid when every disc lies inside [0, 1]^2 and no two discs overlap::
 
@@ -6,35 +6,45 @@ A packing is valid when every disc lies inside [0, 1]^2 and no two discs overlap
 
 checked with ZERO tolerance on values recomputed here from the returned arrays: after conversion
 to float64 every comparison is done in exact rational arithmetic (``fractions.Fraction``; the
-distance test as ``dx^2 + dy^2 >= (r_i + r_j)^2``), so no rounding can accept an overlap. Radii must be finite and >= 0, shapes exactly (26, 2) and (26,). The score is the sum
+distance test as ``dx^2 + dy^2 >= (r_i + r_j)^2``), so no rounding can accept an overlap. Radii must
+be finite and >= 0, shapes exactly (n, 2) and (n,). The score is the sum
 of the returned radii, recomputed here with ``math.fsum``; any sum the program reports is ignored.
 Lenient tolerances and trusting a program's own reported sum are how public checkers have
 accepted invalid packings.
 
-The candidate is imported into this process, so the functions the check relies on are bound at
-import time of this module (before any candidate code runs): a candidate that monkeypatches
-``numpy`` or ``math`` does not change the verdict. Standard library + numpy only.
+The candidate never runs in this interpreter: ``run_packing()`` is called through
+``evaluators.candidate.run_candidate`` in a nested process, and only plain data crosses back (lists,
+tuples, floats, numeric numpy arrays), so a candidate cannot monkeypatch ``numpy``/``math`` here or
+return objects that lie about their values. Exceptions raised by the candidate propagate as
+``CandidateRaised`` (the engine records an error), a call over ``CALL_TIMEOUT_S`` as
+``CandidateTimeout``; a reply that is not plain data is reported as invalid. Standard library + numpy.
+
+This file is shared with ``tasks/circle_packing_32`` (each task folder must be self-contained when it
+runs in a sandbox): only the task configuration block differs, and
+``tests/tasks/test_circle_packing_32.py`` checks that the rest stays identical.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evaluators.candidate import CandidateInvalid, CandidateRaised, run_candidate
+
 __all__ = ["evaluate", "verify_packing", "N_CIRCLES", "BEST_KNOWN", "BORDER_TOUCH"]
 
+# ---- task configuration: the only lines that differ between circle_packing and circle_packing_32 ----
 N_CIRCLES = 26
-BEST_KNOWN = 2.6358627564    # AlphaEvolve (2025), n = 26
+BEST_KNOWN = 2.6358627564    # AlphaEvolve (2025), n = 26; previous best (human) 2.634
+# ----------------------------------------------------------------------------------------------------
 BORDER_TOUCH = 1e-3          # a disc "touches" the border when its slack to a side is <= this
+CALL_TIMEOUT_S = 25.0        # run_packing() must reply within this (the task's limit is 30 s)
 
-# Bound now, before a candidate can rebind them (it runs in this interpreter).
+# Bound at import (defence in depth; the candidate runs in another process anyway).
 _asarray = np.asarray
 _float64 = np.float64
 _hypot = math.hypot
@@ -175,20 +185,6 @@ def verify_packing(centers: Any, radii: Any, n: int = N_CIRCLES) -> tuple[bool, 
     return True, f"valid packing of {n} circles, sum of radii {_fsum(rs)!r}"
 
 
-def _load(program_path: str):
-    name = f"evoforge_circle_packing_candidate_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, program_path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import the program at {program_path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
 def _invalid(message: str, metrics: dict[str, float] | None = None) -> dict[str, Any]:
     return {"status": "invalid", "error": message, "metrics": metrics or {},
             "artifacts": {"violation": message[:2000]}}
@@ -197,11 +193,14 @@ def _invalid(message: str, metrics: dict[str, float] | None = None) -> dict[str,
 def evaluate(program_path: str) -> dict[str, Any]:
     """Run the candidate's ``run_packing()`` and score it (sum of radii; higher is better)."""
     n = N_CIRCLES
-    module = _load(str(Path(program_path)))  # exceptions in the candidate propagate: the engine records them
-    run = getattr(module, "run_packing", None)
-    if not callable(run):
-        return _invalid("the program defines no callable run_packing()")
-    result = run()
+    try:  # a nested process; exceptions in the candidate propagate as CandidateRaised (an error)
+        result = run_candidate(str(Path(program_path)), "run_packing", timeout_s=CALL_TIMEOUT_S)
+    except CandidateInvalid as exc:  # e.g. an object array: not plain data
+        return _invalid(f"run_packing() must return (centers, radii) as numbers: {exc}")
+    except CandidateRaised as exc:
+        if str(exc).startswith("the program defines no callable"):
+            return _invalid("the program defines no callable run_packing()")
+        raise
 
     if isinstance(result, (str, bytes)) or not isinstance(result, (tuple, list)) or _len(result) not in (2, 3):
         return _invalid(f"run_packing() must return (centers, radii), but returned {type(result).__name__}"

@@ -11,8 +11,11 @@ the tour or its length::
         tour.append(nxt); unvisited.remove(nxt)
     length = sum of distance_matrix[tour[i], tour[i+1]] over the closed tour (back to node 0)
 
-The candidate receives copies (of the set per step, of the matrix per instance), and the length is
-computed here from the evaluator's own matrix.
+The candidate runs in its own process (`evaluators.candidate.CandidateSession`, one per evaluation): it
+receives copies (of the set per step; of the matrix once per instance, kept in its process with
+``CandidateSession.put``), only plain data comes back, and the length is computed here from the
+evaluator's own matrix. So it cannot patch this module, ``numpy`` or ``builtins``, or return an object
+that lies; a reply that is not plain data is invalid, a candidate that raises or crashes an error.
 
 Score (maximise): ``-(mean tour length)`` over 8 uniform random instances of 50 nodes in [0, 1]^2
 generated here with a fixed seed (Euclidean distances).
@@ -24,22 +27,20 @@ Held-out metrics (never in the score):
   * the gap to the optimal tour length on TSPLIB eil51, kroB100 and rat99 (``data/``), with the
     nint-rounded EUC_2D distances TSPLIB's optima use (construction and length on the rounded matrix).
 
-Functions the check relies on are bound when this module is imported, before candidate code runs.
 Standard library + numpy only.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import numbers
-import sys
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "construct_tour", "tour_length", "public_sets", "public_set", "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",
@@ -56,8 +57,10 @@ NN_PUBLISHED = {"test20": 4.446566634, "test50": 6.891886602, "test100": 9.65078
                 "test200": 13.42478741, "test500": 20.65273147}   # nearest neighbour, mean tour length
 TSPLIB_INSTANCES = ("eil51", "rat99", "kroB100")
 DATA_DIR = Path(__file__).resolve().parent / "data"
+CALL_TIMEOUT_S = 10.0           # one select_next_node() call; the evaluation is bounded by task.toml's timeout_s
+IMPORT_TIMEOUT_S = 30.0
 
-# Bound now, before a candidate can rebind them (it runs in this interpreter).
+# Bound at import (defence in depth: the candidate runs in another process anyway).
 _asarray = np.asarray
 _sqrt = np.sqrt
 _float64 = np.float64
@@ -75,7 +78,7 @@ _isinstance = isinstance
 _bool = bool
 
 
-class CandidateError(ValueError):
+class CandidateViolation(ValueError):
     """The candidate's ``select_next_node`` returned something unusable."""
 
 
@@ -87,11 +90,11 @@ def distance_matrix(points: np.ndarray) -> np.ndarray:
 
 def _as_node(value: Any, unvisited: set, step: int) -> int:
     if _isinstance(value, (_bool, _np_bool)) or not _isinstance(value, (_Integral, _np_integer)):
-        raise CandidateError(f"step {step}: select_next_node() must return an int node index, but returned "
+        raise CandidateViolation(f"step {step}: select_next_node() must return an int node index, but returned "
                              f"{type(value).__name__} {value!r:.80}")
     node = _int(value)
     if node not in unvisited:
-        raise CandidateError(f"step {step}: select_next_node() returned node {node}, which is not an unvisited "
+        raise CandidateViolation(f"step {step}: select_next_node() returned node {node}, which is not an unvisited "
                              f"node (already visited, the start node, or out of range)")
     return node
 
@@ -106,7 +109,11 @@ def construct_tour(dist: np.ndarray, select_next_node: Callable, start: int = 0)
     unvisited.remove(start)
     step = 0
     while unvisited:
-        node = _as_node(select_next_node(tour[-1], start, _set(unvisited), given), unvisited, step)
+        try:
+            raw = select_next_node(tour[-1], start, _set(unvisited), given)
+        except CandidateInvalid as exc:            # not plain data (a float subclass, an object array...)
+            raise CandidateViolation(f"step {step}: {exc}") from None
+        node = _as_node(raw, unvisited, step)
         tour.append(node)
         unvisited.remove(node)
         step += 1
@@ -192,18 +199,20 @@ def tsplib_gap(select_next_node: Callable, name: str) -> float:
     return (tour_length(dist, construct_tour(dist, select_next_node)) - opt) / opt
 
 
-def _load(program_path: str):
-    name = f"evoforge_tsp_construct_candidate_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, program_path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import the program at {program_path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
+class _RemoteRule:
+    """``select_next_node`` in the candidate's process. The matrix ``construct_tour`` hands over (one
+    copy per instance) is sent once per instance and kept there; each step sends only the small args."""
+
+    def __init__(self, session: CandidateSession) -> None:
+        self.session = session
+        self._given: np.ndarray | None = None
+        self._ref = None
+
+    def __call__(self, current: int, destination: int, unvisited: set, matrix: np.ndarray) -> Any:
+        if matrix is not self._given:
+            self._ref = self.session.put("distance_matrix", matrix)
+            self._given = matrix
+        return self.session.call("select_next_node", current, destination, unvisited, self._ref)
 
 
 def _invalid(message: str) -> dict[str, Any]:
@@ -212,23 +221,24 @@ def _invalid(message: str) -> dict[str, Any]:
 
 def evaluate(program_path: str) -> dict[str, Any]:
     """Build tours on the training instances with the candidate's rule; score = -mean tour length."""
-    module = _load(str(Path(program_path)))  # exceptions in the candidate propagate: the engine records them
-    rule = getattr(module, "select_next_node", None)
-    if not callable(rule):
-        return _invalid("the program defines no callable select_next_node(current_node, destination_node, "
-                        "unvisited_nodes, distance_matrix)")
-    try:
-        lengths, hits, steps = [], 0, 0
-        for pts in train_instances():
-            d = distance_matrix(pts)
-            tour = construct_tour(d, rule)
-            lengths.append(tour_length(d, tour))
-            h, s = _nearest_agreement(d, tour)
-            hits, steps = hits + h, steps + s
-        held = {name: heldout_mean_length(rule, name) for name in HELDOUT_PUBLIC}
-        gaps = {name: tsplib_gap(rule, name) for name in TSPLIB_INSTANCES}
-    except CandidateError as exc:
-        return _invalid(str(exc))
+    # Candidate errors other than bad replies (it raised, crashed, hung) propagate: the engine records them.
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        if not candidate.defines("select_next_node"):
+            return _invalid("the program defines no callable select_next_node(current_node, destination_node, "
+                            "unvisited_nodes, distance_matrix)")
+        rule = _RemoteRule(candidate)
+        try:
+            lengths, hits, steps = [], 0, 0
+            for pts in train_instances():
+                d = distance_matrix(pts)
+                tour = construct_tour(d, rule)
+                lengths.append(tour_length(d, tour))
+                h, s = _nearest_agreement(d, tour)
+                hits, steps = hits + h, steps + s
+            held = {name: heldout_mean_length(rule, name) for name in HELDOUT_PUBLIC}
+            gaps = {name: tsplib_gap(rule, name) for name in TSPLIB_INSTANCES}
+        except CandidateViolation as exc:
+            return _invalid(str(exc))
 
     mean_len = _fsum(lengths) / _len(lengths)
     if not _isfinite(mean_len):

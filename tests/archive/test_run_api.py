@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from archive import Run  # noqa: E402
-from archive.run import PROGRAM_COLUMNS, Program  # noqa: E402
+from archive.run import FAILURE_COLUMNS, PROGRAM_COLUMNS, PROGRESS_COLUMNS, SPEND_COLUMNS, Program  # noqa: E402
 from archive.store import ArchiveEvent, CandidateRecord, Store  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.session import start_run  # noqa: E402
@@ -126,28 +126,63 @@ def test_diff_is_a_unified_diff_of_the_codes(run):
 
 def test_progress_frame_is_monotone_and_ends_at_the_final_state(run, db):
     frame = run.progress_frame()
-    assert list(frame.columns) == ["evaluation", "id", "iteration", "best_score", "qd_score", "coverage_cells",
-                                   "cost_usd"]
+    assert list(frame.columns) == list(PROGRESS_COLUMNS) == [
+        "evaluation", "id", "iteration", "status", "elapsed_s", "best_score", "qd_score", "coverage_cells",
+        "coverage", "cum_tokens", "cum_cost_usd", "cum_failures"]
     assert frame["evaluation"].tolist() == list(range(1, 32))
     assert frame["best_score"].is_monotonic_increasing and frame["coverage_cells"].is_monotonic_increasing
+    assert frame["elapsed_s"].is_monotonic_increasing and (frame["elapsed_s"] >= 0).all()
+    assert run.cells == 12 * 8
+    assert frame["coverage"].tolist() == pytest.approx((frame["coverage_cells"] / 96).tolist())
+    assert frame["status"].tolist() == [r[0] for r in db.execute("SELECT status FROM programs ORDER BY id")]
+    assert frame["cum_failures"].iloc[-1] == db.execute("SELECT COUNT(*) FROM programs WHERE status != 'ok'").fetchone()[0]
+    assert frame["cum_tokens"].iloc[-1] == db.execute(
+        "SELECT SUM(prompt_tokens + completion_tokens) FROM programs").fetchone()[0]
     assert frame["best_score"].iloc[-1] == run.best().score
     assert frame["best_score"].iloc[0] == db.execute("SELECT score FROM programs WHERE id = 1").fetchone()[0]
     # Run-wide: per cell, the best elite of any island.
     final = run.elites().groupby("cell")["fitness"].max()
     assert frame["coverage_cells"].iloc[-1] == len(final)
     assert frame["qd_score"].iloc[-1] == pytest.approx(final.sum() + run.qd_offset)
-    assert frame["cost_usd"].iloc[-1] == pytest.approx(db.execute("SELECT SUM(cost_usd) FROM programs").fetchone()[0])
+    assert frame["cum_cost_usd"].iloc[-1] == pytest.approx(
+        db.execute("SELECT SUM(cost_usd) FROM programs").fetchone()[0])
+
+
+def test_qd_stats_summarise_the_final_state(run, db):
+    stats = run.qd_stats()
+    final = run.elites().groupby("cell")["fitness"].max()
+    assert stats["elites"] == len(final) and stats["cells"] == 96
+    assert stats["coverage"] == pytest.approx(len(final) / 96)
+    assert stats["qd_score"] == pytest.approx(final.sum() + len(final) * run.qd_offset)
+    assert stats["best_id"] == run.best().id and stats["best_score"] == run.best().score
+    counts = dict(db.execute("SELECT status, COUNT(*) FROM programs GROUP BY status").fetchall())
+    assert stats["failures"] == {s: n for s, n in counts.items() if s != "ok"}
+    assert stats["ok"] == counts["ok"] and stats["programs"] == sum(counts.values())
+
+
+def test_qd_score_uses_the_declared_offset(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    with Run.open(run_dir) as plain:
+        base = plain.progress_frame()
+    with Store.open(copy / "run.db") as store:
+        store.set_meta("archive", {"kind": "grid", "islands": 2, "qd_offset": 10.0})
+    with Run.open(copy) as offset:
+        shifted = offset.progress_frame()
+    assert shifted["qd_score"].tolist() == pytest.approx(
+        (base["qd_score"] + 10.0 * base["coverage_cells"]).tolist())
 
 
 def test_failures_and_spend_match_the_tables(run, db):
     failures = run.failures()
-    assert list(failures.columns) == ["status", "count", "example_id", "example_error"]
+    assert list(failures.columns) == list(FAILURE_COLUMNS) == ["status", "count", "example_id", "example_error"]
     counts = dict(db.execute("SELECT status, COUNT(*) FROM programs WHERE status != 'ok' GROUP BY status").fetchall())
     assert dict(zip(failures["status"], failures["count"])) == counts
     for _, row in failures.iterrows():
         assert db.execute("SELECT status FROM programs WHERE id = ?", (int(row.example_id),)).fetchone()[0] == row.status
     spend = run.spend()
     calls = db.execute("SELECT * FROM llm_calls ORDER BY id").fetchall()
+    assert list(spend.columns) == list(SPEND_COLUMNS)
     assert len(spend) == len(calls) and spend["id"].tolist() == [c["id"] for c in calls]
     assert spend["cum_tokens"].iloc[-1] == sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
     assert spend["cum_cost_usd"].iloc[-1] == pytest.approx(sum(c["cost_usd"] for c in calls))
@@ -163,6 +198,40 @@ def test_plots_return_axes_with_artists(run):
     fig, given = plt.subplots()
     assert run.progress(ax=given) is given and len(given.lines) == 1
     assert run.progress().lines
+    spend_ax = run.spend_plot()
+    assert spend_ax.lines and len(spend_ax.lines[0].get_xdata()) == len(run.spend())
+    bars = run.failures_plot()
+    heights = {t.get_text(): p.get_height() for t, p in zip(bars.get_xticklabels(), bars.patches)}
+    assert heights == {s: float(n) for s, n in run.programs()["status"].value_counts().items()}
+
+
+def test_heatmap_is_pyribs_grid_with_each_elite_in_its_cell(run):
+    import numpy as np
+
+    ax = run.heatmap()
+    grid = ax.collections[0].get_array()  # rows: code_length bins (8), columns: slope bins (12)
+    elites = run.elites()
+    best_per_cell = elites.sort_values("fitness", ascending=False).drop_duplicates("cell")
+    assert grid.count() == len(best_per_cell)
+    for _, e in best_per_cell.iterrows():
+        col = min(int(np.floor(e.feature_slope / 6.0 * 12)), 11)
+        row = min(int(np.floor(e.feature_code_length / 40.0 * 8)), 7)
+        assert grid[row, col] == pytest.approx(e.score)
+    transposed = run.heatmap(features=("code_length", "slope")).collections[0].get_array()
+    assert transposed.shape == (12, 8) and transposed.count() == grid.count()
+
+
+def test_cvt_heatmap_uses_the_stored_centroids(tmp_path):
+    task = write_tiny_task(tmp_path / "tiny")
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text().replace('kind = "grid"', 'kind = "cvt"\ncvt_cells = 16'))
+    start_run(RunConfig(task=str(task), iterations=8, llm=("offline",), concurrency=1, seed=3), out=tmp_path / "run")
+    with Run.open(tmp_path / "run") as cvt:
+        assert cvt.cells == 16 and cvt.qd_stats()["cells"] == 16
+        ax = cvt.heatmap()
+        assert ax.get_xlabel() == "slope" and ax.collections  # Voronoi polygons drawn by pyribs
+        assert cvt.progress_frame()["coverage"].iloc[-1] == pytest.approx(
+            cvt.elites()["cell"].nunique() / 16)
 
 
 def test_heatmap_without_descriptor_meta_uses_observed_ranges(run_dir, tmp_path):

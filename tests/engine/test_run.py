@@ -113,7 +113,10 @@ def test_full_run_through_a_fake_openai_server(tmp_path, fake_openai):
     server = fake_openai(reply)
     os.environ["OPENAI_API_KEY"] = "sk-test-not-for-candidates"
     try:
-        config = offline_config(task, iterations=9, llm=(f"openai-compatible:fake-coder@{server.base_url}",))
+        # retry_failed_edit off: one call per iteration keeps the reply pattern aligned with iterations
+        # (the retry has its own tests in tests/engine/test_llm_run.py)
+        config = offline_config(task, iterations=9, llm=(f"openai-compatible:fake-coder@{server.base_url}",),
+                                retry_failed_edit=False)
         outcome = start_run(config, out=tmp_path / "run")
     finally:
         del os.environ["OPENAI_API_KEY"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from prompts import ProgramView, PromptContext, render_prompt
+from prompts import ProgramView, PromptContext, render_prompt, render_retry
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -36,6 +36,7 @@ def check_golden(name: str, text: str) -> None:
 @pytest.mark.parametrize("name, ctx", [
     ("diff", context()),
     ("rewrite_minimize", context(reply_format="rewrite", objective="minimize", feedback=[], inspirations=[])),
+    ("crossover", context(second_parent=INSPIRATIONS[0], inspirations=INSPIRATIONS[1:])),
 ])
 def test_render_matches_golden(name, ctx):
     system, user = render_prompt(ctx)
@@ -61,3 +62,15 @@ def test_template_typo_is_an_error_not_an_empty_prompt(tmp_path):
     (tmp_path / "user.j2").write_text("{{ ctx.no_such_field }}\n")
     with pytest.raises(jinja2.UndefinedError):
         render_prompt(context(), task_dir=tmp_path)
+
+
+@pytest.mark.parametrize("fmt, truncated, fragments", [
+    ("diff", False, ["Your edit could not be applied:", "SEARCH matched nothing", "corrected SEARCH/REPLACE"]),
+    ("rewrite", True, ["cut off at the completion token limit", "single ```python fenced block"]),
+])
+def test_retry_turn_carries_the_error(fmt, truncated, fragments):
+    text = render_retry("edit 1: SEARCH matched nothing in the program", reply_format=fmt, truncated=truncated)
+    for fragment in fragments:
+        assert fragment in text
+    assert text == render_retry("edit 1: SEARCH matched nothing in the program", reply_format=fmt,
+                                truncated=truncated)

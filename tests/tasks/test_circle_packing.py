@@ -327,11 +327,13 @@ def test_bad_return_types_are_invalid(tmp_path):
 
 
 def test_exceptions_in_the_candidate_propagate(tmp_path):
+    from evaluators.candidate import CandidateRaised  # the candidate runs in a nested process
+
     path = _program(tmp_path, """
         def construct_packing():
             raise RuntimeError("boom")
         """)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(CandidateRaised, match="RuntimeError: boom"):
         ev.evaluate(path)
 
 

@@ -136,7 +136,9 @@ def test_bin_packing_training_instances_are_deterministic_and_in_distribution():
     ("def priority(item, bins):\n    return np.zeros(len(bins) + 1)", "shape"),
     ("def priority(item, bins):\n    return np.zeros((len(bins), 1))", "shape"),
     ("def priority(item, bins):\n    return np.array(['a'] * len(bins))", "dtype"),
-    ("def priority(item, bins):\n    return [object()] * len(bins)", "dtype"),
+    ("def priority(item, bins):\n    return [object()] * len(bins)", "not plain data"),
+    ("class F(float):\n    def __gt__(self, o): return True\n\ndef priority(item, bins):\n    return [F(0)] * len(bins)",
+     "subclass of float"),
     ("def not_priority(item, bins):\n    return -bins", "priority"),
 ])
 def test_bin_packing_invalid_candidates(tmp_path, block, fragment):
@@ -147,8 +149,10 @@ def test_bin_packing_invalid_candidates(tmp_path, block, fragment):
 
 
 def test_bin_packing_raising_candidate_propagates(tmp_path):
+    from evaluators.candidate import CandidateRaised
+
     path = _program(tmp_path, "bin_packing_weibull", "def priority(item, bins):\n    raise RuntimeError('boom')")
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(CandidateRaised, match="RuntimeError: boom"):
         BP_WB.evaluate(path)
 
 
@@ -281,9 +285,11 @@ def test_tsp_numpy_integer_is_accepted_and_copies_protect_the_evaluator(tmp_path
 
 
 def test_tsp_raising_candidate_propagates(tmp_path):
+    from evaluators.candidate import CandidateRaised
+
     block = """
     def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
         raise KeyError("boom")
     """
-    with pytest.raises(KeyError):
+    with pytest.raises(CandidateRaised, match="KeyError: 'boom'"):
         TSP.evaluate(_program(tmp_path, "tsp_construct", block))

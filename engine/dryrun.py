@@ -1,0 +1,123 @@
+"""`evoforge run --dry-run`: the resolved configuration and what an iteration will cost, with no LLM
+call and no run directory.
+
+The estimate renders a real prompt: the initial program as the parent and ``num_inspirations``
+inspirations of the same size (a full archive's prompt; early prompts are smaller), shrunk to each
+model's context window exactly as a run would. The completion is estimated from the evolvable code:
+a diff reply as half of it plus ~150 tokens of explanation, a full rewrite as all of it plus ~100,
+each capped at the model's ``max_tokens``. Deliberately rough — it is for choosing budgets, not for
+accounting (run.db records the provider's real counts).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from engine.config import RunConfig
+from engine.edits import evolvable_text
+from engine.llm import as_spec, missing_api_key
+from engine.llm.models import LLMSpec
+from engine.llm.prices import price_per_mtok
+from engine.task import Task
+from prompts import ProgramView, PromptContext, estimate_tokens, fit_prompt, render_prompt
+
+__all__ = ["ModelEstimate", "estimate_iteration", "dry_run_report"]
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    spec: LLMSpec
+    share: float                  # of proposals (weights; a bandit starts uniform, then adapts)
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float               # per proposal, one call (a retry of a failed edit adds one more)
+    price: tuple[float, float] | None
+    shrunk: tuple[str, ...]       # what fitting the window cut
+
+
+def estimate_iteration(config: RunConfig, task: Task) -> list[ModelEstimate]:
+    specs = [as_spec(s) for s in config.llm]
+    uniform = config.setting("ensemble") == "bandit"
+    total_weight = sum(s.weight for s in specs)
+    parent = ProgramView(code=task.initial_program)
+    context = PromptContext(task_name=task.name, task_description=task.description, parent=parent,
+                            inspirations=[parent] * task.archive.num_inspirations,
+                            reply_format=config.reply_format, objective=task.objective)
+    evolvable = estimate_tokens("".join(evolvable_text(task.initial_program)))
+    rewrite_share = 1.0 if config.reply_format == "rewrite" else config.setting("full_rewrite_share")
+    out = []
+    for spec in specs:
+        share = 1.0 / len(specs) if uniform else spec.weight / total_weight
+        if spec.provider == "offline":
+            out.append(ModelEstimate(spec, share, 0, 0, 0.0, (0.0, 0.0), ()))
+            continue
+        budget = spec.context_window - spec.max_tokens if spec.context_window else None
+        fitted = fit_prompt(context, lambda ctx: render_prompt(ctx, task_dir=task.path), budget)
+        diff = min(spec.max_tokens, 150 + evolvable // 2)
+        rewrite = min(spec.max_tokens, 100 + evolvable)
+        completion = round((1 - rewrite_share) * diff + rewrite_share * rewrite)
+        price = spec.prices or price_per_mtok(spec.model)
+        cost = (fitted.tokens * price[0] + completion * price[1]) / 1e6 if price else 0.0
+        out.append(ModelEstimate(spec, share, fitted.tokens, completion, cost, price, fitted.steps))
+    return out
+
+
+def _opt(value, unit: str = "") -> str:
+    return "none" if value is None else f"{value:g}{unit}"
+
+
+def dry_run_report(config: RunConfig, task: Task, *, out: str | None = None,
+                   environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    a = task.archive
+    lines = [
+        "evoforge run --dry-run: nothing is called, no run directory is created",
+        f"task: {task.name} ({task.path}) · {task.objective} · initial program "
+        f"{len(task.initial_program.splitlines())} lines",
+        f"archive: {a.kind} · {a.islands} island(s) · {a.num_inspirations} inspirations per prompt · descriptors "
+        + ", ".join(f"{d.name} [{d.low:g}, {d.high:g}] x{d.bins}" for d in task.descriptors),
+        f"evaluation: executor {config.executor}"
+        + (f" ({config.ray_address})" if config.ray_address else "")
+        + f" · sandbox {config.sandbox} · timeout {task.limits.timeout_s:g} s · memory {task.limits.memory_mb} MB"
+        f" · eval slots {config.eval_slots or 'cores'} · concurrency {config.concurrency}",
+        f"budgets: iterations {config.iterations} · max cost "
+        f"{'none' if config.max_cost_usd is None else f'${config.max_cost_usd:g}'} · "
+        f"max tokens {_opt(config.max_total_tokens)} · max time {_opt(config.max_time_s, ' s')} · seed {config.seed}",
+        f"prompts: {config.reply_format} edits · full rewrites {config.setting('full_rewrite_share'):.0%} · "
+        f"crossover {config.setting('crossover_share'):.0%} · retry failed edit "
+        f"{'once' if config.setting('retry_failed_edit') else 'no'} · ensemble {config.setting('ensemble')}",
+        f"run directory: {out or 'runs/<task>-<timestamp>'} (not created)",
+        "models:",
+    ]
+    estimates = estimate_iteration(config, task)
+    for e in estimates:
+        s = e.spec
+        if s.provider == "offline":
+            lines.append(f"  offline · share {e.share:.0%} · no tokens, no cost")
+            continue
+        key = missing_api_key(s, env)
+        price = (f"${e.price[0]:g}/${e.price[1]:g} per 1M in/out" if e.price and s.prices is None else
+                 f"${e.price[0]:g}/${e.price[1]:g} per 1M in/out (from config)" if e.price else "price unknown: $0")
+        lines.append(
+            f"  {s.label}{' @ ' + s.base_url if s.base_url else ''} · share {e.share:.0%} · temperature "
+            f"{'default' if s.temperature is None else f'{s.temperature:g}'} · max_tokens {s.max_tokens} · context {s.context_window} · {price}"
+            + (f" · WARNING: {key.split(': ', 1)[1]}" if key else ""))
+        lines.append(f"    per iteration: ~{e.prompt_tokens} prompt + ~{e.completion_tokens} completion tokens, "
+                     f"~${e.cost_usd:.4f}" + (f" (shrunk to fit: {', '.join(e.shrunk)})" if e.shrunk else ""))
+    tokens = sum(e.share * (e.prompt_tokens + e.completion_tokens) for e in estimates)
+    cost = sum(e.share * e.cost_usd for e in estimates)
+    lines.append(f"estimate per iteration: ~{tokens:.0f} tokens, ~${cost:.4f}; for {config.iterations} iterations: "
+                 f"~{tokens * config.iterations:.0f} tokens, ~${cost * config.iterations:.2f} "
+                 f"(a retried edit adds one call)")
+    stops = []
+    if config.max_cost_usd is not None and cost > 0:
+        stops.append((config.max_cost_usd / cost, "the cost budget"))
+    if config.max_total_tokens is not None and tokens > 0:
+        stops.append((config.max_total_tokens / tokens, "the token budget"))
+    if stops:
+        n, what = min(stops)
+        if n < config.iterations:
+            lines.append(f"{what} would stop the run after about {n:.0f} iterations")
+    return "\n".join(lines)

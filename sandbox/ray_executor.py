@@ -1,0 +1,323 @@
+"""Ray placement (``--executor ray``): each evaluation is one Ray task, scheduled by Ray's own
+resource-aware scheduler — not a home-made one — so GPU evaluations land on GPU nodes.
+
+What travels with a task (DESIGN.md §6): the job (program text + limits, a few hundred bytes) and a
+*reference* to the task folder, which is packed once into a deterministic tar blob and put once in
+the object store. A worker unpacks it into a per-node cache directory keyed by the blob's SHA-256,
+so a node fetches the files once however many evaluations it runs. Nothing of the archive or the
+run directory ever leaves the driver.
+
+Inside the worker the job still runs through an isolation backend (``process`` or ``docker``):
+Ray decides *where*, the sandbox decides *how*. One isolation backend is kept per Ray worker
+process (module-level cache) so the fork server is started once per worker, not once per job.
+
+Errors, translated here once (httpx style, see evaluators.types)::
+
+    unreachable / malformed --ray-address, a request no node can satisfy  -> ConfigError
+    worker or node lost (WorkerCrashedError, NodeDiedError, ObjectLostError, OutOfMemoryError...)
+        -> retried by Ray (``max_retries``), then an ``error`` EvaluationResult: the run goes on
+    SandboxError inside the worker -> retried by Ray (``retry_exceptions``), then SandboxError,
+        exactly as the local executor raises it
+    anything else Ray raises (an evoforge not installed on a node...) -> SandboxError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import os
+import shutil
+import socket
+import tarfile
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from evaluators.types import ConfigError, EvaluationResult, SandboxError, Status
+from sandbox.job import EvaluationJob
+
+__all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_request", "DEFAULT_MAX_RETRIES"]
+
+DEFAULT_MAX_RETRIES = 2        # attempts after the first when a worker or node is lost
+CONNECT_TIMEOUT_S = 5.0        # TCP probe of a host:port address before ray.init (which would hang)
+TASK_FILES_MAX_MB = 256        # a task folder larger than this belongs in shared storage, not the object store
+_SKIPPED_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints"}
+_REMOTE_NAME = "evoforge_evaluate"   # also the worker's process title while it runs: ray::evoforge_evaluate
+
+
+# -- task files: packed once on the driver, unpacked once per node ---------------------------------
+
+def pack_task_dir(task_dir: str | os.PathLike[str]) -> tuple[str, bytes]:
+    """The task folder as ``(sha256 hex, tar bytes)``; deterministic (sorted names, zeroed owners
+    and times), so the same folder gives the same digest on every run and the node cache hits."""
+    root = Path(task_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: the task folder does not exist on the driver")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if _SKIPPED_NAMES & set(rel.parts) or path.suffix == ".pyc" or path.is_symlink():
+                continue
+            info = tar.gettarinfo(str(path), arcname=rel.as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            info.mode = 0o755 if info.isdir() else 0o644
+            if info.isfile():
+                with open(path, "rb") as fh:
+                    tar.addfile(info, fh)
+            elif info.isdir():
+                tar.addfile(info)
+    blob = buffer.getvalue()
+    if len(blob) > TASK_FILES_MAX_MB * 1024 * 1024:
+        raise ConfigError(f"{root}: the task folder is {len(blob) / 2**20:.0f} MB packed; --executor ray ships "
+                          f"it through the object store (limit {TASK_FILES_MAX_MB} MB): move large data "
+                          "to storage every node can read and load it from the evaluator")
+    return hashlib.sha256(blob).hexdigest(), blob
+
+
+def _cache_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"evoforge-ray-tasks-{os.getuid()}"
+
+
+def unpack_task_files(digest: str, blob: bytes | Any, cache_root: Path | None = None) -> str:
+    """The task folder for ``digest`` on this node, unpacking ``blob`` (bytes, or an ObjectRef
+    fetched only on a cache miss) the first time. Safe against concurrent workers: each unpacks
+    into its own temporary directory and the first atomic rename wins."""
+    root = cache_root or _cache_root()
+    target = root / digest
+    if target.is_dir():
+        return str(target)
+    root.mkdir(parents=True, exist_ok=True)
+    if root.stat().st_uid != os.getuid():  # a shared /tmp: never run an evaluator someone else planted
+        raise SandboxError(f"{root} belongs to another user; remove it or set TMPDIR for the Ray workers")
+    os.chmod(root, 0o755)  # the process sandbox may drop to `nobody`, who must read the evaluator
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        import ray
+        blob = ray.get(blob)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=root))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(bytes(blob)), mode="r") as tar:
+            tar.extractall(staging, filter="data")
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)  # another worker won the rename
+    return str(target)
+
+
+# -- the worker side -----------------------------------------------------------------------------
+
+_ISOLATIONS: dict[tuple[str, str | None], Any] = {}
+_ISOLATIONS_LOCK = threading.Lock()
+
+
+def _isolation(name: str):
+    """One isolation backend per worker process and GPU assignment. Ray sets CUDA_VISIBLE_DEVICES
+    per task; the fork server copies it at start (sandbox.process.ENV_ALLOWLIST), so a worker that
+    is handed a different GPU gets a server started with that GPU visible."""
+    from sandbox.registry import make_isolation
+
+    key = (name, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    with _ISOLATIONS_LOCK:
+        if key not in _ISOLATIONS:
+            _ISOLATIONS[key] = make_isolation(name)
+        return _ISOLATIONS[key]
+
+
+def evoforge_evaluate(job_data: dict, task_files: list, digest: str, isolation_name: str) -> dict:
+    """Body of the Ray task. ``task_files`` is ``[ObjectRef]``: nested in a list so Ray does not
+    fetch the blob for every task, only on a node-cache miss. Returns plain data (a result dict)."""
+    task_dir = unpack_task_files(digest, task_files[0])
+    job = replace(EvaluationJob.from_dict(job_data), task_dir=task_dir)
+    return _isolation(isolation_name).run(job).to_dict()
+
+
+# -- the driver side -----------------------------------------------------------------------------
+
+def resource_request(resources: Any = None) -> dict[str, Any]:
+    """Ray task options from a task's ``[resources]`` (an ``engine.task.Resources`` or a mapping
+    with ``num_cpus``, ``num_gpus``, ``custom``)."""
+    if resources is None:
+        return {"num_cpus": 1.0, "num_gpus": 0.0, "resources": {}}
+    get = resources.get if isinstance(resources, Mapping) else (lambda k, d=None: getattr(resources, k, d))
+    custom = {str(k): float(v) for k, v in dict(get("custom", {}) or {}).items()}
+    return {"num_cpus": float(get("num_cpus", 1.0)), "num_gpus": float(get("num_gpus", 0.0)),
+            "resources": custom}
+
+
+def _probe(address: str) -> None:
+    """Ray's own connect retries for minutes on a dead GCS address; a TCP probe fails in seconds."""
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            f"`ray start --head` on that machine, or leave out --ray-address to run Ray locally") from exc
+
+
+def _fits(request: dict[str, Any], node_resources: Mapping[str, float]) -> bool:
+    needs = {"CPU": request["num_cpus"], "GPU": request["num_gpus"], **request["resources"]}
+    return all(node_resources.get(name, 0.0) >= amount for name, amount in needs.items() if amount > 0)
+
+
+class RayExecutor:
+    """Placement on a Ray cluster (or a local Ray instance when ``address`` is None).
+
+    ``slots`` caps evaluations in flight (``--eval-slots``); by default Ray's scheduler is the only
+    cap, and ``slots`` reports how many evaluations the cluster's CPUs can hold at once.
+    ``max_retries`` bounds retries of a lost worker or node. If Ray is already initialised in this
+    process (a notebook, a test), that connection is used and left open at close.
+    """
+
+    def __init__(self, isolation_name: str = "process", *, address: str | None = None,
+                 slots: int | None = None, resources: Any = None,
+                 max_retries: int = DEFAULT_MAX_RETRIES, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - ray is a declared extra
+            raise ConfigError("--executor ray needs Ray: pip install 'evoforge[ray]'") from exc
+        self._ray = ray
+        self.isolation_name = isolation_name
+        self.address = address
+        self.max_retries = int(max_retries)
+        self.request = resource_request(resources)
+        self._owns_connection = False
+        self._blobs: dict[str, tuple[str, Any]] = {}   # task_dir -> (digest, ObjectRef)
+        self._connect(num_cpus)
+        try:
+            self._check_feasible()
+        except BaseException:
+            self._disconnect()
+            raise
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        self.slots = slots or max(1, int(cluster_cpus // max(self.request["num_cpus"], 1e-9)))
+        self._cap = asyncio.Semaphore(slots) if slots else None
+        self._remote = ray.remote(evoforge_evaluate).options(
+            name=_REMOTE_NAME, max_retries=self.max_retries, retry_exceptions=[SandboxError],
+            num_cpus=self.request["num_cpus"], num_gpus=self.request["num_gpus"],
+            resources=self.request["resources"] or None)
+
+    # -- lifecycle
+
+    def _connect(self, num_cpus: int | None) -> None:
+        ray = self._ray
+        if ray.is_initialized():
+            return  # someone else's connection: use it, leave it open
+        # Quiet: the candidates' output is captured by the sandbox, not Ray's log streaming.
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                   "logging_level": logging.WARNING}
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report phoning home
+        if self.address is None:
+            from sandbox.local import default_slots
+            # A fresh local instance enables token auth by default and warns about it; that is the
+            # safe setting, not something the user must act on.
+            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+            options["num_cpus"] = num_cpus or default_slots()
+        else:
+            if self.address != "auto":
+                _probe(self.address)
+            options["address"] = self.address
+        try:
+            ray.init(**options)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self.address is None:
+                raise SandboxError(f"could not start a local Ray instance: {first}") from exc
+            hint = "start one with `ray start --head`, or leave out --ray-address to run Ray locally"
+            if self.address != "auto" and "RAY_AUTH_MODE" not in os.environ:
+                # Ray joins an explicit address without its token unless told to (Ray 2.60).
+                hint = ("if the cluster uses token authentication, set RAY_AUTH_MODE=token with its token in "
+                        "~/.ray/auth_token (`ray get-auth-token` on the head); otherwise " + hint)
+            raise ConfigError(f"--ray-address {self.address}: cannot join the Ray cluster ({first}); {hint}") from exc
+        self._owns_connection = True
+
+    def _check_feasible(self) -> None:
+        """A request no node can satisfy would sit in Ray's queue forever: refuse it up front."""
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        if any(_fits(self.request, n.get("Resources", {})) for n in nodes):
+            return
+        wanted = {"num_cpus": self.request["num_cpus"], "num_gpus": self.request["num_gpus"],
+                  **self.request["resources"]}
+        have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(n.get("Resources", {}).items())
+                                   if not k.startswith(("node:", "memory", "object_store_memory")))
+                         for n in nodes) or "no live nodes"
+        where = self.address or "the local Ray instance"
+        raise ConfigError(
+            f"task.toml [resources] asks each evaluation for "
+            f"{', '.join(f'{k}={v:g}' for k, v in wanted.items() if v)} but no node of {where} has that "
+            f"(nodes: {have}); add a node with `ray start --address HEAD:6379 --num-gpus N "
+            "--resources '{\"NAME\": N}'` or lower the request")
+
+    def _disconnect(self) -> None:
+        if self._owns_connection:
+            self._owns_connection = False
+            self._ray.shutdown()
+
+    async def close(self) -> None:
+        """Disconnect; a local instance we started is stopped with its workers (and their fork
+        servers, which exit when their worker's pipe closes). A cluster we joined keeps running."""
+        self._blobs.clear()
+        self._disconnect()
+
+    # -- work
+
+    def _task_files(self, task_dir: str) -> tuple[str, Any]:
+        if task_dir not in self._blobs:
+            digest, blob = pack_task_dir(task_dir)
+            self._blobs[task_dir] = (digest, self._ray.put(blob))
+        return self._blobs[task_dir]
+
+    async def evaluate(self, job: EvaluationJob) -> EvaluationResult:
+        if self._cap is None:
+            return await self._evaluate(job)
+        async with self._cap:
+            return await self._evaluate(job)
+
+    async def _evaluate(self, job: EvaluationJob) -> EvaluationResult:
+        exceptions = self._ray.exceptions
+        digest, ref = self._task_files(job.task_dir)
+        data = job.to_dict()
+        data["task_dir"] = ""  # the driver's path means nothing on another node
+        result_ref = self._remote.remote(data, [ref], digest, self.isolation_name)
+        try:
+            return EvaluationResult.from_dict(await result_ref)
+        except asyncio.CancelledError:
+            self._ray.cancel(result_ref, force=True)  # kills the worker; its fork server follows
+            raise
+        except exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+            if isinstance(cause, SandboxError):
+                raise SandboxError(f"on a Ray worker, after {self.max_retries} retries: {cause}") from exc
+            raise SandboxError(
+                f"the Ray task failed outside the sandbox ({type(cause or exc).__name__}: {_first_line(cause or exc)}); "
+                "is the same evoforge installed on every node?") from exc
+        except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
+                exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError) as exc:
+            # Lost machinery, not a bad candidate; Ray already retried. Record it and go on.
+            return EvaluationResult.failure(
+                Status.ERROR, f"Ray lost the evaluation's worker or node {self.max_retries + 1} times "
+                              f"({type(exc).__name__}: {_first_line(exc)})")
+        except exceptions.TaskCancelledError as exc:
+            raise SandboxError("the Ray task was cancelled from outside evoforge") from exc
+        except exceptions.RayError as exc:
+            raise SandboxError(f"Ray failed to run the evaluation: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

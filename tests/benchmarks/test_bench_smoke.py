@@ -1,0 +1,102 @@
+"""Every benchmark once at a tiny size (``python -m benchmarks --quick``), so `make bench` cannot rot.
+
+No time is asserted: the figures are noise on a shared machine. What is asserted is that each
+benchmark ran and measured something sane, that the fake LLM's edits are valid and distinct (every
+proposal evaluated, none rejected), and that a benchmark that cannot run is reported, not raised.
+OpenEvolve (a PyPI install) and the docker/Ray backends (their own suites cover them) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # `benchmarks` is a folder of the repo, not an installed package
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.fake_llm import make_edit  # noqa: E402
+from benchmarks.common import PROGRAM  # noqa: E402
+from benchmarks.openevolve_bench import run_openevolve  # noqa: E402
+from benchmarks.report import render_table  # noqa: E402
+from engine.edits import apply_reply  # noqa: E402
+
+
+def test_benchmarks_resolve_to_the_repo_package():
+    import benchmarks
+
+    assert Path(benchmarks.__file__).resolve().parent == REPO_ROOT / "benchmarks"
+
+
+@pytest.mark.parametrize("heading", ["# Current program (score 0.5)\nMetrics: error=1\n\n",  # evoforge
+                                     "# Current Program Information\n- score: 0.5\n\n# Current Program\n"])  # OpenEvolve
+def test_fake_llm_edits_apply_and_are_distinct(heading):
+    prompt = f"# Task: t\n{heading}```python\n{PROGRAM}```\n\n# Other programs\n```python\nz = 9\n```\n"
+    rng = random.Random(0)
+    children = set()
+    for serial in range(1, 21):
+        edit = apply_reply(PROGRAM, make_edit(prompt, serial, rng))
+        assert edit.ok, edit.reason
+        children.add(edit.code)
+    assert len(children) == 20
+
+
+def test_fake_llm_says_so_when_there_is_no_program():
+    assert "could not find" in make_edit("no code here", 1, random.Random(0))
+
+
+def test_openevolve_failure_is_reported_not_raised(tmp_path):
+    from benchmarks.common import FakeLLM
+
+    result = run_openevolve(tmp_path / "no-such-python", tmp_path, FakeLLM("http://127.0.0.1:9/v1"),
+                            tmp_path / "out", iterations=2,
+                            workers=1, timeout_s=10)
+    assert "cannot start" in result["error"]
+    table = render_table({"openevolve": {"unavailable": "installing openevolve failed: no network"},
+                          "isolation": {"docker sandbox": {"unavailable": "SandboxError: no daemon"}}})
+    assert "unavailable: installing openevolve failed: no network" in table
+    assert "unavailable: SandboxError: no daemon" in table
+
+
+def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code = main(["--quick", "--skip-openevolve", "--isolation", "process,local", "--work", str(tmp_path / "work"),
+                 "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    for name in ("throughput", "cpu", "isolation", "scale", "memory"):
+        assert "error" not in results[name] and "unavailable" not in results[name], results[name]
+
+    throughput = results["throughput"]
+    assert throughput["capacity"]["capacity_per_s"] > 0
+    for run in throughput["runs"]:
+        assert run["proposals"] == 12
+        assert run["evaluated"] == 12 and run["rejected"] == 0  # valid, distinct edits
+        assert 0 < run["evals_per_s"] and 0 < run["ratio"]
+
+    cpu = results["cpu"]
+    assert cpu["evaluated"] == 6 and cpu["eval_cpu_s"] > 0
+    assert 0 < cpu["utilisation"] < 1.5  # a fraction of the cores (slack: CPU clocks are coarse)
+
+    for name in ("process sandbox", "local executor + process"):
+        iso = results["isolation"][name]
+        assert iso["evaluations"] == 8 and 0 < iso["median_ms"] <= iso["p95_ms"]
+
+    scale = results["scale"]
+    assert scale["stored"] == scale["programs"] == 400
+    assert 0 < scale["elites"] <= 4 * scale["cells_per_island"]
+    assert min(scale[k] for k in ("archive_inserts_per_s", "store_writes_per_s", "parent_samples_per_s",
+                                  "parent_samples_with_reads_per_s")) > 0
+
+    memory = results["memory"]
+    assert memory["candidates_run"] == 24 and memory["rss_mb_at_1000"] > 0
+    assert memory["target_measured"] is False and memory["rss_mb_at_target"] > 0
+
+    printed = capsys.readouterr().out
+    assert "| 1 pipeline, LLM latency 0.05 s" in printed and "| 3 CPU-bound" in printed
+    assert results["table"] in printed

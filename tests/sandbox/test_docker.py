@@ -1,0 +1,327 @@
+"""`DockerSandbox` against a real Docker engine and the real evoforge-sandbox image: what a candidate
+does comes back as a scored result, and what the machinery does wrong comes back as `SandboxError`.
+
+Needs a daemon and the image (`sandbox/ci_docker.sh start` sets both up as root); otherwise every
+test that needs them skips with the reason. One container per test, so the module takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evaluators.types import SandboxError, Status
+from sandbox.job import EvaluationJob
+
+docker_sdk = pytest.importorskip("docker", reason="the docker Python SDK is not installed")
+
+from sandbox import docker as docker_backend  # noqa: E402  (after the importorskip)
+from sandbox.docker import CONTAINER_LABEL, DEFAULT_IMAGE, DockerSandbox, docker_available  # noqa: E402
+
+AVAILABLE, WHY = docker_available()
+needs_docker = pytest.mark.skipif(not AVAILABLE, reason=f"docker sandbox unavailable: {WHY} "
+                                  "(as root, `sandbox/ci_docker.sh start` installs and starts one)")
+REPO = Path(__file__).resolve().parents[2]
+
+# The evaluator imports the candidate and calls its run(); run() returns a score or a whole dict.
+IMPORTING = """
+import importlib.util
+
+def evaluate(program_path):
+    spec = importlib.util.spec_from_file_location("candidate_under_test", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.run()
+    return out if isinstance(out, dict) else {"score": out}
+"""
+
+
+@pytest.fixture(scope="module")
+def box():
+    if not AVAILABLE:
+        pytest.skip(f"docker sandbox unavailable: {WHY}")
+    with DockerSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("docker_task")
+    (folder / "evaluator.py").write_text(textwrap.dedent(IMPORTING))
+    return str(folder)
+
+
+def _job(task_dir: str, program: str, **kwargs) -> EvaluationJob:
+    kwargs.setdefault("timeout_s", 20)
+    kwargs.setdefault("memory_mb", 256)
+    return EvaluationJob(program_text=textwrap.dedent(program), task_dir=task_dir, **kwargs)
+
+
+def _our_containers() -> list:
+    client = docker_sdk.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ no daemon needed
+
+def test_unreachable_daemon_is_a_one_line_sandbox_error_naming_the_fix(tmp_path):
+    with pytest.raises(SandboxError) as info:
+        DockerSandbox(base_url=f"unix://{tmp_path}/no-docker.sock")
+    message = str(info.value)
+    assert "no Docker engine answers" in message and "--sandbox process" in message
+    assert "\n" not in message
+
+
+def test_root_user_is_refused():
+    with pytest.raises(SandboxError, match="non-root"):
+        DockerSandbox(user="0:0", base_url="unix:///nonexistent.sock")
+
+
+def test_stdout_splitter_finds_a_marker_split_across_chunks():
+    marker = b"\n\x1eevoforge-result-abc\n"
+    splitter = docker_backend._StdoutSplitter(marker, cap_bytes=1000)
+    stream = b"hello " + marker + b'{"status": "ok"}'
+    for i in range(0, len(stream), 3):  # every 3 bytes: the marker straddles several chunks
+        splitter.add(stream[i:i + 3])
+    splitter.finish()
+    assert splitter.tail.text() == "hello "
+    assert bytes(splitter.result) == b'{"status": "ok"}'
+
+
+# ------------------------------------------------------------------ real containers
+
+@needs_docker
+def test_good_program_scores_the_same_as_under_the_process_sandbox(box, task_dir):
+    from sandbox.process import ProcessSandbox
+
+    job = _job(task_dir, """
+        import math
+        def run():
+            print("computing")
+            return {"score": math.fsum(1.0 / k**2 for k in range(1, 2000)), "features": {"x": 0.5}}
+    """)
+    result = box.run(job)
+    with ProcessSandbox() as process:
+        expected = process.run(job)
+    assert result.status == Status.OK, result.artifacts
+    assert result.score == expected.score and result.features == expected.features
+    assert result.stdout == "computing\n" == expected.stdout
+
+
+@needs_docker
+def test_runs_as_nobody_without_capabilities_or_privilege_escalation(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import os
+        def run():
+            status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+            return {"score": 1.0, "metrics": {"uid": os.getuid(), "gid": os.getgid(),
+                    "cap_eff": int(status["CapEff"].strip(), 16),
+                    "no_new_privs": int(status["NoNewPrivs"].strip())}}
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.metrics == {"uid": 65534.0, "gid": 65534.0, "cap_eff": 0.0, "no_new_privs": 1.0}
+
+
+@needs_docker
+def test_no_network_only_loopback(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import os, socket
+        def run():
+            try:
+                socket.create_connection(("1.1.1.1", 53), timeout=3).close()
+                reached = "connected"
+            except OSError as exc:
+                reached = type(exc).__name__
+            return {"score": 1.0, "artifacts": {"reached": reached,
+                                                "interfaces": ",".join(sorted(os.listdir("/sys/class/net")))}}
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.artifacts["reached"] != "connected"
+    assert result.artifacts["interfaces"] == "lo"
+
+
+@needs_docker
+def test_writes_only_inside_the_tmpfs_workdir(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import os
+        def run():
+            outcome = {}
+            for path in ("/etc/evil", "/opt/evoforge/task/evil.py", "/opt/evoforge/evaluators/evil.py",
+                         "/tmp/evil", "/usr/lib/evil", "inside.txt"):
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("x")
+                    outcome[path] = "written"
+                except OSError as exc:
+                    outcome[path] = type(exc).__name__
+            return {"score": 1.0, "artifacts": outcome | {"cwd": os.getcwd()}}
+    """))
+    assert result.status == Status.OK, result.artifacts
+    written = {k for k, v in result.artifacts.items() if v == "written"}
+    assert written == {"inside.txt"}
+    assert result.artifacts["cwd"] == "/work"
+    assert not (Path(task_dir) / "evil.py").exists()
+
+
+@needs_docker
+def test_timeout_kills_and_removes_the_container(box, task_dir):
+    result = box.run(_job(task_dir, """
+        def run():
+            print("spinning", flush=True)
+            while True:
+                pass
+    """, timeout_s=1.5))
+    assert result.status == Status.TIMEOUT
+    assert "wall-clock limit of 1.5 s" in result.artifacts["error"]
+    assert result.stdout == "spinning\n"
+    assert _our_containers() == []
+
+
+@needs_docker
+def test_memory_bomb_is_oom(box, task_dir):
+    result = box.run(_job(task_dir, """
+        def run():
+            hog = []
+            while True:
+                hog.append(bytearray(16 * 1024 * 1024))  # touched: zero-filled pages count
+    """, memory_mb=128))
+    assert result.status == Status.OOM, result.artifacts
+    assert _our_containers() == []
+
+
+@needs_docker
+def test_pids_limit_stops_a_fork_bomb(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import os, time
+        def run():
+            started = 0
+            for _ in range(200):
+                try:
+                    pid = os.fork()
+                except OSError:
+                    break
+                if pid == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                started += 1
+            return {"score": float(started)}
+    """, max_processes=16))
+    assert result.status == Status.OK, result.artifacts
+    assert result.score < 16  # the evaluator itself is one of the 16
+
+
+@needs_docker
+def test_output_is_truncated_to_a_tail(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import sys
+        def run():
+            for i in range(20000):
+                print(f"out line {i}")
+                print(f"err line {i}", file=sys.stderr)
+            return 2.0
+    """, max_output_bytes=1000))
+    assert result.status == Status.OK and result.score == 2.0
+    for text, stream in ((result.stdout, "out"), (result.stderr, "err")):
+        assert len(text) <= 1000
+        assert "earlier bytes dropped" in text and text.endswith(f"{stream} line 19999\n")
+
+
+@needs_docker
+def test_candidate_crash_is_an_error_with_the_stderr_tail(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import os, sys
+        def run():
+            print("about to die", file=sys.stderr, flush=True)
+            os._exit(3)
+    """))
+    assert result.status == Status.ERROR
+    assert "exited with code 3" in result.artifacts["error"] and "about to die" in result.artifacts["error"]
+
+
+@needs_docker
+def test_missing_image_is_a_sandbox_error_naming_it(box, task_dir):
+    job = _job(task_dir, "def run():\n    return 1.0\n", extra={"docker_image": "evoforge-no-such-image:404"})
+    with pytest.raises(SandboxError, match=r"evoforge-no-such-image:404.*build_image\.sh"):
+        box.run(job)
+
+
+@needs_docker
+def test_wait_read_timeout_is_translated(box, monkeypatch):
+    """`container.wait` past its timeout raises requests' ReadTimeout (or ConnectionError); we see ours."""
+    client = docker_sdk.from_env()
+    container = client.containers.create(DEFAULT_IMAGE, ["sleep", "30"], network_mode="none",
+                                         labels={CONTAINER_LABEL: "1"})
+    try:
+        container.start()
+        monkeypatch.setattr(docker_backend, "EXIT_GRACE_S", 0.5)
+        with pytest.raises(SandboxError, match="did not report the container's exit"):
+            box._wait(container)
+    finally:
+        container.remove(force=True)
+        client.close()
+
+
+@needs_docker
+def test_cli_eval_circle_packing_with_docker_matches_process(tmp_path):
+    program = REPO / "tasks" / "circle_packing" / "initial_program.py"
+    scores = {}
+    for sandbox in ("docker", "process"):
+        proc = subprocess.run([sys.executable, "-m", "engine.cli", "eval", "circle_packing", str(program),
+                               "--sandbox", sandbox, "--json"], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["status"] == "ok", data
+        scores[sandbox] = data["score"]
+    assert scores["docker"] == scores["process"]
+
+
+def _task_with_toml(folder: Path, toml: str) -> Path:
+    folder.mkdir()
+    (folder / "task.toml").write_text(textwrap.dedent(toml))
+    (folder / "initial_program.py").write_text("def run():\n    return 1.0\n")
+    (folder / "evaluator.py").write_text(textwrap.dedent(IMPORTING))
+    return folder
+
+
+def test_task_toml_sandbox_image_is_parsed_and_checked(tmp_path):
+    from engine.task import load_task
+    from evaluators.types import ConfigError
+
+    assert load_task(_task_with_toml(tmp_path / "a", "")).sandbox_image == DEFAULT_IMAGE
+    task = load_task(_task_with_toml(tmp_path / "b", '[sandbox]\nimage = "registry.example/eval:3"\n'))
+    assert task.sandbox_image == "registry.example/eval:3"
+    with pytest.raises(ConfigError, match=r"\[sandbox\] image"):
+        load_task(_task_with_toml(tmp_path / "c", "[sandbox]\nimage = 3\n"))
+    with pytest.raises(ConfigError, match="unknown key 'pull'"):
+        load_task(_task_with_toml(tmp_path / "d", "[sandbox]\npull = true\n"))
+
+
+@needs_docker
+def test_task_toml_image_reaches_the_docker_sandbox(tmp_path):
+    """`evoforge eval` with a task naming a missing image: exit 1, and the message names that image."""
+    folder = _task_with_toml(tmp_path / "t", '[sandbox]\nimage = "evoforge-missing-image:7"\n')
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "eval", str(folder),
+                           str(folder / "initial_program.py"), "--sandbox", "docker"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "evoforge-missing-image:7" in proc.stderr and "build_image.sh" in proc.stderr
+
+
+@needs_docker
+def test_concurrent_runs_from_several_threads(box, task_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [_job(task_dir, f"def run():\n    return {k}.0\n") for k in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(box.run, jobs))
+    assert [r.score for r in results] == [0.0, 1.0, 2.0, 3.0]
+    assert _our_containers() == []
