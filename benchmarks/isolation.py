@@ -13,7 +13,6 @@ import asyncio
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 from benchmarks.common import TRIVIAL_EVALUATOR, cores, percentile, write_task
 
@@ -23,17 +22,6 @@ __all__ = ["isolation_overhead"]
 def _summary(walls_s: list[float]) -> dict:
     return {"evaluations": len(walls_s), "median_ms": 1e3 * statistics.median(walls_s),
             "p95_ms": 1e3 * percentile(walls_s, 95), "mean_ms": 1e3 * statistics.fmean(walls_s)}
-
-
-def _time_each(run_one: Callable[[], object], n: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        _check(run_one())
-    walls = []
-    for _ in range(n):
-        started = time.perf_counter()
-        _check(run_one())
-        walls.append(time.perf_counter() - started)
-    return walls
 
 
 def _check(result) -> None:
@@ -47,66 +35,92 @@ def _unavailable(exc: BaseException) -> dict:
     return {"unavailable": f"{type(exc).__name__}: {text[:300]}"}
 
 
-def _isolation(name: str, job, n: int, warmup: int) -> dict:
-    from sandbox.registry import make_isolation
+class _Backend:
+    """One way to run an evaluation, behind a uniform async ``once(job)``."""
 
-    try:
-        isolation = make_isolation(name)
-    except Exception as exc:  # noqa: BLE001 - any failure to start is a finding, not a crash
-        return _unavailable(exc)
-    try:
-        return _summary(_time_each(lambda: isolation.run(job), n, warmup))
-    except Exception as exc:  # noqa: BLE001
-        return _unavailable(exc)
-    finally:
+    def __init__(self, name: str, n: int) -> None:
+        self.name, self.n = name, n
+        self.walls: list[float] = []
+        self.failure: dict | None = None
+        self._isolation = None
+        self._executor = None
+
+    def start(self, kind: str, backend: str) -> None:
+        from sandbox.registry import make_executor, make_isolation
+
         try:
-            isolation.close()
+            if kind == "isolation":
+                self._isolation = make_isolation(backend)
+            else:
+                self._executor = make_executor(backend, "process", slots=cores())
+        except Exception as exc:  # noqa: BLE001 - any failure to start is a finding, not a crash
+            self.failure = _unavailable(exc)
+
+    async def once(self, job, *, record: bool) -> None:
+        if self.failure is not None or (record and len(self.walls) >= self.n):
+            return
+        started = time.perf_counter()
+        try:
+            if self._isolation is not None:
+                result = self._isolation.run(job)  # blocking on purpose: one evaluation at a time
+            else:
+                result = await self._executor.evaluate(job)
+            _check(result)
+        except Exception as exc:  # noqa: BLE001
+            self.failure = _unavailable(exc)
+            return
+        if record:
+            self.walls.append(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        try:
+            if self._isolation is not None:
+                self._isolation.close()
+            if self._executor is not None:
+                await self._executor.close()
         except Exception:  # noqa: BLE001
             pass
 
-
-def _executor(name: str, job, n: int, warmup: int) -> dict:
-    """Sequential evaluations through an executor (placement + process sandbox), from asyncio."""
-    from sandbox.registry import make_executor
-
-    async def main() -> dict:
-        try:
-            executor = make_executor(name, "process", slots=cores())
-        except Exception as exc:  # noqa: BLE001
-            return _unavailable(exc)
-        try:
-            for _ in range(warmup):
-                _check(await executor.evaluate(job))
-            walls = []
-            for _ in range(n):
-                started = time.perf_counter()
-                _check(await executor.evaluate(job))
-                walls.append(time.perf_counter() - started)
-            return _summary(walls)
-        except Exception as exc:  # noqa: BLE001
-            return _unavailable(exc)
-        finally:
-            try:
-                await executor.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-    return asyncio.run(main())
+    def summary(self) -> dict:
+        return self.failure or _summary(self.walls)
 
 
 def isolation_overhead(work: Path, *, evaluations: int, docker_evaluations: int,
                        include: tuple[str, ...] = ("process", "local", "docker", "ray")) -> dict:
+    """Median and p95 wall time per trivial evaluation of each backend in ``include``.
+
+    The backends take turns, one evaluation each per round (docker only every few rounds: it is much
+    slower), so a change of load on a shared machine hits them all alike rather than whichever ran
+    during it.
+    """
     from sandbox.job import EvaluationJob
 
     task_dir = write_task(work / "task-trivial", TRIVIAL_EVALUATOR, name="bench_trivial")
     job = EvaluationJob(program_text="x = 1\n", task_dir=str(task_dir), timeout_s=60.0, memory_mb=1024)
-    results: dict[str, dict] = {}
-    if "process" in include:
-        results["process sandbox"] = _isolation("process", job, evaluations, warmup=5)
-    if "local" in include:
-        results["local executor + process"] = _executor("local", job, evaluations, warmup=5)
-    if "docker" in include:
-        results["docker sandbox"] = _isolation("docker", job, docker_evaluations, warmup=2)
-    if "ray" in include:
-        results["ray executor + process"] = _executor("ray", job, evaluations, warmup=5)
-    return results
+    plan = [("process", "process sandbox", "isolation", evaluations),
+            ("local", "local executor + process", "executor", evaluations),
+            ("docker", "docker sandbox", "isolation", docker_evaluations),
+            ("ray", "ray executor + process", "executor", evaluations)]
+    backends = []
+    for key, label, kind, n in plan:
+        if key in include:
+            backend = _Backend(label, n)
+            backend.start(kind, key)
+            backends.append(backend)
+
+    async def main() -> None:
+        try:
+            for _ in range(3):  # warm-up: fork servers, Ray workers, the docker image
+                for backend in backends:
+                    await backend.once(job, record=False)
+            rounds = max((b.n for b in backends), default=0)
+            for r in range(rounds):
+                for backend in backends:
+                    if r % max(1, rounds // max(backend.n, 1)) == 0:  # spread the slow ones out
+                        await backend.once(job, record=True)
+        finally:
+            for backend in backends:
+                await backend.close()
+
+    asyncio.run(main())
+    return {backend.name: backend.summary() for backend in backends}

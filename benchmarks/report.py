@@ -31,10 +31,11 @@ def render_table(results: dict) -> str:
         if _why(tp):
             rows.append(("1 pipeline throughput", f"unavailable: {_why(tp)}", "", ""))
         else:
-            cap = tp["capacity"]
             for run in tp["runs"]:
+                cap = run["capacity"]
                 rows.append((f"1 pipeline, LLM latency {run['latency_s']:g} s, concurrency {run['concurrency']}",
-                             f"{_num(run['evals_per_s'])} candidates/s ({run['evaluated']} evaluated)",
+                             f"{_num(run['evals_per_s'])} candidates/s ({run['evaluated']} evaluated; engine "
+                             f"CPU {_num(run.get('engine_cpu_ms_per_candidate'))} ms/candidate)",
                              f"bound {_num(run['bound_per_s'])}/s = min({run['concurrency']}/{run['latency_s']:g} s, "
                              f"{cap['cores']} cores / {1e3 * cap['mean_eval_s']:.1f} ms)",
                              _pct(run["ratio"])))
@@ -63,7 +64,8 @@ def render_table(results: dict) -> str:
             rows.append(("3 CPU-bound evaluations, core utilisation",
                          f"{_num(cpu['eval_cpu_s'])} CPU s in {_num(cpu['wall_s'])} s on {cpu['cores']} cores "
                          f"({cpu['evaluated']} × {_num(1e3 * cpu['mean_eval_cpu_s'], '.0f')} ms)",
-                         "target ≥ 90 %", _pct(cpu["utilisation"])))
+                         f"target ≥ 90 %; = slots busy {_pct(cpu.get('slot_occupancy'))} × CPU per "
+                         f"evaluation wall {_pct(cpu.get('eval_cpu_per_wall'))}", _pct(cpu["utilisation"])))
 
     iso = results.get("isolation")
     if iso is not None:
@@ -109,6 +111,9 @@ def render_table(results: dict) -> str:
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     if env:
         lines.append("")
-        lines.append(f"Machine: {env.get('cores')} cores ({env.get('cpu', '?')}), Python {env.get('python')}, "
+        load = env.get("load_avg_1min")
+        busy = (f", 1-minute load average {load['min']:.1f}–{load['max']:.1f} after the benchmarks"
+                if load else "")
+        lines.append(f"Machine: {env.get('cores')} cores ({env.get('cpu', '?')}){busy}, Python {env.get('python')}, "
                      f"{env.get('date')}; command: `{env.get('command')}`.")
     return "\n".join(lines)

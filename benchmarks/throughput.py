@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ class ThroughputResult:
     evals_per_s: float           # steady state: first → last candidate stored (see RunSpan.steady_per_s)
     bound_per_s: float
     ratio: float                 # evals_per_s / bound_per_s
+    engine_cpu_ms_per_candidate: float  # the engine process's CPU (all threads) / proposals: robust to load
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,13 +74,15 @@ def measure_eval_capacity(task_dir: Path, evaluations: int) -> dict:
 def run_evoforge(task_dir: Path, llm: FakeLLM, out: Path, *, iterations: int, concurrency: int,
                  seed: int = 0, profile_to: Path | None = None):
     """One evoforge run against the fake server; returns its `RunSpan`, timed from the server's first
-    request. ``profile_to`` writes a pyinstrument profile of the engine process there (text)."""
+    request, and the engine process's CPU seconds (startup included). ``profile_to`` writes a
+    pyinstrument profile of the engine process there (text)."""
     base_url = llm.base_url
     from engine.config import RunConfig
     from engine.session import start_run
 
     config = RunConfig(task=str(task_dir), iterations=iterations, llm=(f"openai-compatible:bench@{base_url}",),
                        concurrency=concurrency, seed=seed)
+    cpu_started = time.process_time()
     if profile_to is None:
         start_run(config, out=out)
     else:
@@ -97,29 +99,37 @@ def run_evoforge(task_dir: Path, llm: FakeLLM, out: Path, *, iterations: int, co
             profiler.stop()
             profile_to.parent.mkdir(parents=True, exist_ok=True)
             profile_to.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
-    return run_span(out, since=llm.stats()["first_request_at"])
+    return run_span(out, since=llm.stats()["first_request_at"]), time.process_time() - cpu_started
 
 
 def pipeline_throughput(work: Path, *, latencies_s: tuple[float, ...], iterations: int, concurrency: int,
                         capacity_evals: int, profile_dir: Path | None = None) -> dict:
+    """One evoforge run per latency, each right after measuring the evaluation capacity (on a shared
+    machine the capacity drifts with the load, so each bound is taken next to its run)."""
     task_dir = write_task(work / "task-cheap", CHEAP_EVALUATOR, name="bench_cheap")
-    capacity = measure_eval_capacity(task_dir, capacity_evals)
+    # One-time imports up front, so the engine's CPU per candidate is the pipeline's, not Python's.
+    import openai  # noqa: F401
+    import ribs.archives  # noqa: F401
+    import engine.session  # noqa: F401
     runs = []
     for latency in latencies_s:
+        capacity = measure_eval_capacity(task_dir, capacity_evals)
         with fake_llm(latency) as llm:
             out = work / f"evoforge-cheap-{latency:g}s"
             profile_to = profile_dir / f"profile-evoforge-{latency:g}s.txt" if profile_dir else None
-            span = run_evoforge(task_dir, llm, _fresh(out), iterations=iterations,
-                                concurrency=concurrency, profile_to=profile_to)
+            span, engine_cpu_s = run_evoforge(task_dir, llm, _fresh(out), iterations=iterations,
+                                              concurrency=concurrency, profile_to=profile_to)
         llm_bound = concurrency / latency if latency > 0 else float("inf")
         bound = min(llm_bound, capacity["capacity_per_s"])
         rate = span.steady_per_s
-        runs.append(ThroughputResult(
+        runs.append({**ThroughputResult(
             latency_s=latency, concurrency=concurrency, proposals=span.proposals, evaluated=span.evaluated,
             rejected=span.rejected, wall_s=span.wall_s,
             evals_per_s_with_fill=span.evaluated / span.wall_s if span.wall_s > 0 else 0.0,
-            evals_per_s=rate, bound_per_s=bound, ratio=rate / bound).to_dict())
-    return {"capacity": capacity, "runs": runs, "task_dir": str(task_dir)}
+            evals_per_s=rate, bound_per_s=bound, ratio=rate / bound,
+            engine_cpu_ms_per_candidate=1e3 * engine_cpu_s / max(span.proposals, 1)).to_dict(),
+            "capacity": capacity})
+    return {"runs": runs, "task_dir": str(task_dir)}
 
 
 def cpu_utilisation(work: Path, *, iterations: int, burn_units: int, concurrency: int) -> dict:
@@ -127,12 +137,35 @@ def cpu_utilisation(work: Path, *, iterations: int, burn_units: int, concurrency
     task_dir = write_task(work / "task-burn", BURN_EVALUATOR.format(units=burn_units), name="bench_burn")
     with fake_llm(0.0) as llm:
         out = _fresh(work / "evoforge-burn")
-        span = run_evoforge(task_dir, llm, out, iterations=iterations, concurrency=concurrency)
+        span, _ = run_evoforge(task_dir, llm, out, iterations=iterations, concurrency=concurrency)
     n = cores()
+    occupancy, eval_wall_s = _slot_occupancy(out)
     return {"cores": n, "proposals": span.proposals, "evaluated": span.evaluated, "wall_s": span.wall_s,
             "eval_cpu_s": span.burn_cpu_s,
             "mean_eval_cpu_s": span.burn_cpu_s / span.evaluated if span.evaluated else float("nan"),
-            "utilisation": span.burn_cpu_s / (span.wall_s * n) if span.wall_s > 0 else 0.0}
+            "utilisation": span.burn_cpu_s / (span.wall_s * n) if span.wall_s > 0 else 0.0,
+            # The two factors of the utilisation: how full the engine kept the slots, and how much of
+            # a core each evaluation got while running (below 1 when other work shares the machine).
+            "slot_occupancy": occupancy / n,
+            "eval_cpu_per_wall": span.burn_cpu_s / eval_wall_s if eval_wall_s > 0 else float("nan")}
+
+
+def _slot_occupancy(run_dir: Path) -> tuple[float, float]:
+    """Mean number of evaluations running over the run (each spans ``finished_at - eval_s`` to
+    ``finished_at``), and their summed wall seconds."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT finished_at - eval_s, finished_at FROM programs"
+                            " WHERE iteration > 0 AND eval_s IS NOT NULL").fetchall()
+    finally:
+        conn.close()
+    if not rows:
+        return 0.0, 0.0
+    busy = sum(end - start for start, end in rows)
+    span = max(end for _, end in rows) - min(start for start, _ in rows)
+    return (busy / span if span > 0 else 0.0), busy
 
 
 def _fresh(path: Path) -> Path:
@@ -156,4 +189,3 @@ if __name__ == "__main__":  # a quick manual check: python -m benchmarks.through
                                  capacity_evals=50,
                                  profile_dir=WORK_DIR / "profiles" if "--profile" in sys.argv else None)
     print(json.dumps(result, indent=2))
-    asyncio.run(asyncio.sleep(0))

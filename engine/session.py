@@ -16,7 +16,7 @@ from engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
 from engine.loop import Engine, Reporter, Snapshot
 from engine.rundir import RunDir, default_run_dir
 from engine.task import Task, load_task
-from evaluators.types import ConfigError, EvaluationResult
+from evaluators.types import ConfigError, EvaluationResult, TaskError
 from sandbox.job import EvaluationJob
 from sandbox.registry import make_executor
 
@@ -29,6 +29,35 @@ _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_fai
 class RunOutcome:
     run_dir: Path
     snapshot: Snapshot
+
+
+def _preflight_isolation(sandbox: str) -> None:
+    """Docker selected but not running is a configuration mistake (exit 2), found before any run
+    directory or LLM call exists; the cheap check (no probe container)."""
+    if sandbox != "docker":
+        return
+    try:
+        from sandbox.docker import docker_available
+    except ImportError as exc:
+        raise ConfigError(f"--sandbox docker is not available in this installation: {exc}") from exc
+    available, why = docker_available(probe=False)
+    if not available:
+        raise ConfigError(f"--sandbox docker: {why}; start Docker (`systemctl start docker`, or as root "
+                          f"`sandbox/ci_docker.sh start`) or use --sandbox process")
+
+
+def _with_hint(exc: TaskError, task: Task) -> TaskError:
+    """What to do when the initial program fails its own evaluation (the engine says what failed)."""
+    message = str(exc)
+    if "initial program fails its own evaluation" not in message:
+        return exc
+    if "(timeout)" in message:
+        hint = (f"raise [limits] timeout_s in {task.path / 'task.toml'} (now {task.limits.timeout_s:g} s) "
+                f"or make evaluate() faster")
+    else:
+        hint = (f"see the whole error with `evoforge eval {task.path} "
+                f"{task.path / 'initial_program.py'}` and fix {task.evaluator_file} or the initial program")
+    return TaskError(f"{message} -- {hint}")
 
 
 def _executor(config: RunConfig, task: Task):
@@ -115,6 +144,7 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     task = load_task(config.task)
     config, _ = resolve_config(config, task)
     check_llm_specs(config.llm)  # a missing key or a bad spec fails before the run directory exists
+    _preflight_isolation(config.sandbox)
     path = Path(out) if out else default_run_dir(task.name)
     executor = _executor(config, task)  # an unreachable --ray-address fails before the run directory exists
     try:
@@ -130,7 +160,10 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,
                                        "qd_offset": task.archive.qd_offset})
     run_dir.store.set_meta("state", "running")
-    return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter, executor))
+    try:
+        return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter, executor))
+    except TaskError as exc:
+        raise _with_hint(exc, task) from exc
 
 
 def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Reporter | None = None,
@@ -148,6 +181,7 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
             config = config.replace(**placement)
             run_dir.store.set_meta("config", config.to_dict())
         task = load_task(config.task)
+        _preflight_isolation(config.sandbox)
         done = run_dir.store.count("iteration > 0")
         target = done + more_iterations if more_iterations is not None else config.iterations
         run_dir.store.set_meta("state", "running")
@@ -163,6 +197,7 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
     program = Path(program)
     if not program.is_file():
         raise ConfigError(f"{program}: no such program file")
+    _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
     job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
                         evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,

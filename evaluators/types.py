@@ -108,7 +108,8 @@ class EvaluationResult:
         The dict contract (DESIGN.md §3): ``score`` (alias ``combined_score``), ``features``,
         ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
         A non-finite score or feature makes the result ``invalid``; a non-numeric one, ``error``.
-        An evaluator may also set ``status`` (``ok`` or ``invalid``) and ``error`` explicitly.
+        An evaluator may also set ``status`` (``ok``, ``invalid``, or ``error`` for a fault that is not the
+        candidate's, e.g. a missing GPU) and ``error`` explicitly.
         """
         if isinstance(raw, EvaluationResult):
             raw = raw.to_dict()
@@ -117,9 +118,9 @@ class EvaluationResult:
                 Status.ERROR, f"evaluate() must return a dict, but returned {type(raw).__name__}")
         raw = dict(raw)
         status = raw.pop("status", Status.OK)
-        if status not in (Status.OK, Status.INVALID):
+        if status not in (Status.OK, Status.INVALID, Status.ERROR):
             return cls.failure(
-                Status.ERROR, f"evaluate() returned status {status!r}; expected 'ok' or 'invalid'")
+                Status.ERROR, f"evaluate() returned status {status!r}; expected 'ok', 'invalid' or 'error'")
         artifacts = {str(k): str(v)[:4000] for k, v in dict(raw.pop("artifacts", {}) or {}).items()}
         if "error" in raw:
             artifacts.setdefault("error", str(raw.pop("error"))[:4000])
@@ -139,8 +140,9 @@ class EvaluationResult:
                     continue
         except (TypeError, ValueError) as exc:
             return cls.failure(Status.ERROR, f"features must be numbers: {exc}")
-        if status == Status.INVALID:
-            return cls(status=Status.INVALID, features=features, metrics=metrics, artifacts=artifacts)
+        if status in (Status.INVALID, Status.ERROR):
+            artifacts.setdefault("error", f"evaluate() returned status {status!r} without an 'error' message")
+            return cls(status=status, features=features, metrics=metrics, artifacts=artifacts)
         if score is None:
             return cls.failure(Status.ERROR, "evaluate() returned no 'score' (or 'combined_score')",
                                metrics=metrics, artifacts=artifacts)

@@ -8,7 +8,8 @@ Process tree, per request::
     server  (subreaper; single-threaded poll loop over stdin + one pipe per supervisor)
     └── S   supervisor (subreaper): drains W's output, enforces the wall clock, kills every descendant
         └── W   worker, own session/process group: rlimits, new network namespace, user nobody when
-                root; runs `evaluators.runner.run_job` and sends the result as JSON over a pipe
+                root, Landlock, no capabilities; runs `evaluators.runner.run_job` and sends the
+                result as JSON over a pipe
 
 Why a supervisor per job rather than the server watching W directly: S is a subreaper, so a
 double-forked daemon W leaves behind reparents to S, where S can find and kill it; and if
@@ -19,12 +20,17 @@ Wire protocol on stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JS
 or, when the machinery (not the candidate) failed, ``{"id", "error": "..."}``. The server's first
 frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "python"}``.
 
-Privileges: as root, W drops to ``nobody`` (uid/gid 65534) and RLIMIT_NPROC applies -- but only if
-``nobody`` can read this interpreter's import paths (a probe at startup checks; a Python under a
-0700 ``/root`` would make every lazy import fail), otherwise W stays root and the hello says
-``drop_uid: null``. As non-root, W keeps the caller's uid and RLIMIT_NPROC is not set (it counts
-every process of the user, not just this job's). A task folder ``nobody`` cannot read is copied
-into the job's workdir first.
+Privileges: as root, W drops to ``nobody`` (uid/gid 65534), so it cannot signal, ptrace or write to
+root's processes and files (the supervisor, the server, the engine, the run directory) and
+RLIMIT_NPROC stops a fork bomb (root is exempt from it). If ``nobody`` cannot read this interpreter
+(a pyenv under a 0700 ``/root``), W keeps CAP_DAC_READ_SEARCH -- read access only -- and nothing
+else; the hello says ``drop_uid`` and ``read_cap``. As non-root, W keeps the caller's uid and
+RLIMIT_NPROC is not set (it counts every process of the user, not just this job's). A task folder
+``nobody`` cannot read is copied into the job's workdir first. Then, irreversibly (`_lock_down`):
+Landlock where the kernel has it (`evaluators.confine`: writes only in the workdir, the engine
+user's home unreadable, no signals to or ptrace of processes outside the job), every other
+capability dropped, no_new_privs, and W made non-dumpable. As root the workdir is also a private,
+size-capped tmpfs (``max_file_mb``), so a disk filler stops there.
 
 Outcome mapping (S): the result W sent wins; otherwise wall clock passed -> ``timeout``; killed by
 SIGXCPU, or by SIGKILL after using its CPU seconds -> ``timeout``; MemoryError (RLIMIT_AS) ->

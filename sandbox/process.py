@@ -3,7 +3,9 @@
 `ProcessSandbox.run` blocks and is thread-safe: each call sends one request frame, and a single
 reader thread hands every response to the waiting caller by request id. The server starts lazily
 on the first `run`, with an allow-listed environment (no API keys, tokens or host secrets leak into
-candidates), and is restarted on the next `run` if it died.
+candidates), and is restarted on the next `run` if it died. Starting it also makes this process
+non-dumpable, so a candidate running as the same uid cannot read the engine's environment (the API
+keys) from ``/proc/<pid>/environ``; the engine user's home is passed to the server to be hidden.
 
 Failure contract: whatever the *candidate* does comes back as an `EvaluationResult` (timeout, oom,
 error...). `SandboxError` is raised only when the *machinery* fails: the server cannot start,

@@ -11,7 +11,7 @@ CUDA tensor. The evaluation has three steps, each a clear verdict:
    (monkeypatching torch could fake the timing harness), and the frozen helpers ``run_softmax`` and
    ``benchmark`` are exactly the initial program's (compared as syntax trees).
 2. **Environment**: torch and triton importable and ``torch.cuda.is_available()``. Without them the result
-   is ``invalid`` with a one-line error saying what is missing (e.g. ``triton_softmax needs an NVIDIA GPU
+   has status ``error`` (not the candidate's fault) with a one-line error saying what is missing (e.g. ``triton_softmax needs an NVIDIA GPU
    with torch and triton: torch is not installed``), so ``evoforge eval`` on a CPU-only machine reports that
    instead of a traceback. The task declares ``[resources] num_gpus = 1`` so Ray places it on a GPU node.
 3. **Correctness and speed** (GPU): the candidate runs in a nested process (`evaluators.candidate`).
@@ -165,9 +165,9 @@ def evaluate(program_path: str) -> dict[str, Any]:
         return _invalid(str(exc))
     problem = gpu_problem()
     if problem is not None:
-        # Not the candidate's fault, but `invalid` is the status an evaluator can return with a message of
-        # its own (an exception would print a traceback); one line, once, in the `error` artifact.
-        return {"status": "invalid", "error": f"triton_softmax needs an NVIDIA GPU with torch and triton: {problem}"}
+        # Not the candidate's fault, so `error`, not `invalid`; one line (an exception would print a
+        # traceback), once, in the `error` artifact.
+        return {"status": "error", "error": f"triton_softmax needs an NVIDIA GPU with torch and triton: {problem}"}
 
     from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession  # noqa: PLC0415
 

@@ -63,6 +63,7 @@ def test_openevolve_failure_is_reported_not_raised(tmp_path):
     assert "unavailable: SandboxError: no daemon" in table
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
     out = tmp_path / "results.json"
     code = main(["--quick", "--skip-openevolve", "--isolation", "process,local", "--work", str(tmp_path / "work"),
@@ -73,8 +74,9 @@ def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
         assert "error" not in results[name] and "unavailable" not in results[name], results[name]
 
     throughput = results["throughput"]
-    assert throughput["capacity"]["capacity_per_s"] > 0
+    assert len(throughput["runs"]) == 1
     for run in throughput["runs"]:
+        assert run["capacity"]["capacity_per_s"] > 0
         assert run["proposals"] == 12
         assert run["evaluated"] == 12 and run["rejected"] == 0  # valid, distinct edits
         assert 0 < run["evals_per_s"] and 0 < run["ratio"]

@@ -112,24 +112,29 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
     marker = f"EVOFORGE_RAY_TEST={os.getpid()}-{time.monotonic_ns()}"
     ray_tmp = tempfile.mkdtemp(prefix="efray", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, marker.split("=")[0]: marker.split("=")[1]}
-    run = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--executor", "ray",
-                            "--iterations", "3", "--concurrency", "1", "--seed", "5", "--quiet",
-                            "--out", str(tmp_path / "run")], cwd=REPO, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen: set[int] = set()
     titles: set[str] = set()
-    try:
-        while run.poll() is None:  # collect every process the run starts while it lives
-            for pid in _ray_processes(marker) - seen:
-                seen.add(pid)
-                try:
-                    titles.add(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3].__repr__())
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        out, err = run.communicate()
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    with open(tmp_path / "out.txt", "w+") as out_file, open(tmp_path / "err.txt", "w+") as err_file:
+        run = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--executor", "ray",
+                                "--iterations", "3", "--concurrency", "1", "--seed", "5", "--quiet",
+                                "--out", str(tmp_path / "run")], cwd=REPO, env=env,
+                               stdout=out_file, stderr=err_file)
+        try:
+            while run.poll() is None:  # collect every process the run starts while it lives
+                for pid in _ray_processes(marker) - seen:
+                    seen.add(pid)
+                    try:
+                        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
+                        titles.add(b" ".join(argv).decode(errors="replace"))
+                    except OSError:
+                        pass
+                time.sleep(0.1)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            run.wait()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
     assert run.returncode == 0, err
     assert "iterations: 3" in out
     # its own gcs_server and raylet, and the fork server a worker started: Ray really ran here

@@ -107,11 +107,11 @@ def test_numpy_reference_softmax():
 @pytest.mark.skipif(NO_GPU is None, reason="this machine has torch, triton and a GPU")
 def test_without_a_gpu_eval_and_run_say_so_in_one_line(tmp_path):
     result = ev.evaluate(str(TASK / "initial_program.py"))
-    assert result == {"status": "invalid", "error": f"triton_softmax needs an NVIDIA GPU with torch and triton: {NO_GPU}"}
+    assert result == {"status": "error", "error": f"triton_softmax needs an NVIDIA GPU with torch and triton: {NO_GPU}"}
     done = _evoforge("eval", "triton_softmax", str(TASK / "initial_program.py"), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["status"] == "invalid" and data["artifacts"]["error"].count("\n") == 0
+    assert data["status"] == "error" and data["artifacts"]["error"].count("\n") == 0
     assert "needs an NVIDIA GPU" in data["artifacts"]["error"] and "Traceback" not in done.stdout + done.stderr
     run = _evoforge("run", "triton_softmax", "--iterations", "5", "--quiet", "--out", str(tmp_path / "run"))
     assert run.returncode == 2
