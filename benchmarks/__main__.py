@@ -25,7 +25,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import CHEAP_EVALUATOR, REPO_ROOT, WORK_DIR, cores, write_task
+from benchmarks.common import REPO_ROOT, WORK_DIR, cores
 
 BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory")
 ISOLATION_BACKENDS = ("process", "local", "docker", "ray")
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_openevolve and "openevolve" in only:
         only.remove("openevolve")
     sizes = QUICK if args.quick else FULL
-    out = args.out if args.out is not None else (None if args.quick else REPO_ROOT / "benchmarks" / "results" / "latest.json")
+    default_out = None if args.quick else REPO_ROOT / "benchmarks" / "results" / "latest.json"
+    out = args.out if args.out is not None else default_out
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks" + ("" if argv is None and len(sys.argv) <= 1 else " " + shlex.join(
@@ -160,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
                                     programs=sizes.archive_programs, samples=sizes.archive_samples)
     if "memory" in only:
         candidates = 20_000 if args.full_memory else sizes.memory_candidates
-        write_task(work / "task-cheap", CHEAP_EVALUATOR, name="bench_cheap")
         results["memory"] = _guarded("5 engine memory", scale.engine_memory, work, candidates=candidates,
                                      every=sizes.memory_every if not args.full_memory else 1000,
                                      timeout_s=3600 if args.full_memory else 900)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-__all__ = ["REPO_ROOT", "WORK_DIR", "cores", "fake_llm", "FakeLLM", "write_task", "rss_mb", "percentile", "RunSpan",
-           "run_span", "PROGRAM", "CHEAP_EVALUATOR", "BURN_EVALUATOR", "TRIVIAL_EVALUATOR"]
+__all__ = ["REPO_ROOT", "WORK_DIR", "cores", "fake_llm", "FakeLLM", "write_task", "rss_mb", "machine_cpu_s",
+           "percentile", "RunSpan", "run_span", "PROGRAM", "CHEAP_EVALUATOR", "BURN_EVALUATOR", "TRIVIAL_EVALUATOR"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_DIR = REPO_ROOT / "benchmarks" / ".work"
@@ -164,6 +164,23 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (Linux).
+
+    The difference over a run says how busy *all* cores were, whoever used them: on a shared machine
+    it tells our share apart from other tenants'.
+    """
+    try:
+        with open("/proc/stat") as fh:
+            fields = [float(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)   # idle + iowait
+    total = sum(fields[:8])                                       # guest time is already in user
+    return (total - idle) / tick, total / tick
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile, ``q`` in [0, 100] (numpy's default method)."""
     ordered = sorted(values)
@@ -190,8 +207,8 @@ class RunSpan:
     @property
     def steady_per_s(self) -> float:
         """Steady-state rate: the evaluated candidates after the first, over the time between the
-        first and the last proposal being stored. It leaves out the pipeline's fill time (one LLM latency before anything
-        can finish), which is latency, not throughput."""
+        first and the last proposal being stored. It leaves out the pipeline's fill time (one LLM
+        latency before anything can finish), which is latency, not throughput."""
         return (self.evaluated - 1) / self.steady_s if self.steady_s > 0 else 0.0
 
 

@@ -65,7 +65,8 @@ def render_table(results: dict) -> str:
                          f"{_num(cpu['eval_cpu_s'])} CPU s in {_num(cpu['wall_s'])} s on {cpu['cores']} cores "
                          f"({cpu['evaluated']} × {_num(1e3 * cpu['mean_eval_cpu_s'], '.0f')} ms)",
                          f"target ≥ 90 %; = slots busy {_pct(cpu.get('slot_occupancy'))} × CPU per "
-                         f"evaluation wall {_pct(cpu.get('eval_cpu_per_wall'))}", _pct(cpu["utilisation"])))
+                         f"evaluation wall {_pct(cpu.get('eval_cpu_per_wall'))}; all cores of the machine "
+                         f"{_pct(cpu.get('machine_busy'))} busy", _pct(cpu["utilisation"])))
 
     iso = results.get("isolation")
     if iso is not None:

@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.common import (BURN_EVALUATOR, CHEAP_EVALUATOR, FakeLLM, cores, fake_llm, run_span,
-                               write_task)
+from benchmarks.common import (BURN_EVALUATOR, CHEAP_EVALUATOR, FakeLLM, cores, fake_llm, machine_cpu_s,
+                               run_span, write_task)
 
 __all__ = ["ThroughputResult", "measure_eval_capacity", "run_evoforge", "pipeline_throughput", "cpu_utilisation"]
 
@@ -64,7 +64,8 @@ def measure_eval_capacity(task_dir: Path, evaluations: int) -> dict:
             result = isolation.run(job)
             walls.append(time.perf_counter() - started)
             if result.status != "ok":
-                raise RuntimeError(f"the benchmark task failed its own evaluation: {result.status} {result.stderr[-300:]}")
+                raise RuntimeError(f"the benchmark task failed its own evaluation: {result.status} "
+                                   f"{result.stderr[-300:]}")
     finally:
         isolation.close()
     mean_s = statistics.fmean(walls)
@@ -137,7 +138,9 @@ def cpu_utilisation(work: Path, *, iterations: int, burn_units: int, concurrency
     task_dir = write_task(work / "task-burn", BURN_EVALUATOR.format(units=burn_units), name="bench_burn")
     with fake_llm(0.0) as llm:
         out = _fresh(work / "evoforge-burn")
+        busy0, total0 = machine_cpu_s()
         span, _ = run_evoforge(task_dir, llm, out, iterations=iterations, concurrency=concurrency)
+        busy1, total1 = machine_cpu_s()
     n = cores()
     occupancy, eval_wall_s = _slot_occupancy(out)
     return {"cores": n, "proposals": span.proposals, "evaluated": span.evaluated, "wall_s": span.wall_s,
@@ -147,7 +150,9 @@ def cpu_utilisation(work: Path, *, iterations: int, burn_units: int, concurrency
             # The two factors of the utilisation: how full the engine kept the slots, and how much of
             # a core each evaluation got while running (below 1 when other work shares the machine).
             "slot_occupancy": occupancy / n,
-            "eval_cpu_per_wall": span.burn_cpu_s / eval_wall_s if eval_wall_s > 0 else float("nan")}
+            "eval_cpu_per_wall": span.burn_cpu_s / eval_wall_s if eval_wall_s > 0 else float("nan"),
+            # All cores of the machine, whoever used them, over the whole run (startup included).
+            "machine_busy": (busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan")}
 
 
 def _slot_occupancy(run_dir: Path) -> tuple[float, float]:

@@ -33,10 +33,22 @@ def test_benchmarks_resolve_to_the_repo_package():
     assert Path(benchmarks.__file__).resolve().parent == REPO_ROOT / "benchmarks"
 
 
-@pytest.mark.parametrize("heading", ["# Current program (score 0.5)\nMetrics: error=1\n\n",  # evoforge
-                                     "# Current Program Information\n- score: 0.5\n\n# Current Program\n"])  # OpenEvolve
-def test_fake_llm_edits_apply_and_are_distinct(heading):
-    prompt = f"# Task: t\n{heading}```python\n{PROGRAM}```\n\n# Other programs\n```python\nz = 9\n```\n"
+def _evoforge_prompt() -> str:
+    from prompts import ProgramView, PromptContext, render_prompt
+
+    context = PromptContext(task_name="t", task_description="d",
+                            parent=ProgramView(code=PROGRAM, score=0.5, metrics={"error": 1.0}),
+                            inspirations=[ProgramView(code="z = 9\n", score=0.1)])
+    return "\n".join(render_prompt(context))
+
+
+# OpenEvolve's diff template: "# Current Program Information" comes before "# Current Program".
+_OPENEVOLVE_PROMPT = (f"# Current Program Information\n- score: 0.5\n\n# Current Program\n```python\n{PROGRAM}```\n"
+                      "\n# Top programs\n```python\nz = 9\n```\n")
+
+
+@pytest.mark.parametrize("prompt", [_evoforge_prompt(), _OPENEVOLVE_PROMPT], ids=["evoforge", "openevolve"])
+def test_fake_llm_edits_apply_and_are_distinct(prompt):
     rng = random.Random(0)
     children = set()
     for serial in range(1, 21):

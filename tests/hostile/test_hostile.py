@@ -43,7 +43,9 @@ EXPECTED = {        # case -> statuses that are right for it
     "fork_bomb": {TIMEOUT},
     "double_fork_daemon": {OK},
     "disk_filler": {OK},
-    "stdout_flood": {OK},
+    # 2 GiB through two pipes takes about a second alone, but can pass the 4 s limit while 18 hostile
+    # cases share 2 cores; either way the output is cut to its tail and nothing else is harmed.
+    "stdout_flood": {OK, TIMEOUT},
     "os_exit": {ERROR},
     "sys_exit": {ERROR},
     "sigkill_self": {ERROR},
