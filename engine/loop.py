@@ -146,16 +146,26 @@ class Engine:
         self.snapshot.target = target
         launched = self.store.count("iteration > 0")  # proposals stored, then launched by this call
         next_iteration = self.store.max_iteration() + 1
-        slots = asyncio.Semaphore(self.config.concurrency)
+        # `concurrency` bounds LLM calls; a candidate frees its LLM slot when its reply has arrived,
+        # so slow calls overlap evaluations. At most `concurrency + executor.slots` candidates are in
+        # flight, so replies never pile up behind busy cores. With concurrency 1 an iteration keeps its
+        # slot until its result is in the archive: the next parent is drawn from a settled archive,
+        # which is what makes such a run exactly repeatable.
+        llm_slots = asyncio.Semaphore(self.config.concurrency)
+        pipelined = self.config.concurrency > 1
+        in_flight = asyncio.Semaphore(self.config.concurrency + (getattr(self.executor, "slots", 1) if pipelined else 0))
         while launched < target and not self._stop_requested:
-            await slots.acquire()
+            await in_flight.acquire()
+            await llm_slots.acquire()
             if self._stop_requested or self._budget_reached():
-                slots.release()
+                llm_slots.release()
+                in_flight.release()
                 break
-            task = asyncio.create_task(self._iteration(next_iteration))
+            release_llm_slot = _once(llm_slots.release)
+            task = asyncio.create_task(self._iteration(next_iteration, release_llm_slot if pipelined else None))
             self._in_flight.add(task)
-            task.add_done_callback(lambda t: (self._in_flight.discard(t), self._stop_on_failure(t),
-                                              slots.release()))
+            task.add_done_callback(lambda t, release=release_llm_slot: (
+                self._in_flight.discard(t), self._stop_on_failure(t), release(), in_flight.release()))
             next_iteration += 1
             launched += 1
         results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)
@@ -190,7 +200,8 @@ class Engine:
         self._commit(record, fitness, vector, islands=range(self.task.archive.islands))
 
     # -- one iteration --------------------------------------------------------------------------
-    async def _iteration(self, iteration: int) -> None:
+    async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
+        """One proposal; ``llm_done`` (if given) is called once its LLM calls are over."""
         rng = np.random.default_rng([self.config.seed, iteration])
         island = iteration % self.task.archive.islands
         parent_id = self.islands.sample_parent(island, rng)
@@ -257,7 +268,8 @@ class Engine:
                                                  edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
             return
         self._hashes[digest] = -1  # claimed now, so a concurrent twin is not evaluated either
-
+        if llm_done is not None:
+            llm_done()
         result = await self.executor.evaluate(self._job(edit.code))
         record, fitness, vector = self._record(code=edit.code, result=result, edit_kind=edit.kind, **common)
         self._settle(client, record, parent, fitness=fitness, vector=vector)
@@ -437,6 +449,18 @@ class Engine:
         elif self.config.max_time_s is not None and self._clock() - self._started >= self.config.max_time_s:
             self.request_stop(f"time budget reached ({self.config.max_time_s:g} s)")
         return self._stop_requested
+
+
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` made idempotent: a slot is freed by the first of its two possible releasers."""
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn()
+    return call
 
 
 def _view(record: CandidateRecord) -> ProgramView:

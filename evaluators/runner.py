@@ -135,10 +135,13 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
         if not result.ok:
             return result
         if k <= len(thresholds) and result.score is not None and result.score < thresholds[k - 1]:
-            artifacts = dict(result.artifacts)
-            artifacts.setdefault(
-                "cascade", f"stopped at stage {k}: score {result.score:g} < threshold {thresholds[k - 1]:g}")
+            # Discarded, never an elite (AlphaEvolve's evaluation cascade, Novikov et al. 2025 §2.4):
+            # a stage score is on that stage's scale, so it must not compete with full evaluations.
+            # `invalid` keeps it out of the archive; the stage score stays visible as a metric.
+            why = f"stopped at stage {k}: score {result.score:g} < threshold {thresholds[k - 1]:g}"
             data = result.to_dict()
-            data["artifacts"] = artifacts
+            data.update(status=Status.INVALID, score=None,
+                        metrics={**result.metrics, f"stage{k}_score": result.score},
+                        artifacts={**result.artifacts, "cascade": why, "error": why})
             return EvaluationResult.from_dict(data)
     return _call(evaluate, program_path, len(stages) + 1 if stages else None, "evaluate")

@@ -27,7 +27,7 @@ def test_a_candidate_that_overfills_stops_at_the_cheap_stage(tmp_path):
     cheat.write_text((TASK / "initial_program.py").read_text().replace(
         "        if weights[i] <= room:\n", "        if True:  # take everything\n"))
     result = evaluate_file(str(TASK), cheat)
-    assert result.status == "ok" and result.stage == 1 and result.score == 0.0
+    assert result.status == "invalid" and result.stage == 1 and result.metrics["stage1_score"] == 0.0
     assert "overfilled" in result.artifacts["stage1"] and "stopped at stage 1" in result.artifacts["cascade"]
 
 

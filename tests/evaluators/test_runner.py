@@ -169,14 +169,15 @@ def _cascade(tmp_path, program: str, thresholds) -> tuple[EvaluationResult, list
 
 def test_cascade_stops_at_the_first_stage_below_threshold(tmp_path):
     result, calls = _cascade(tmp_path, "0.2", (0.5, 3.0))
-    assert (result.status, result.stage, result.score) == (Status.OK, 1, 0.2)
-    assert "cascade" in result.artifacts
+    assert (result.status, result.stage, result.score) == (Status.INVALID, 1, None)
+    assert result.metrics["stage1_score"] == 0.2
+    assert "stopped at stage 1" in result.artifacts["cascade"] == result.artifacts["error"]
     assert calls == ["stage1"]
 
 
 def test_cascade_gates_the_second_stage(tmp_path):
     result, calls = _cascade(tmp_path, "0.6", (0.5, 7.0))
-    assert (result.stage, result.score) == (2, 6.0)
+    assert (result.status, result.stage, result.metrics["stage2_score"]) == (Status.INVALID, 2, 6.0)
     assert calls == ["stage1", "stage2"]
 
 
