@@ -20,9 +20,10 @@ Wire protocol on stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JS
 or, when the machinery (not the candidate) failed, ``{"id", "error": "..."}``. The server's first
 frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "python"}``.
 
-Privileges: as root, W drops to ``nobody`` (uid/gid 65534), so it cannot signal, ptrace or write to
-root's processes and files (the supervisor, the server, the engine, the run directory) and
-RLIMIT_NPROC stops a fork bomb (root is exempt from it). If ``nobody`` cannot read this interpreter
+Privileges: as root, W drops to a uid/gid of its own (``JOB_UID_BASE`` + n, with no account, and no
+other live job holding it; ``nobody``'s permissions), so it cannot signal, ptrace or write to root's
+processes and files (the supervisor, the server, the engine, the run directory) or another job's,
+and RLIMIT_NPROC stops a fork bomb (root is exempt from it) without starving concurrent jobs. If ``nobody`` cannot read this interpreter
 (a pyenv under a 0700 ``/root``), W keeps CAP_DAC_READ_SEARCH -- read access only -- and nothing
 else; the hello says ``drop_uid`` and ``read_cap``. As non-root, W keeps the caller's uid and
 RLIMIT_NPROC is not set (it counts every process of the user, not just this job's). A task folder
@@ -79,6 +80,11 @@ FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024    # a request/response bigger than this is a protocol error
 MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
 NOBODY_UID = 65534
+# Each job's W gets a uid of its own, unused by any account: RLIMIT_NPROC counts processes per uid,
+# so with one shared uid a fork bomb in one job would starve every other job's processes, and jobs
+# could signal each other. The pool is far larger than any number of jobs alive at once.
+JOB_UID_BASE = 0x3F000000
+JOB_UID_POOL = 1 << 16
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_KEEPCAPS = 8
 CLONE_NEWUSER = 0x10000000
@@ -626,6 +632,7 @@ class _Supervisor:
     fd: int
     workdir: str
     buf: bytearray
+    uid: int | None = None          # the job's own uid, while it is alive
     status: int | None = None
 
 
@@ -633,6 +640,7 @@ class _Server:
     def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
         self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
         self.sups: dict[int, _Supervisor] = {}      # by pid
+        self.uid_counter = -1
         self.by_fd: dict[int, int] = {}              # pipe fd -> supervisor pid
         self.poller = select.poll()
         self.poller.register(in_fd, select.POLLIN)
@@ -642,19 +650,29 @@ class _Server:
         rid = request.get("id")
         # Made here, not in S, so the server can still remove it if S is killed.
         workdir = tempfile.mkdtemp(prefix="evoforge-")
+        policy = self.policy if self.policy.drop_uid is None else replace(self.policy, drop_uid=self._next_uid())
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 _redirect_std_to_devnull()
                 _close_fds_except({0, 1, 2, w})
-                _supervisor_main(rid, request.get("job") or {}, workdir, self.policy, w)
+                _supervisor_main(rid, request.get("job") or {}, workdir, policy, w)
             finally:
                 os._exit(70)
         os.close(w)
-        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray())
+        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray(), policy.drop_uid)
         self.by_fd[r] = pid
         self.poller.register(r, select.POLLIN)
+
+    def _next_uid(self) -> int:
+        """The next job uid (round robin) that no live job holds."""
+        live = {sup.uid for sup in self.sups.values()}
+        while True:
+            self.uid_counter = (self.uid_counter + 1) % JOB_UID_POOL
+            uid = JOB_UID_BASE + self.uid_counter
+            if uid not in live:
+                return uid
 
     def on_supervisor_readable(self, fd: int) -> None:
         pid = self.by_fd[fd]

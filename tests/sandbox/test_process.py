@@ -15,6 +15,7 @@ import pytest
 
 from evaluators.types import EvaluationResult, SandboxError, Status
 from sandbox import EvaluationJob, ProcessSandbox
+from sandbox.forkserver import JOB_UID_BASE
 from sandbox.process import ENV_ALLOWLIST, clean_environment
 
 # The evaluator imports the candidate and calls its run(); run() returns a score or a whole dict.
@@ -232,7 +233,7 @@ def test_cascade_gating(sandbox, task):
     """)
     low = sandbox.run(_job(folder, "0.1", cascade_thresholds=(0.5,)))
     high = sandbox.run(_job(folder, "0.9", cascade_thresholds=(0.5,)))
-    assert (low.status, low.stage, low.score) == (Status.OK, 1, 0.1)
+    assert (low.status, low.stage, low.metrics["stage1_score"]) == (Status.INVALID, 1, 0.1)
     assert (high.status, high.stage, high.score) == (Status.OK, 2, 100.0)
 
 
@@ -319,5 +320,47 @@ def test_root_drops_to_nobody_when_the_interpreter_allows(task):
                 return {"score": 1.0, "uid": os.getuid(), "children": children}
         """, max_processes=16))
     assert result.status == Status.OK, result
-    assert result.metrics["uid"] == 65534.0
+    assert result.metrics["uid"] >= JOB_UID_BASE
     assert result.metrics["children"] < 16
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root can give each job a uid of its own")
+def test_a_fork_bomb_does_not_starve_a_concurrent_job(sandbox, task):
+    """RLIMIT_NPROC counts per uid; each job has its own, so one job holding its whole process budget
+    leaves another job, running at the same time, free to start processes (and unable to signal it)."""
+    if sandbox.server_info["drop_uid"] is None:
+        pytest.skip("the worker keeps root's uid here")
+    folder = task()
+    bomb = _job(folder, """
+        import os, time
+        def run():
+            children = 0
+            try:
+                while children < 100:
+                    if os.fork() == 0:
+                        time.sleep(3)
+                        os._exit(0)
+                    children += 1
+            except OSError:
+                pass
+            time.sleep(2)          # hold the whole budget while the other job runs
+            return {"score": 1.0, "uid": os.getuid(), "children": children}
+    """, max_processes=12)
+    spawner = _job(folder, """
+        import os, subprocess, sys, time
+        def run():
+            time.sleep(0.5)        # start once the bomb holds its budget
+            done = [subprocess.run([sys.executable, "-c", "pass"]).returncode for _ in range(4)]
+            return {"score": float(sum(done) == 0), "uid": os.getuid()}
+    """, max_processes=12)
+    outcome = {}
+    threads = [threading.Thread(target=lambda k=k, j=j: outcome.__setitem__(k, sandbox.run(j)))
+               for k, j in (("bomb", bomb), ("spawner", spawner))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome["bomb"].status == Status.OK and outcome["bomb"].metrics["children"] < 12, outcome["bomb"]
+    assert outcome["spawner"].status == Status.OK and outcome["spawner"].score == 1.0, outcome["spawner"]
+    assert outcome["bomb"].metrics["uid"] != outcome["spawner"].metrics["uid"]
+    assert min(outcome["bomb"].metrics["uid"], outcome["spawner"].metrics["uid"]) >= JOB_UID_BASE
