@@ -421,7 +421,7 @@ class CandidateSession:
                  hidden_paths: Sequence[str | os.PathLike[str]] | None = None) -> None:
         self.program_path = str(Path(program_path).resolve())
         if hidden_paths is None:   # in the sandbox: the task folder (set by sandbox.forkserver)
-            hidden_paths = [os.environ["EVOFORGE_TASK_DIR"]] if os.environ.get("EVOFORGE_TASK_DIR") else []
+            hidden_paths = [p for p in os.environ.get("EVOFORGE_TASK_DIR", "").split(os.pathsep) if p]
         hidden = os.pathsep.join(str(Path(p).resolve()) for p in hidden_paths)
         self.timeout_s = float(timeout_s)
         self.max_reply_bytes = int(max_reply_mb * 1024 * 1024)

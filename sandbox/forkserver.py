@@ -218,6 +218,18 @@ def _redirect_std_to_devnull() -> None:
     os.close(null)
 
 
+def _task_copy_dir(workdir: str) -> str:
+    """Where W puts a private copy of a task folder the job's uid cannot read: beside the workdir,
+    never inside it, because the candidate's nested process may read everything under the workdir
+    (Landlock only adds permissions beneath a path) and the task folder may hold answer keys."""
+    return workdir.rstrip("/") + ".task"
+
+
+def _remove_job_dirs(workdir: str) -> None:
+    _rmtree(workdir)
+    _rmtree(_task_copy_dir(workdir))
+
+
 def _rmtree(path: str) -> None:
     """Remove a workdir even if the candidate chmod-ed parts of it to 000 (matters when not root).
 
@@ -387,8 +399,10 @@ def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool 
     evaluator = os.path.join(job.task_dir, job.evaluator_file)
     if not (_others_can_read(job.task_dir) and _others_can_read(evaluator)):
         # nobody could not import the evaluator from there: give it a private copy
-        copy = os.path.join(workdir, ".evoforge_task")
+        copy = _task_copy_dir(workdir)
         shutil.copytree(job.task_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        os.chmod(copy, 0o700)
+        _chown_tree(copy, uid)
         job = replace(job, task_dir=copy)
     _chown_tree(workdir, uid)
     _setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
@@ -396,7 +410,7 @@ def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool 
     return job
 
 
-def _lock_down(job: EvaluationJob, workdir: str, policy: Policy) -> None:
+def _lock_down(job: EvaluationJob, workdir: str, policy: Policy, original_task_dir: str) -> None:
     """Last step before the evaluator runs, irreversible: Landlock (writes only in the workdir, the
     engine user's home unreadable, no signals to or ptrace of processes outside -- the supervisor,
     the server, the engine) where the kernel has it; no capabilities at all (so a root W cannot read
@@ -405,7 +419,10 @@ def _lock_down(job: EvaluationJob, workdir: str, policy: Policy) -> None:
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, repo_root])
     os.environ["EVOFORGE_LANDLOCK_ABI"] = str(abi or 0)
-    os.environ["EVOFORGE_TASK_DIR"] = os.path.abspath(job.task_dir)   # hidden from the candidate's process
+    # Hidden from the candidate's process: the task folder and W's private copy of it. Both, since with
+    # CAP_DAC_READ_SEARCH kept (a 0700 interpreter) file permissions alone would not stop it.
+    os.environ["EVOFORGE_TASK_DIR"] = os.pathsep.join(
+        sorted({os.path.abspath(job.task_dir), os.path.abspath(original_task_dir)}))
     drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if policy.read_cap else ())
     make_undumpable()
 
@@ -429,9 +446,10 @@ def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, e
         tempfile.tempdir = workdir
         _apply_rlimits(job)
         _enter_network_namespace()
+        original_task_dir = job.task_dir
         if policy.drop_uid is not None:
             job = _drop_privileges(job, workdir, policy.drop_uid, policy.read_cap)
-        _lock_down(job, workdir, policy)
+        _lock_down(job, workdir, policy, original_task_dir)
         result = run_job(job, workdir)
     except BaseException as exc:  # the isolation set-up itself failed: report it as data from here
         result = EvaluationResult.failure(
@@ -617,7 +635,7 @@ def _supervisor_main(request_id: Any, job_data: dict, workdir: str, policy: Poli
         kill_descendants()
         frame = encode_frame({"id": request_id, "error": "sandbox supervisor failed:\n"
                               + traceback.format_exc()[-STDERR_IN_ERROR_CHARS:]})
-    _rmtree(workdir)
+    _remove_job_dirs(workdir)
     try:
         _write_all(out_fd, frame)
     finally:
@@ -689,7 +707,7 @@ class _Server:
                 _, sup.status = os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-        _rmtree(sup.workdir)  # normally S already did; a killed S did not
+        _remove_job_dirs(sup.workdir)  # normally S already did; a killed S did not
         frames = []
         try:
             frames = FrameReader().feed(bytes(sup.buf))
@@ -738,7 +756,7 @@ class _Server:
     def shutdown(self) -> None:
         kill_descendants()
         for sup in self.sups.values():
-            _rmtree(sup.workdir)
+            _remove_job_dirs(sup.workdir)
 
 
 def _preimport() -> bool:

@@ -113,7 +113,7 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
     ray_tmp = tempfile.mkdtemp(prefix="efray", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, marker.split("=")[0]: marker.split("=")[1]}
     seen: set[int] = set()
-    titles: set[str] = set()
+    title_of: dict[int, str] = {}
     with open(tmp_path / "out.txt", "w+") as out_file, open(tmp_path / "err.txt", "w+") as err_file:
         run = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--executor", "ray",
                                 "--iterations", "3", "--concurrency", "1", "--seed", "5", "--quiet",
@@ -121,11 +121,16 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
                                stdout=out_file, stderr=err_file)
         try:
             while run.poll() is None:  # collect every process the run starts while it lives
-                for pid in _ray_processes(marker) - seen:
+                for pid in _ray_processes(marker):
                     seen.add(pid)
+                    if title_of.get(pid):
+                        continue
+                    # Read again until it has one: a process caught between fork and exec, or
+                    # mid-exit, shows an empty cmdline; comm ("raylet") is the fallback.
                     try:
                         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
-                        titles.add(b" ".join(argv).decode(errors="replace"))
+                        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                        title_of[pid] = " ".join([b" ".join(argv).decode(errors="replace"), comm]).strip()
                     except OSError:
                         pass
                 time.sleep(0.1)
@@ -134,6 +139,7 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
                 run.kill()
             run.wait()
             shutil.rmtree(ray_tmp, ignore_errors=True)
+    titles = set(title_of.values())
     out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
     assert run.returncode == 0, err
     assert "iterations: 3" in out
@@ -204,7 +210,7 @@ def test_ray_results_equal_local_results(local_ray, task):
         def text(value):
             value = re.sub(r"/\S*/evoforge-ray-tasks-\d+/[0-9a-f]{64}", "TASK", str(value).replace(folder, "TASK"))
             value = re.sub(r"/\S*/evoforge-[a-z0-9_]{8}", "WORKDIR", value)
-            return value.replace("WORKDIR/.evoforge_task", "TASK")  # the sandbox's private copy of the task
+            return value.replace("WORKDIR.task", "TASK")  # the sandbox's private copy of the task
         artifacts = {k: text(v) for k, v in r.artifacts.items()}
         return (r.status, r.score, dict(r.features), dict(r.metrics), artifacts, r.stage, text(r.stdout), text(r.stderr))
     assert [comparable(r) for r in on_ray] == [comparable(r) for r in local]
