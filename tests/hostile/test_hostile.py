@@ -215,11 +215,12 @@ def _cli(args: list[str], world: dict, **kwargs) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["read_secrets", "write_outside", "sigkill_parent", "double_fork_daemon"])
-def test_case_through_evoforge_eval(name, world, tmp_path):
+@pytest.mark.parametrize("sandbox", _backends())
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_case_through_evoforge_eval(name, sandbox, world, tmp_path):
     program = tmp_path / f"{name}.py"
     program.write_text(_render(name, world))
-    proc = _cli(["eval", str(world["task"]), str(program), "--json"], world)
+    proc = _cli(["eval", str(world["task"]), str(program), "--json", "--sandbox", sandbox], world)
     assert proc.returncode == 0, proc.stderr[-2000:]
     from evaluators.types import EvaluationResult
 
@@ -227,7 +228,8 @@ def test_case_through_evoforge_eval(name, world, tmp_path):
     assert MARKER not in proc.stdout
 
 
-def test_all_cases_in_one_short_run(world, fake_openai):
+@pytest.mark.parametrize("sandbox", _backends())
+def test_all_cases_in_one_short_run(sandbox, world, fake_openai):
     """A fake LLM proposes every hostile case in turn; the run finishes and records each one right."""
     names = sorted(EXPECTED)
     sources = {name: _render(name, world) for name in names}
@@ -238,10 +240,10 @@ def test_all_cases_in_one_short_run(world, fake_openai):
         return f"```python\n{sources[name]}\n```"
 
     server = fake_openai(reply)
-    out = world["root"] / "short-run"
+    out = world["root"] / f"short-run-{sandbox}"
     proc = _cli(["run", str(world["task"]), "--llm", f"openai-compatible:fake@{server.base_url}",
                  "--iterations", str(len(names)), "--concurrency", "2", "--eval-slots", "2", "--quiet",
-                 "--out", str(out)], world)
+                 "--sandbox", sandbox, "--out", str(out)], world)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     with sqlite3.connect(out / "run.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
