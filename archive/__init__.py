@@ -1,7 +1,7 @@
-"""The archive: island MAP-Elites over program ids (``archive.islands``) and the run's SQLite store
-(``archive.store``). Heavy imports (pyribs, pandas, matplotlib) happen lazily where needed."""
+"""The archive: island MAP-Elites over program ids (``evoforge.archive.islands``) and the run's SQLite store
+(``evoforge.archive.store``). Heavy imports (pyribs, pandas, matplotlib) happen lazily where needed."""
 
-from archive.islands import (
+from evoforge.archive.islands import (
     ArchiveConfig,
     DescriptorSpec,
     Elite,
@@ -11,7 +11,7 @@ from archive.islands import (
     QDStats,
     validate_archive,
 )
-from archive.store import ArchiveEvent, CandidateRecord, Store
+from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store
 
 __all__ = [
     "ArchiveConfig",
@@ -30,9 +30,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy: the notebook API pulls in pandas, which `import archive` must not.
+    # Lazy: the notebook API pulls in pandas, which `import evoforge.archive` must not.
     if name in ("Run", "Program"):
-        from archive import run
+        from evoforge.archive import run
 
         return getattr(run, name)
     raise AttributeError(f"module 'archive' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Plots of a run (DESIGN.md §8): pure functions over the DataFrames :class:`archive.run.Run` gives.
+"""Plots of a run (DESIGN.md §8): pure functions over the DataFrames :class:`evoforge.archive.run.Run` gives.
 
 Every function draws into ``ax`` (or a new figure's axes when ``ax`` is None) and returns the
 Axes; none calls ``plt.show()``. matplotlib is imported inside the functions, so importing this
@@ -128,7 +128,7 @@ def cvt_heatmap(elites: Any, *, centroids: Any, ranges: Sequence[tuple[float, fl
 
 def spend(frame: Any, *, ax: Any = None, title: str | None = None) -> Any:
     """Cumulative LLM cost in dollars (left axis) and tokens (right axis) against LLM calls
-    (``frame`` is :meth:`archive.run.Run.spend`)."""
+    (``frame`` is :meth:`evoforge.archive.run.Run.spend`)."""
     ax = _axes(ax)
     x = np.arange(1, len(frame) + 1)
     (cost_line,) = ax.plot(x, frame["cum_cost_usd"].to_numpy(dtype=float), color="tab:green", label="cost (USD)")

@@ -1,6 +1,6 @@
 """The notebook API (DESIGN.md §8): read a run directory into pandas DataFrames and plots.
 
-    from archive import Run
+    from evoforge.archive import Run
     run = Run.open("runs/circle_packing-20261123-101500")
     run.programs(); run.elites(); run.best(); run.heatmap(); run.progress()
 
@@ -36,8 +36,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from archive.store import Store
-from evaluators.types import StoreError
+from evoforge.archive.store import Store
+from evoforge.evaluators.types import StoreError
 
 __all__ = ["Run", "Program", "PROGRAM_COLUMNS", "PROGRESS_COLUMNS", "SPEND_COLUMNS", "FAILURE_COLUMNS"]
 
@@ -430,7 +430,7 @@ class Run:
         it is a projection binned here: ranges and bins from meta ``descriptors``, else 10 bins
         over the observed range.
         """
-        from archive import plots
+        from evoforge.archive import plots
 
         elites = self.elites(island)
         specs = {d["name"]: d for d in self.descriptors}
@@ -478,19 +478,19 @@ class Run:
 
     def progress(self, ax: Any = None) -> Any:
         """Best score and QD-score against evaluations (see :meth:`progress_frame`); returns the Axes."""
-        from archive import plots
+        from evoforge.archive import plots
 
         return plots.progress(self.progress_frame(), ax=ax)
 
     def spend_plot(self, ax: Any = None) -> Any:
         """Cumulative LLM cost (left axis) and tokens (right axis) against LLM calls; returns the Axes."""
-        from archive import plots
+        from evoforge.archive import plots
 
         return plots.spend(self.spend(), ax=ax)
 
     def failures_plot(self, ax: Any = None) -> Any:
         """Candidates by status (a bar per status, ``ok`` included); returns the Axes."""
-        from archive import plots
+        from evoforge.archive import plots
 
         counts = dict(self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status").fetchall())
         return plots.statuses(counts, ax=ax)

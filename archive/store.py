@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from evaluators.types import StoreError
+from evoforge.evaluators.types import StoreError
 
 __all__ = ["Store", "CandidateRecord", "ArchiveEvent", "SCHEMA_VERSION"]
 

@@ -3,7 +3,7 @@
 A *trivial* evaluation (``evaluate`` returns a constant) is run one at a time, so its wall time is
 the machinery's overhead: the process sandbox (a fork from the warm fork server), the docker sandbox
 (a fresh container per evaluation) and Ray placement (a Ray task that runs the process sandbox on a
-worker). Each backend is built through `sandbox.registry`, exactly as ``--sandbox``/``--executor``
+worker). Each backend is built through `evoforge.sandbox.registry`, exactly as ``--sandbox``/``--executor``
 build it; one that cannot start here is reported as ``unavailable: <reason>``, never a crash.
 """
 
@@ -46,7 +46,7 @@ class _Backend:
         self._executor = None
 
     def start(self, kind: str, backend: str) -> None:
-        from sandbox.registry import make_executor, make_isolation
+        from evoforge.sandbox.registry import make_executor, make_isolation
 
         try:
             if kind == "isolation":
@@ -93,7 +93,7 @@ def isolation_overhead(work: Path, *, evaluations: int, docker_evaluations: int,
     slower), so a change of load on a shared machine hits them all alike rather than whichever ran
     during it.
     """
-    from sandbox.job import EvaluationJob
+    from evoforge.sandbox.job import EvaluationJob
 
     task_dir = write_task(work / "task-trivial", TRIVIAL_EVALUATOR, name="bench_trivial")
     job = EvaluationJob(program_text="x = 1\n", task_dir=str(task_dir), timeout_s=60.0, memory_mb=1024)

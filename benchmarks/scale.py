@@ -1,8 +1,8 @@
 """Benchmark 5: scale — the archive and the store with many programs, and the engine's memory.
 
 *Archive and store.* ``programs`` synthetic candidates (seeded features and fitness, a realistic
-program text) are inserted into per-island MAP-Elites archives (`archive.islands.IslandArchives`)
-and written to a run database (`archive.store.Store`), one transaction per candidate with its
+program text) are inserted into per-island MAP-Elites archives (`evoforge.archive.islands.IslandArchives`)
+and written to a run database (`evoforge.archive.store.Store`), one transaction per candidate with its
 insertion event — what the engine does per candidate. Then parents are sampled with everything
 stored: the archive draw alone, and the engine's full read (parent + inspirations drawn, their rows
 fetched from SQLite).
@@ -31,8 +31,8 @@ __all__ = ["archive_scale", "engine_memory"]
 
 
 def archive_scale(*, programs: int, samples: int, seed: int = 0) -> dict:
-    from archive.islands import ArchiveConfig, DescriptorSpec, IslandArchives
-    from archive.store import ArchiveEvent, CandidateRecord, Store
+    from evoforge.archive.islands import ArchiveConfig, DescriptorSpec, IslandArchives
+    from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store
 
     rng = np.random.default_rng(seed)
     descriptors = [DescriptorSpec("slope", 0.0, 6.0, 50), DescriptorSpec("code_length", 0.0, 60.0, 50)]
@@ -91,8 +91,8 @@ def archive_scale(*, programs: int, samples: int, seed: int = 0) -> dict:
 _MEMORY_SCRIPT = r'''
 import json, sys, time
 sys.path.insert(0, {repo!r})
-from engine.config import RunConfig
-from engine.session import start_run
+from evoforge.engine.config import RunConfig
+from evoforge.engine.session import start_run
 
 def rss_mb():
     with open("/proc/self/status") as fh:

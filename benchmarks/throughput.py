@@ -46,9 +46,9 @@ class ThroughputResult:
 def measure_eval_capacity(task_dir: Path, evaluations: int) -> dict:
     """Mean wall time of one evaluation through the process sandbox (warm fork server, one at a time),
     and the capacity ``cores / mean`` in evaluations per second."""
-    from engine.task import load_task
-    from sandbox.job import EvaluationJob
-    from sandbox.registry import make_isolation
+    from evoforge.engine.task import load_task
+    from evoforge.sandbox.job import EvaluationJob
+    from evoforge.sandbox.registry import make_isolation
 
     task = load_task(str(task_dir))
     job = EvaluationJob(program_text=task.initial_program, task_dir=str(task.path),
@@ -78,8 +78,8 @@ def run_evoforge(task_dir: Path, llm: FakeLLM, out: Path, *, iterations: int, co
     request, and the engine process's CPU seconds (startup included). ``profile_to`` writes a
     pyinstrument profile of the engine process there (text)."""
     base_url = llm.base_url
-    from engine.config import RunConfig
-    from engine.session import start_run
+    from evoforge.engine.config import RunConfig
+    from evoforge.engine.session import start_run
 
     config = RunConfig(task=str(task_dir), iterations=iterations, llm=(f"openai-compatible:bench@{base_url}",),
                        concurrency=concurrency, seed=seed)
@@ -111,7 +111,7 @@ def pipeline_throughput(work: Path, *, latencies_s: tuple[float, ...], iteration
     # One-time imports up front, so the engine's CPU per candidate is the pipeline's, not Python's.
     import openai  # noqa: F401
     import ribs.archives  # noqa: F401
-    import engine.session  # noqa: F401
+    import evoforge.engine.session  # noqa: F401
     runs = []
     for latency in latencies_s:
         capacity = measure_eval_capacity(task_dir, capacity_evals)

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
+from evoforge.evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
 
 __all__ = ["main", "build_parser"]
 
@@ -94,17 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.config import RunConfig
-    from engine.llm import as_spec, llm_from_flags
-    from engine.session import resolve_config, start_run
-    from engine.task import load_task
-    from sandbox.local import default_slots
+    from evoforge.engine.config import RunConfig
+    from evoforge.engine.llm import as_spec, llm_from_flags
+    from evoforge.engine.session import resolve_config, start_run
+    from evoforge.engine.task import load_task
+    from evoforge.sandbox.local import default_slots
 
     # --llm SPEC... or --llm FILE.toml; none: the task's [[llm.models]], else a key in the environment.
     llm, settings = llm_from_flags(args.llm or [])
     task = load_task(args.task)
     # An OpenEvolve folder's config.yaml supplies what the flags leave open (engine.openevolve_compat).
-    from engine.openevolve_compat import is_openevolve_folder, run_defaults
+    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
     defaults = run_defaults(task.path) if is_openevolve_folder(task.path) else {}
     if args.iterations is None:
         args.iterations = defaults.pop("iterations", 100)
@@ -123,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         offline = all(as_spec(s).provider == "offline" for s in config.llm)
         config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
     if args.dry_run:
-        from engine.dryrun import dry_run_report
+        from evoforge.engine.dryrun import dry_run_report
         print(dry_run_report(config, task, out=str(args.out) if args.out else None))
         return 0
     outcome = _with_reporter(args.quiet, lambda reporter: start_run(config, out=args.out, reporter=reporter))
@@ -131,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from engine.session import resume_run
+    from evoforge.engine.session import resume_run
 
     outcome = _with_reporter(args.quiet, lambda reporter: resume_run(
         args.run_dir, more_iterations=args.iterations, reporter=reporter,
@@ -142,13 +142,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _with_reporter(quiet: bool, body):
     if quiet:
         return body(None)
-    from engine.progress import RichReporter
+    from evoforge.engine.progress import RichReporter
     with RichReporter() as reporter:
         return body(reporter)
 
 
 def _report(outcome) -> int:
-    from engine.progress import describe
+    from evoforge.engine.progress import describe
 
     s = outcome.snapshot
     print(f"run directory: {outcome.run_dir}")
@@ -162,7 +162,7 @@ def _report(outcome) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from engine.session import evaluate_file
+    from evoforge.engine.session import evaluate_file
 
     result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
     if args.json:
@@ -182,7 +182,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from engine.summary import summarize, format_summary
+    from evoforge.engine.summary import summarize, format_summary
 
     summary = summarize(args.run_dir, top=args.top)
     print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
@@ -190,14 +190,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from engine.report import write_report
+    from evoforge.engine.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.output)}")
     return 0
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
-    from engine.task import builtin_tasks, load_task
+    from evoforge.engine.task import builtin_tasks, load_task
 
     for name, path in builtin_tasks().items():
         try:
@@ -209,7 +209,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from engine.scaffold import scaffold_task
+    from evoforge.engine.scaffold import scaffold_task
 
     path = scaffold_task(args.name)
     print(f"created {path}/ (initial_program.py, evaluator.py, task.toml)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from evaluators.types import ConfigError
+from evoforge.evaluators.types import ConfigError
 
 __all__ = ["RunConfig", "EXECUTORS", "SANDBOXES"]
 
@@ -59,7 +59,7 @@ class RunConfig:
 
     def setting(self, name: str) -> Any:
         """An [llm] setting with its default filled in (``ensemble``, ``full_rewrite_share``, ...)."""
-        from engine.llm.models import LLMSettings
+        from evoforge.engine.llm.models import LLMSettings
 
         value = getattr(self, name)
         return getattr(LLMSettings, name) if value is None else value

@@ -15,13 +15,13 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from engine.config import RunConfig
-from engine.edits import evolvable_text
-from engine.llm import as_spec, missing_api_key
-from engine.llm.models import LLMSpec
-from engine.llm.prices import price_per_mtok
-from engine.task import Task
-from prompts import ProgramView, PromptContext, estimate_tokens, fit_prompt, render_prompt
+from evoforge.engine.config import RunConfig
+from evoforge.engine.edits import evolvable_text
+from evoforge.engine.llm import as_spec, missing_api_key
+from evoforge.engine.llm.models import LLMSpec
+from evoforge.engine.llm.prices import price_per_mtok
+from evoforge.engine.task import Task
+from evoforge.prompts import ProgramView, PromptContext, estimate_tokens, fit_prompt, render_prompt
 
 __all__ = ["ModelEstimate", "estimate_iteration", "dry_run_report"]
 

@@ -21,18 +21,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from archive.islands import IslandArchives
-from archive.store import ArchiveEvent, CandidateRecord, Store
-from engine.config import RunConfig
-from engine.edits import EditResult, apply_reply, code_hash
-from engine.llm.base import LLMClient, Prompt, Reply
-from engine.rundir import RunDir
-from engine.task import Task
-from evaluators.features import builtin_features
-from evaluators.types import EvaluationResult, LLMError, Status, TaskError
-from prompts import ProgramView, PromptContext, render_prompt, render_retry
-from prompts.fit import fit_prompt
-from sandbox.job import EvaluationJob
+from evoforge.archive.islands import IslandArchives
+from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store
+from evoforge.engine.config import RunConfig
+from evoforge.engine.edits import EditResult, apply_reply, code_hash
+from evoforge.engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.rundir import RunDir
+from evoforge.engine.task import Task
+from evoforge.evaluators.features import builtin_features
+from evoforge.evaluators.types import EvaluationResult, LLMError, Status, TaskError
+from evoforge.prompts import ProgramView, PromptContext, render_prompt, render_retry
+from evoforge.prompts.fit import fit_prompt
+from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "rebuild_islands"]
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from evaluators.types import ConfigError, TaskError
+from evoforge.evaluators.types import ConfigError, TaskError
 
 __all__ = ["is_openevolve_folder", "task_table", "run_defaults", "ADAPTER_NAME"]
 

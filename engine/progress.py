@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.loop import Snapshot
+from evoforge.engine.loop import Snapshot
 
 __all__ = ["RichReporter", "describe"]
 

@@ -53,7 +53,7 @@ def _fmt(value: Any, digits: int = 6) -> str:
 
 
 def _context(run: Any) -> dict[str, Any]:
-    from evaluators.types import StoreError
+    from evoforge.evaluators.types import StoreError
 
     stats = run.qd_stats()
     try:
@@ -117,7 +117,7 @@ def _context(run: Any) -> dict[str, Any]:
 
 def render_report(run_dir: str | Path) -> str:
     """The HTML page for a run directory (raises `StoreError` if it is not one)."""
-    from archive import Run
+    from evoforge.archive import Run
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

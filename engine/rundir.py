@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from archive.store import CandidateRecord, Store
-from evaluators.types import StoreError
+from evoforge.archive.store import CandidateRecord, Store
+from evoforge.evaluators.types import StoreError
 
 __all__ = ["RunDir", "default_run_dir"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluators.types import ConfigError
+from evoforge.evaluators.types import ConfigError
 
 __all__ = ["scaffold_task"]
 

@@ -11,14 +11,14 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
-from engine.loop import Engine, Reporter, Snapshot
-from engine.rundir import RunDir, default_run_dir
-from engine.task import Task, load_task
-from evaluators.types import ConfigError, EvaluationResult, TaskError
-from sandbox.job import EvaluationJob
-from sandbox.registry import make_executor
+from evoforge.engine.config import RunConfig
+from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
+from evoforge.engine.loop import Engine, Reporter, Snapshot
+from evoforge.engine.rundir import RunDir, default_run_dir
+from evoforge.engine.task import Task, load_task
+from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
+from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.registry import make_executor
 
 __all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config"]
 
@@ -37,7 +37,7 @@ def _preflight_isolation(sandbox: str) -> None:
     if sandbox != "docker":
         return
     try:
-        from sandbox.docker import docker_available
+        from evoforge.sandbox.docker import docker_available
     except ImportError as exc:
         raise ConfigError(f"--sandbox docker is not available in this installation: {exc}") from exc
     available, why = docker_available(probe=False)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from archive.store import Store
-from engine.config import RunConfig
-from engine.loop import rebuild_islands
-from engine.task import load_task
-from evaluators.types import StoreError
+from evoforge.archive.store import Store
+from evoforge.engine.config import RunConfig
+from evoforge.engine.loop import rebuild_islands
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import StoreError
 
 __all__ = ["summarize", "format_summary"]
 
@@ -49,7 +49,7 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
 
 
 def _label(value: Any) -> str:
-    from engine.llm import as_spec
+    from evoforge.engine.llm import as_spec
     try:
         return as_spec(value).label
     except Exception:  # noqa: BLE001 - a stored spec this version cannot parse is still shown

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
-from evaluators.types import ConfigError, TaskError
-from engine.edits import evolve_blocks
-from engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
-from engine.llm.models import LLMSettings, parse_llm_table
+from evoforge.archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
+from evoforge.evaluators.types import ConfigError, TaskError
+from evoforge.engine.edits import evolve_blocks
+from evoforge.engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
+from evoforge.engine.llm.models import LLMSettings, parse_llm_table
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,15 +2,15 @@
 candidate's function in a nested process (`run_candidate`, `CandidateSession`) so it cannot patch
 the evaluator that scores it.
 
-The candidate helpers import numpy, so they load on first use (``from evaluators import run_candidate``).
+The candidate helpers import numpy, so they load on first use (``from evoforge.evaluators import run_candidate``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from evaluators.runner import load_evaluator, run_job
-from evaluators.types import (
+from evoforge.evaluators.runner import load_evaluator, run_job
+from evoforge.evaluators.types import (
     ConfigError, EvaluationResult, EvoforgeError, LLMError, SandboxError, Status, StoreError, TaskError,
 )
 
@@ -25,6 +25,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _CANDIDATE_NAMES:
-        from evaluators import candidate
+        from evoforge.evaluators import candidate
         return getattr(candidate, name)
     raise AttributeError(f"module 'evaluators' has no attribute {name!r}")

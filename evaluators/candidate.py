@@ -10,7 +10,7 @@ decodes into plain values only -- ``None``, ``bool``, ``int``, ``float``, ``comp
 ``numpy.ndarray`` (bool/int/uint/float/complex; no objects, strings, structs or sub-arrays).
 Nothing is ever unpickled, and every value is a fresh object of exactly its builtin type.
 
-    from evaluators.candidate import run_candidate, CandidateSession
+    from evoforge.evaluators.candidate import run_candidate, CandidateSession
 
     centers, radii = run_candidate(program_path, "run_packing", timeout_s=30)    # one call
     with CandidateSession(program_path, timeout_s=60) as candidate:               # many calls
@@ -31,7 +31,7 @@ its own message, or let them propagate; the runner maps an uncaught one to a sta
 Isolation of the child: its own session (killed as a group on timeout or close), a small
 allow-listed environment, its stdout sent to stderr so a ``print`` cannot corrupt the replies, and
 whatever limits the sandbox set on the evaluator (memory, CPU, no network, writes only in the work
-directory, no capabilities), plus its own Landlock layer (`evaluators.confine`) that hides the task
+directory, no capabilities), plus its own Landlock layer (`evoforge.evaluators.confine`) that hides the task
 folder and stops it signalling the evaluator. Before starting it the evaluator makes itself
 non-dumpable, so the candidate cannot read or write the evaluator's memory via ``/proc/<pid>/mem``.
 
@@ -58,7 +58,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evaluators.confine import make_undumpable
+from evoforge.evaluators.confine import make_undumpable
+from evoforge.evaluators.location import import_root
 
 __all__ = ["run_candidate", "CandidateSession", "Ref", "CandidateError", "CandidateRaised", "CandidateCrashed",
            "CandidateTimeout", "CandidateInvalid", "encode", "decode", "MAX_REPLY_MB", "MAX_DEPTH"]
@@ -313,7 +314,7 @@ reply_fd, request_fd = int(sys.argv[2]), int(sys.argv[3])
 os.dup2(2, 1)                                   # candidate prints go to stderr, never into the reply
 sys.stdout = sys.stderr
 sys.path.insert(0, sys.argv[4])
-from evaluators.candidate import _serve
+from evoforge.evaluators.candidate import _serve
 _serve(sys.argv[1], reply_fd, request_fd, [p for p in sys.argv[5].split(os.pathsep) if p])
 """
 
@@ -333,7 +334,7 @@ def _serve(program_path: str, reply_fd: int, request_fd: int, hidden: list[str])
     import importlib.util
     import traceback
 
-    from evaluators.confine import CAP_DAC_READ_SEARCH, confine, drop_capabilities
+    from evoforge.evaluators.confine import CAP_DAC_READ_SEARCH, confine, drop_capabilities
 
     os.set_inheritable(reply_fd, False)
     os.set_inheritable(request_fd, False)
@@ -429,7 +430,7 @@ class CandidateSession:
         make_undumpable()
         reply_r, reply_w = os.pipe()
         request_r, request_w = os.pipe()
-        root = str(Path(__file__).resolve().parent.parent)
+        root = import_root()
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, self.program_path, str(reply_w), str(request_r), root, hidden],

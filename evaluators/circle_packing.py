@@ -13,7 +13,7 @@ Lenient tolerances and trusting a program's own reported sum are how public chec
 accepted invalid packings.
 
 The candidate never runs in this interpreter: ``run_packing()`` is called through
-``evaluators.candidate.run_candidate`` in a nested process, and only plain data crosses back (lists,
+``evoforge.evaluators.candidate.run_candidate`` in a nested process, and only plain data crosses back (lists,
 tuples, floats, numeric numpy arrays), so a candidate cannot monkeypatch ``numpy``/``math`` here or
 return objects that lie about their values. Exceptions raised by the candidate propagate as
 ``CandidateRaised`` (the engine records an error), a call over ``CALL_TIMEOUT_S`` as
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.candidate import CandidateInvalid, CandidateRaised, run_candidate
+from evoforge.evaluators.candidate import CandidateInvalid, CandidateRaised, run_candidate
 
 __all__ = ["evaluate_packing", "verify_packing", "BORDER_TOUCH"]
 

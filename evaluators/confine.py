@@ -6,7 +6,7 @@ only beneath ``writable``, and -- where the kernel's ABI has them (>= 6, Linux 6
 to and no abstract UNIX sockets with processes outside the domain. A Landlock domain also refuses
 ptrace-style access (``/proc/<pid>/environ``, ``/proc/<pid>/mem``) to processes outside it, so a
 candidate cannot read the engine's API keys even as root. Domains stack: a child confined again
-(the candidate's process under `evaluators.candidate`) gets the intersection.
+(the candidate's process under `evoforge.evaluators.candidate`) gets the intersection.
 
 Rules are allow-lists over file hierarchies, so "everything but H" is built by granting each sibling
 along the path to H (`_grant`); the directories on that path keep only directory listing, so a hidden

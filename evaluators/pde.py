@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
 
 __all__ = ["Case", "evaluate_solver", "grid", "nrmse", "check_solution", "score_terms", "PASS_NRMSE",
            "NRMSE_FLOOR", "NRMSE_CAP", "SPEED_WEIGHT", "SOLVER_TIMEOUT_S", "MIN_RUNTIME_S", "BLOWUP_FACTOR"]

@@ -1,8 +1,8 @@
 """What runs INSIDE the isolated child: load a task's evaluator and score one candidate.
 
 This module is pre-imported by the fork server, so it stays small and imports only the standard
-library and `evaluators.types`. It never decides *how* the child is isolated (that is
-`sandbox.forkserver`); it only turns "evaluator + candidate text" into an `EvaluationResult`,
+library and `evoforge.evaluators.types`. It never decides *how* the child is isolated (that is
+`evoforge.sandbox.forkserver`); it only turns "evaluator + candidate text" into an `EvaluationResult`,
 converting every way the evaluator or the candidate can fail into data.
 
 Cascade convention (DESIGN.md §3): when ``job.cascade_thresholds`` is non-empty and the evaluator
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from evaluators.types import EvaluationResult, Status, TaskError
+from evoforge.evaluators.types import EvaluationResult, Status, TaskError
 
 __all__ = ["run_job", "load_evaluator", "stage_functions"]
 
@@ -77,7 +77,7 @@ def _error_tail(exc: BaseException) -> str:
 
 def _failure_from_exception(exc: BaseException, stage: int | None, what: str) -> EvaluationResult:
     # MemoryError covers numpy's _ArrayMemoryError too; RLIMIT_AS makes an allocation fail this way.
-    from evaluators.candidate import CandidateInvalid, CandidateTimeout  # lazily: it imports numpy
+    from evoforge.evaluators.candidate import CandidateInvalid, CandidateTimeout  # lazily: it imports numpy
 
     status = (Status.OOM if isinstance(exc, MemoryError) else Status.TIMEOUT if isinstance(exc, CandidateTimeout)
               else Status.INVALID if isinstance(exc, CandidateInvalid) else Status.ERROR)
@@ -106,7 +106,7 @@ def _with_stage(result: EvaluationResult, stage: int) -> EvaluationResult:
 def run_job(job: Any, workdir: str) -> EvaluationResult:
     """Write the candidate into ``workdir`` and score it with the task's evaluator.
 
-    ``job`` is a `sandbox.job.EvaluationJob` (duck-typed so this module need not import sandbox).
+    ``job`` is a `evoforge.sandbox.job.EvaluationJob` (duck-typed so this module need not import sandbox).
     Never raises for anything the evaluator or candidate does; ``stdout``/``stderr``/``eval_s``
     are left for the supervisor, which sees the real streams and the real clock.
     """

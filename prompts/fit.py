@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from prompts.render import ProgramView, PromptContext
+from evoforge.prompts.render import ProgramView, PromptContext
 
 __all__ = ["FittedPrompt", "estimate_tokens", "fit_prompt"]
 

@@ -1,6 +1,6 @@
 """Isolation backends and executors: where and how a candidate's code runs.
 
-``ProcessSandbox`` is imported lazily: the fork server imports ``sandbox.job`` and must not pull in
+``ProcessSandbox`` is imported lazily: the fork server imports ``evoforge.sandbox.job`` and must not pull in
 the client's threading/subprocess machinery.
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.job import EvaluationJob
+from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["EvaluationJob", "ProcessSandbox"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "ProcessSandbox":
-        from sandbox.process import ProcessSandbox
+        from evoforge.sandbox.process import ProcessSandbox
         return ProcessSandbox
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")

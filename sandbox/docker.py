@@ -2,7 +2,7 @@
 
 Each `DockerSandbox.run` creates a container from the task's image (``[sandbox] image`` in task.toml,
 carried in ``job.extra["docker_image"]``; default ``evoforge-sandbox:latest``, built offline by
-``sandbox/build_image.sh`` or from ``sandbox/Dockerfile``) and runs the same `evaluators.runner.run_job`
+``sandbox/build_image.sh`` or from ``sandbox/Dockerfile``) and runs the same `evoforge.evaluators.runner.run_job`
 the process sandbox runs, so both backends score a candidate the same way. The container gets:
 
 - no network (``network_mode="none"``), a read-only root file system, all capabilities dropped,
@@ -55,10 +55,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evaluators.types import EvaluationResult, SandboxError, Status
-from sandbox.forkserver import MAX_RESULT_BYTES, OOM_MARKERS, STDERR_IN_ERROR_CHARS, TailBuffer, cpu_limit_s
-from sandbox.job import EvaluationJob
-from sandbox.process import FIXED_ENV, REPO_ROOT
+from evoforge.evaluators.types import EvaluationResult, SandboxError, Status
+from evoforge.sandbox.forkserver import MAX_RESULT_BYTES, OOM_MARKERS, STDERR_IN_ERROR_CHARS, TailBuffer, cpu_limit_s
+from evoforge.sandbox.job import EvaluationJob
+from evoforge.evaluators.location import evaluators_dir
+from evoforge.sandbox.process import FIXED_ENV
 
 __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_available"]
 
@@ -66,7 +67,7 @@ DEFAULT_IMAGE = "evoforge-sandbox:latest"
 DEFAULT_USER = "65534:65534"          # nobody:nogroup in Debian's base-passwd
 CONTAINER_LABEL = "evoforge.sandbox"  # every container we make carries it (clean-up, tests)
 WORKDIR = "/work"                     # the tmpfs; not an image WORKDIR (Docker would reset its mode)
-LIB_DIR = "/opt/evoforge"             # evaluators/ is mounted under it; it goes on PYTHONPATH
+LIB_DIR = "/opt/evoforge"             # evoforge/evaluators/ is mounted under it (a namespace package); on PYTHONPATH
 TASK_DIR = f"{LIB_DIR}/task"
 IN_DIR = f"{LIB_DIR}/in"
 API_TIMEOUT_S = 60.0                  # one docker API call (create, start, remove), not the evaluation
@@ -88,7 +89,7 @@ os.set_inheritable(out, False)
 tempfile.tempdir = %(workdir)r
 try:
     sys.path.insert(0, %(lib_dir)r)
-    from evaluators.runner import run_job
+    from evoforge.evaluators.runner import run_job
     result = run_job(types.SimpleNamespace(**spec["job"]), %(workdir)r).to_dict()
 except BaseException as exc:
     result = {"status": "error", "artifacts": {
@@ -354,7 +355,7 @@ class DockerSandbox:
                 # noexec is Docker's default for tmpfs; uid/gid rather than mode, which Docker resets
                 tmpfs={WORKDIR: f"rw,nosuid,nodev,noexec,size={int(job.max_file_mb)}m,"
                                 f"uid={self._uid},gid={self._gid}"},
-                volumes={str(REPO_ROOT / "evaluators"): {"bind": f"{LIB_DIR}/evaluators", "mode": "ro"},
+                volumes={evaluators_dir(): {"bind": f"{LIB_DIR}/evoforge/evaluators", "mode": "ro"},
                          task_dir: {"bind": TASK_DIR, "mode": "ro"},
                          indir: {"bind": IN_DIR, "mode": "ro"}},
                 log_config=LogConfig(type="none"), stdin_open=False, tty=False)

@@ -1,6 +1,6 @@
 """Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m sandbox.forkserver``).
 
-Started by `sandbox.process.ProcessSandbox` with an allow-listed environment. Paying the interpreter
+Started by `evoforge.sandbox.process.ProcessSandbox` with an allow-listed environment. Paying the interpreter
 start and ``import numpy`` once here makes an evaluation cost a ``fork`` (milliseconds).
 
 Process tree, per request::
@@ -8,7 +8,7 @@ Process tree, per request::
     server  (subreaper; single-threaded poll loop over stdin + one pipe per supervisor)
     └── S   supervisor (subreaper): drains W's output, enforces the wall clock, kills every descendant
         └── W   worker, own session/process group: rlimits, new network namespace, user nobody when
-                root, Landlock, no capabilities; runs `evaluators.runner.run_job` and sends the
+                root, Landlock, no capabilities; runs `evoforge.evaluators.runner.run_job` and sends the
                 result as JSON over a pipe
 
 Why a supervisor per job rather than the server watching W directly: S is a subreaper, so a
@@ -28,7 +28,7 @@ and RLIMIT_NPROC stops a fork bomb (root is exempt from it) without starving con
 else; the hello says ``drop_uid`` and ``read_cap``. As non-root, W keeps the caller's uid and
 RLIMIT_NPROC is not set (it counts every process of the user, not just this job's). A task folder
 ``nobody`` cannot read is copied into the job's workdir first. Then, irreversibly (`_lock_down`):
-Landlock where the kernel has it (`evaluators.confine`: writes only in the workdir, the engine
+Landlock where the kernel has it (`evoforge.evaluators.confine`: writes only in the workdir, the engine
 user's home unreadable, no signals to or ptrace of processes outside the job), every other
 capability dropped, no_new_privs, and W made non-dumpable. As root the workdir is also a private,
 size-capped tmpfs (``max_file_mb``), so a disk filler stops there.
@@ -66,12 +66,13 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
-from evaluators.confine import (
+from evoforge.evaluators.confine import (
     CAP_DAC_READ_SEARCH, confine, drop_bounding_set, drop_capabilities, make_undumpable,
 )
-from evaluators.runner import run_job
-from evaluators.types import EvaluationResult, Status
-from sandbox.job import EvaluationJob
+from evoforge.evaluators.location import code_dirs
+from evoforge.evaluators.runner import run_job
+from evoforge.evaluators.types import EvaluationResult, Status
+from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["encode_frame", "FrameReader", "children_of", "kill_descendants", "serve", "main",
            "MAX_RESULT_BYTES", "NOBODY_UID"]
@@ -286,7 +287,7 @@ def _nobody_can_import(read_cap: bool = False) -> bool:
 
 def _become(uid: int, read_cap: bool) -> None:
     """setuid to ``uid``; with ``read_cap``, keep only CAP_DAC_READ_SEARCH (ambient, so the nested
-    interpreter of `evaluators.candidate` can read the Python under /root too)."""
+    interpreter of `evoforge.evaluators.candidate` can read the Python under /root too)."""
     if read_cap:
         drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,))   # while we still hold CAP_SETPCAP
         _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
@@ -415,9 +416,8 @@ def _lock_down(job: EvaluationJob, workdir: str, policy: Policy, original_task_d
     engine user's home unreadable, no signals to or ptrace of processes outside -- the supervisor,
     the server, the engine) where the kernel has it; no capabilities at all (so a root W cannot read
     the non-dumpable engine's /proc/<pid>/environ or remount anything); not dumpable itself, so the
-    candidate's nested process (`evaluators.candidate`) cannot reach into the evaluator's memory."""
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, repo_root])
+    candidate's nested process (`evoforge.evaluators.candidate`) cannot reach into the evaluator's memory."""
+    abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, *code_dirs()])
     os.environ["EVOFORGE_LANDLOCK_ABI"] = str(abi or 0)
     # Hidden from the candidate's process: the task folder and W's private copy of it. Both, since with
     # CAP_DAC_READ_SEARCH kept (a 0700 interpreter) file permissions alone would not stop it.

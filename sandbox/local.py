@@ -11,8 +11,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from evaluators.types import EvaluationResult
-from sandbox.job import EvaluationJob
+from evoforge.evaluators.types import EvaluationResult
+from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["Isolation", "Executor", "LocalExecutor", "default_slots"]
 

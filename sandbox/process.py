@@ -1,4 +1,4 @@
-"""The ``process`` isolation backend: a client for the pre-warmed fork server (`sandbox.forkserver`).
+"""The ``process`` isolation backend: a client for the pre-warmed fork server (`evoforge.sandbox.forkserver`).
 
 `ProcessSandbox.run` blocks and is thread-safe: each call sends one request frame, and a single
 reader thread hands every response to the waiting caller by request id. The server starts lazily
@@ -18,6 +18,7 @@ import atexit
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +29,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import IO, Any
 
-from evaluators.confine import make_undumpable
-from evaluators.types import EvaluationResult, SandboxError
-from sandbox.forkserver import FRAME_HEADER, HIDE_ENV, MAX_FRAME_BYTES, encode_frame
-from sandbox.job import EvaluationJob
+from evoforge.evaluators.confine import make_undumpable
+from evoforge.evaluators.location import evaluators_dir
+from evoforge.evaluators.types import EvaluationResult, SandboxError
+from evoforge.sandbox.forkserver import FRAME_HEADER, HIDE_ENV, MAX_FRAME_BYTES, encode_frame
+from evoforge.sandbox.job import EvaluationJob
 
-__all__ = ["ProcessSandbox", "ENV_ALLOWLIST", "FIXED_ENV", "clean_environment", "REPO_ROOT"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ProcessSandbox", "ENV_ALLOWLIST", "FIXED_ENV", "clean_environment"]
 
 # Copied from the host when set: harmless and needed for a sane interpreter (locale, time zone),
 # and the GPUs this evaluation may use (Ray sets CUDA_VISIBLE_DEVICES per task: sandbox.ray_executor).
@@ -58,17 +58,30 @@ SHUTDOWN_WAIT_S = 5.0
 STDERR_TAIL_CHARS = 2000
 
 
-def clean_environment(repo_root: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """The fork server's whole environment: the allow-list, the fixed values, and PYTHONPATH set to
-    the repo root so ``evaluators`` and ``sandbox`` import. Nothing else from ``os.environ``."""
+def clean_environment() -> dict[str, str]:
+    """The fork server's whole environment: the allow-list and the fixed values; nothing else from
+    ``os.environ`` (no PYTHONPATH either: the interpreter finds ``evoforge`` where it is installed)."""
     env = {key: os.environ[key] for key in ENV_ALLOWLIST if key in os.environ}
     env.setdefault("PATH", os.defpath)
     env.update(FIXED_ENV)
-    env["PYTHONPATH"] = str(repo_root or REPO_ROOT)
     home = os.path.expanduser("~")
     if home and os.path.realpath(home) != "/":
         env[HIDE_ENV] = os.path.realpath(home)   # the server pops it: candidates may not read ~/.ssh, ~/.aws...
     return env
+
+
+def import_shim() -> str:
+    """A folder that makes ``evoforge.evaluators`` and ``evoforge.sandbox`` importable by an interpreter
+    in which evoforge is not installed (``ProcessSandbox(python=...)``): ``evoforge/`` (a namespace
+    package) holding links to the two real folders, wherever the installation put them. Put it on
+    PYTHONPATH; remove it with `shutil.rmtree`."""
+    shim = tempfile.mkdtemp(prefix="evoforge-import-")
+    os.chmod(shim, 0o755)   # a fork server that drops to nobody must still read it
+    package = os.path.join(shim, "evoforge")
+    os.mkdir(package, 0o755)
+    os.symlink(evaluators_dir(), os.path.join(package, "evaluators"))
+    os.symlink(os.path.dirname(os.path.abspath(__file__)), os.path.join(package, "sandbox"))
+    return shim
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
@@ -85,11 +98,12 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
 class _Server:
     """One fork-server process, its pending requests and the thread that reads its answers."""
 
-    def __init__(self, python: str, repo_root: str) -> None:
+    def __init__(self, python: str, pythonpath: str | None = None) -> None:
         self.stderr_file = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
-                [python, "-m", "sandbox.forkserver"], cwd=repo_root, env=clean_environment(repo_root),
+                [python, "-m", "evoforge.sandbox.forkserver"], cwd="/",
+                env={**clean_environment(), **({"PYTHONPATH": pythonpath} if pythonpath else {})},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
                 start_new_session=True,  # a Ctrl-C at the terminal is the engine's, not the server's
                 close_fds=True)
@@ -218,13 +232,15 @@ class _Server:
 class ProcessSandbox:
     """Isolation backend: each `run` evaluates one job in a fresh child of the fork server.
 
-    ``python`` is the interpreter for the server (default: this one); it must be able to import
-    this repository (put on PYTHONPATH) and, ideally, numpy. Safe to share between threads.
+    ``python`` is the interpreter for the server (default: this one); another interpreter gets
+    evoforge's sandbox code through `import_shim`, and should have numpy. Safe to share between threads.
     """
 
     def __init__(self, *, python: str | None = None, startup_timeout_s: float = STARTUP_TIMEOUT_S,
                  response_grace_s: float = RESPONSE_GRACE_S) -> None:
         self.python = python or sys.executable
+        # Another interpreter has no evoforge installed: lend it ours through a folder of links.
+        self._shim = import_shim() if os.path.realpath(self.python) != os.path.realpath(sys.executable) else None
         self.startup_timeout_s = startup_timeout_s
         self.response_grace_s = response_grace_s
         self._server: _Server | None = None
@@ -247,7 +263,7 @@ class ProcessSandbox:
             # Not dumpable: a candidate running as the same uid cannot read our environment (API keys)
             # through /proc/<pid>/environ, nor our memory (its capabilities are dropped, too).
             make_undumpable()
-            server = self._server = _Server(self.python, str(REPO_ROOT))
+            server = self._server = _Server(self.python, self._shim)
             if not server.ready.wait(self.startup_timeout_s) or not server.alive:
                 self._server = None
                 tail = server.stderr_tail()
@@ -268,6 +284,9 @@ class ProcessSandbox:
             server, self._server = self._server, None
         if server is not None:
             server.stop()
+        if self._shim is not None:
+            shutil.rmtree(self._shim, ignore_errors=True)
+            self._shim = None
         try:
             atexit.unregister(self.close)
         except Exception:

@@ -37,8 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from evaluators.types import ConfigError, EvaluationResult, SandboxError, Status
-from sandbox.job import EvaluationJob
+from evoforge.evaluators.types import ConfigError, EvaluationResult, SandboxError, Status
+from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_request", "DEFAULT_MAX_RETRIES"]
 
@@ -126,7 +126,7 @@ def _isolation(name: str):
     """One isolation backend per worker process and GPU assignment. Ray sets CUDA_VISIBLE_DEVICES
     per task; the fork server copies it at start (sandbox.process.ENV_ALLOWLIST), so a worker that
     is handed a different GPU gets a server started with that GPU visible."""
-    from sandbox.registry import make_isolation
+    from evoforge.sandbox.registry import make_isolation
 
     key = (name, os.environ.get("CUDA_VISIBLE_DEVICES"))
     with _ISOLATIONS_LOCK:
@@ -146,7 +146,7 @@ def evoforge_evaluate(job_data: dict, task_files: list, digest: str, isolation_n
 # -- the driver side -----------------------------------------------------------------------------
 
 def resource_request(resources: Any = None) -> dict[str, Any]:
-    """Ray task options from a task's ``[resources]`` (an ``engine.task.Resources`` or a mapping
+    """Ray task options from a task's ``[resources]`` (an ``evoforge.engine.task.Resources`` or a mapping
     with ``num_cpus``, ``num_gpus``, ``custom``)."""
     if resources is None:
         return {"num_cpus": 1.0, "num_gpus": 0.0, "resources": {}}
@@ -223,7 +223,7 @@ class RayExecutor:
                                    "logging_level": logging.WARNING}
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report phoning home
         if self.address is None:
-            from sandbox.local import default_slots
+            from evoforge.sandbox.local import default_slots
             # A fresh local instance enables token auth by default and warns about it; that is the
             # safe setting, not something the user must act on.
             logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)

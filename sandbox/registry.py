@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from evaluators.types import ConfigError
-from sandbox.local import Executor, Isolation, LocalExecutor
+from evoforge.evaluators.types import ConfigError
+from evoforge.sandbox.local import Executor, Isolation, LocalExecutor
 
 __all__ = ["ISOLATIONS", "EXECUTORS", "make_isolation", "make_executor"]
 
@@ -13,11 +13,11 @@ EXECUTORS = ("local", "ray")
 
 def make_isolation(name: str, **options) -> Isolation:
     if name == "process":
-        from sandbox.process import ProcessSandbox
+        from evoforge.sandbox.process import ProcessSandbox
         return ProcessSandbox(**options)
     if name == "docker":
         try:
-            from sandbox.docker import DockerSandbox
+            from evoforge.sandbox.docker import DockerSandbox
         except ImportError as exc:
             raise ConfigError(f"--sandbox docker is not available in this installation: {exc}") from exc
         return DockerSandbox(**options)
@@ -30,7 +30,7 @@ def make_executor(name: str, isolation_name: str, *, slots: int | None = None,
         return LocalExecutor(make_isolation(isolation_name), slots=slots)
     if name == "ray":
         try:
-            from sandbox.ray_executor import RayExecutor
+            from evoforge.sandbox.ray_executor import RayExecutor
         except ImportError as exc:
             raise ConfigError(f"--executor ray is not available in this installation: {exc}") from exc
         return RayExecutor(isolation_name, address=ray_address, slots=slots, resources=resources)

@@ -2,7 +2,7 @@
 
 ``offline`` · ``openai:MODEL`` · ``anthropic:MODEL`` · ``openai-compatible:MODEL@BASE_URL``,
 each optionally followed by ``*WEIGHT`` (``--llm openai:gpt-4o*3 --llm offline``); repeated specs
-form an ensemble, weighted or adaptive (``ensemble = "bandit"``). See `engine.llm.models`.
+form an ensemble, weighted or adaptive (``ensemble = "bandit"``). See `evoforge.engine.llm.models`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evaluators.types import ConfigError
-from engine.llm.base import LLMClient, Prompt, Reply
-from engine.llm.ensemble import Ensemble
-from engine.llm.models import (API_KEY_ENVS, PROVIDERS, LLMSettings, LLMSpec, load_llm_file, parse_llm_spec,
+from evoforge.evaluators.types import ConfigError
+from evoforge.engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.llm.ensemble import Ensemble
+from evoforge.engine.llm.models import (API_KEY_ENVS, PROVIDERS, LLMSettings, LLMSpec, load_llm_file, parse_llm_spec,
                                parse_llm_table, spec_from_dict)
 
 __all__ = ["LLMClient", "Prompt", "Reply", "LLMSpec", "LLMSettings", "Ensemble", "parse_llm_spec",
@@ -75,7 +75,7 @@ def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMC
     """One client for ``spec``; a missing key is a `ConfigError` before any request."""
     env = os.environ if environ is None else environ
     if spec.provider == "offline":
-        from engine.llm.offline import OfflineMutator
+        from evoforge.engine.llm.offline import OfflineMutator
         return OfflineMutator()
     problem = missing_api_key(spec, env)
     if problem:
@@ -84,14 +84,14 @@ def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMC
                   max_retries=spec.max_retries, name=spec.label, context_tokens=spec.context_window,
                   prices=spec.prices, temperature=spec.temperature)
     if spec.provider in ("openai", "openai-compatible"):
-        from engine.llm.openai_compat import OpenAIChatClient
+        from evoforge.engine.llm.openai_compat import OpenAIChatClient
         if spec.provider == "openai":
             key, base_url = env[spec.api_key_env or "OPENAI_API_KEY"], spec.base_url or env.get("OPENAI_BASE_URL")
         else:
             key, base_url = env.get(spec.api_key_env or "OPENAI_API_KEY", "EMPTY"), spec.base_url
         return OpenAIChatClient(api_key=key, base_url=base_url, provider=spec.provider, **common)
     if spec.provider == "anthropic":
-        from engine.llm.anthropic_client import AnthropicClient
+        from evoforge.engine.llm.anthropic_client import AnthropicClient
         return AnthropicClient(api_key=env[spec.api_key_env or "ANTHROPIC_API_KEY"],
                                base_url=spec.base_url or env.get("ANTHROPIC_BASE_URL"), **common)
     raise ConfigError(f"unknown LLM provider {spec.provider!r} (known: {', '.join(PROVIDERS)})")

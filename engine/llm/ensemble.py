@@ -3,7 +3,7 @@
 ``weighted``: each proposal's model is drawn with probability proportional to its weight, from the
 proposal's seed — reproducible whatever the timing (AlphaEvolve mixes a fast and a strong model
 this way, Novikov et al. 2025 §2.3). ``bandit``: UCB1 over the models, learning which one yields
-improvements per dollar (`engine.llm.bandit`, after ShinkaEvolve); the engine reports each outcome
+improvements per dollar (`evoforge.engine.llm.bandit`, after ShinkaEvolve); the engine reports each outcome
 through `observe`.
 """
 
@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.llm.bandit import ModelBandit
-from engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.llm.bandit import ModelBandit
+from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 
 __all__ = ["Ensemble"]
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evaluators.types import ConfigError
+from evoforge.evaluators.types import ConfigError
 
 __all__ = ["LLMSpec", "LLMSettings", "PROVIDERS", "ENSEMBLE_MODES", "API_KEY_ENVS", "parse_llm_spec",
            "parse_llm_table", "load_llm_file", "spec_from_dict", "default_context_tokens"]

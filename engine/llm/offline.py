@@ -2,7 +2,7 @@
 
 It is the embedded default when no LLM is configured. Each reply is one to ``max_mutations``
 SEARCH/REPLACE blocks — exactly the format an LLM answers in — so the rest of the pipeline
-(`engine.edits.apply_reply`, the archive, the prompts) cannot tell the difference.
+(`evoforge.engine.edits.apply_reply`, the archive, the prompts) cannot tell the difference.
 
 Mutation kinds (`KINDS`):
 
@@ -45,8 +45,8 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.edits import SearchReplace, apply_reply, evolve_blocks, format_search_replace
-from engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.edits import SearchReplace, apply_reply, evolve_blocks, format_search_replace
+from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 
 __all__ = ["KINDS", "Mutation", "OfflineMutator"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from evaluators.types import LLMError
-from engine.llm.base import LLMClient, Prompt, Reply
-from engine.llm.prices import cost_usd
-from engine.llm.sdk_errors import translated_sdk_errors
+from evoforge.evaluators.types import LLMError
+from evoforge.engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.llm.prices import cost_usd
+from evoforge.engine.llm.sdk_errors import translated_sdk_errors
 
 __all__ = ["OpenAIChatClient"]
 

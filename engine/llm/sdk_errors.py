@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Iterator
 
-from evaluators.types import LLMError
+from evoforge.evaluators.types import LLMError
 
 __all__ = ["translated_sdk_errors"]
 

@@ -13,7 +13,7 @@ a candidate cannot misreport the number of bins. The loop is FunSearch's ``onlin
 ``scores`` must convert to a real (bool/int/float) array of shape ``(len(valid),)`` with every value finite;
 anything else makes the candidate invalid (the message names the item and what was wrong). A scalar is
 rejected too (write ``np.zeros_like(bins)``, not ``0``). Exceptions raised by the candidate propagate as
-`evaluators.candidate.CandidateRaised` (the engine records them as errors).
+`evoforge.evaluators.candidate.CandidateRaised` (the engine records them as errors).
 
 Score (maximise): ``-mean(bins used)`` over training instances generated here with a fixed seed from the
 same distribution as the held-out set (Weibull scale 45, shape 3, clipped to 1..100, rounded,
@@ -21,7 +21,7 @@ capacity 100). Held-out metric: the fraction of excess bins ``(mean_bins - mean_
 ``LB = ceil(sum(items) / capacity)`` per instance (a ratio of data-set means) on FunSearch's Weibull 5k set
 (5 instances x 5000 items, ``data/funsearch_weibull5k.json``), reported in percent. They never enter the score.
 
-The candidate runs in its own process (`evaluators.candidate.CandidateSession`, one per evaluation):
+The candidate runs in its own process (`evoforge.evaluators.candidate.CandidateSession`, one per evaluation):
 ``priority`` is called there with copies of ``item`` and ``bins`` and only plain data comes back, so it
 cannot patch this module, ``numpy`` or ``builtins``, read the items still to come from this loop's frame,
 or return an object that lies (a ``float`` subclass, an object array). A reply that is not plain data is
@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evaluators.candidate import CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "online_binpack", "count_bins", "heldout_excess", "load_dataset", "train_instances",
            "HELDOUT_SETS", "CAPACITY"]

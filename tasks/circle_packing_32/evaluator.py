@@ -1,9 +1,9 @@
 """Evaluator for circle packing in the unit square (n = N_CIRCLES): maximise the sum of radii.
 
-The check and the score are `evaluators.circle_packing` (read its docstring for the rules): every disc
+The check and the score are `evoforge.evaluators.circle_packing` (read its docstring for the rules): every disc
 inside [0, 1]^2, no two overlapping, checked with zero tolerance in exact rational arithmetic on values
 recomputed here; the score is the sum of the returned radii. The candidate's ``run_packing()`` runs in
-a nested process (`evaluators.candidate`), so it cannot patch this evaluator or lie about its values.
+a nested process (`evoforge.evaluators.candidate`), so it cannot patch this evaluator or lie about its values.
 
 ``tasks/circle_packing`` and ``tasks/circle_packing_32`` differ only in the configuration block below
 (``tests/tasks/test_circle_packing_32.py`` checks that).
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluators.circle_packing import BORDER_TOUCH, evaluate_packing
-from evaluators.circle_packing import verify_packing as _verify_packing
+from evoforge.evaluators.circle_packing import BORDER_TOUCH, evaluate_packing
+from evoforge.evaluators.circle_packing import verify_packing as _verify_packing
 
 __all__ = ["evaluate", "verify_packing", "N_CIRCLES", "BEST_KNOWN", "BORDER_TOUCH"]
 

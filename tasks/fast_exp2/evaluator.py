@@ -9,7 +9,7 @@ checks it against a whitelist and evaluates the tree itself with numpy float32 a
 interpreter, `_Interpreter`). No candidate code is imported or executed, here or in a nested process,
 so nothing it does at module level (monkeypatching numpy, precomputing a table, rebinding the function
 after its definition, reading files) can reach the result: the operations counted are exactly the
-operations evaluated. (The issue-7 rule "call the candidate through ``evaluators.candidate``" exists to
+operations evaluated. (The issue-7 rule "call the candidate through ``evoforge.evaluators.candidate``" exists to
 keep candidate code out of the evaluator's interpreter; here no candidate code runs at all, which is
 stricter, and running it in a nested process could not give the op count this guarantee.)
 

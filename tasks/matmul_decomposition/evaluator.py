@@ -7,7 +7,7 @@ A rank-R decomposition is three factor matrices U ``(n*m, R)``, V ``(m*p, R)``, 
 (Strassen 1969: <2,2,2> in 7 instead of 8). Known upper bounds: <2,2,2> rank 7, <3,3,3> rank 23.
 
 How a candidate is called (anti reward hacking, DESIGN.md §3): the candidate's frozen entry point
-``decompose(n, m, p) -> (U, V, W)`` runs in a nested process (`evaluators.candidate.CandidateSession`), once
+``decompose(n, m, p) -> (U, V, W)`` runs in a nested process (`evoforge.evaluators.candidate.CandidateSession`), once
 per target, and only plain numeric arrays come back. Everything below is decided here, from those arrays:
 
 * **Shape and range checks** (else ``invalid``): three real 2-D arrays with n*m, m*p, n*p rows and the same
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "matmul_tensor", "verify", "score_target", "TARGETS", "BEST_KNOWN_RANK"]
 

@@ -10,7 +10,7 @@ else: the objectives, the gradients, the loop and the measurement (problems in `
     gain = log10((loss(x0) - f*) / (loss(x_T) - f*))   # orders of magnitude of sub-optimality removed
 
 **How the candidate is called.** ``step`` runs in a nested process through
-`evaluators.candidate.CandidateSession`, one call per iteration (about 0.25 ms of IPC each; 200 steps x
+`evoforge.evaluators.candidate.CandidateSession`, one call per iteration (about 0.25 ms of IPC each; 200 steps x
 (4 training + 4 held-out + 4 integrity) problems = 2,400 calls, about a second). Per-step calls are the
 only design in which the evaluator owns the loss: a candidate that ran the loop itself would have to be
 handed the objective. ``params`` and ``grads`` are float64 vectors of the problem's dimension (the
@@ -58,7 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
 
 
 def _load_problems():

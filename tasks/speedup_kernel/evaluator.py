@@ -9,7 +9,7 @@ the candidate must match it on random inputs and be faster.
 ``max|y - y_ref| <= RTOL * |x|_2 |h|_2`` (a Cauchy-Schwarz bound on ``|y_k|``; FFT-based methods are
 around 1e-15 of it, the reference itself 1e-16). Anything else is ``invalid``, with the case named.
 
-**Timing, and who owns it.** The candidate runs in a nested process (`evaluators.candidate`), so what
+**Timing, and who owns it.** The candidate runs in a nested process (`evoforge.evaluators.candidate`), so what
 the evaluator can clock is a round trip: send the inputs, compute, send the result back. The clock is
 this process's ``time.perf_counter``; nothing the candidate reports is used. To take the IPC out, the
 evaluator starts a second nested process on a *trusted* echo program it writes itself (``convolve``
@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "reference_convolve", "check_result", "speedup", "CORRECTNESS_CASES", "TIMING_SHAPE"]
 

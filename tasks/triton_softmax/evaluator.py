@@ -14,7 +14,7 @@ CUDA tensor. The evaluation has three steps, each a clear verdict:
    has status ``error`` (not the candidate's fault) with a one-line error saying what is missing (e.g. ``triton_softmax needs an NVIDIA GPU
    with torch and triton: torch is not installed``), so ``evoforge eval`` on a CPU-only machine reports that
    instead of a traceback. The task declares ``[resources] num_gpus = 1`` so Ray places it on a GPU node.
-3. **Correctness and speed** (GPU): the candidate runs in a nested process (`evaluators.candidate`).
+3. **Correctness and speed** (GPU): the candidate runs in a nested process (`evoforge.evaluators.candidate`).
    ``run_softmax(x)`` on `CORRECTNESS_SHAPES` (seeded numpy inputs, scales 1 and 100) must match a float64
    numpy softmax within ``|y - ref| <= ATOL + RTOL |ref|``. Timing uses this process's clock only: a
    round trip of ``benchmark(rows, cols, seed, k)`` (k softmax calls on one device tensor, then a
@@ -169,7 +169,7 @@ def evaluate(program_path: str) -> dict[str, Any]:
         # traceback), once, in the `error` artifact.
         return {"status": "error", "error": f"triton_softmax needs an NVIDIA GPU with torch and triton: {problem}"}
 
-    from evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession  # noqa: PLC0415
+    from evoforge.evaluators.candidate import CandidateError, CandidateInvalid, CandidateSession  # noqa: PLC0415
 
     rng = np.random.default_rng(SEED)
     worst = 0.0

@@ -11,7 +11,7 @@ the tour or its length::
         tour.append(nxt); unvisited.remove(nxt)
     length = sum of distance_matrix[tour[i], tour[i+1]] over the closed tour (back to node 0)
 
-The candidate runs in its own process (`evaluators.candidate.CandidateSession`, one per evaluation): it
+The candidate runs in its own process (`evoforge.evaluators.candidate.CandidateSession`, one per evaluation): it
 receives copies (of the set per step; of the matrix once per instance, kept in its process with
 ``CandidateSession.put``), only plain data comes back, and the length is computed here from the
 evaluator's own matrix. So it cannot patch this module, ``numpy`` or ``builtins``, or return an object
@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evaluators.candidate import CandidateInvalid, CandidateSession
+from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["evaluate", "construct_tour", "tour_length", "public_sets", "public_set", "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from archive import islands as islands_mod
-from archive.islands import (
+from evoforge.archive import islands as islands_mod
+from evoforge.archive.islands import (
     ArchiveConfig,
     DescriptorSpec,
     Elite,
@@ -365,7 +365,7 @@ def test_replay_gives_identical_archives_and_samples(kind):
 
 
 def test_module_exports():
-    import archive
+    import evoforge.archive as archive
 
     for name in islands_mod.__all__:
         assert getattr(archive, name) is getattr(islands_mod, name)

@@ -54,9 +54,9 @@ def _text(output) -> str:
 
 @pytest.mark.slow
 def test_inspect_run_notebook_executes_against_a_fresh_run(tmp_path):
-    from archive import Run
-    from engine.config import RunConfig
-    from engine.session import start_run
+    from evoforge.archive import Run
+    from evoforge.engine.config import RunConfig
+    from evoforge.engine.session import start_run
 
     run_dir = tmp_path / "run"
     start_run(RunConfig(task="circle_packing", iterations=20, llm=("offline",), concurrency=2, seed=0), out=run_dir)

@@ -13,12 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from archive import Run  # noqa: E402
-from archive.run import FAILURE_COLUMNS, PROGRAM_COLUMNS, PROGRESS_COLUMNS, SPEND_COLUMNS, Program  # noqa: E402
-from archive.store import ArchiveEvent, CandidateRecord, Store  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.session import start_run  # noqa: E402
-from evaluators.types import StoreError  # noqa: E402
+from evoforge.archive import Run  # noqa: E402
+from evoforge.archive.run import FAILURE_COLUMNS, PROGRAM_COLUMNS, PROGRESS_COLUMNS, SPEND_COLUMNS, Program  # noqa: E402
+from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store  # noqa: E402
+from evoforge.engine.config import RunConfig  # noqa: E402
+from evoforge.engine.session import start_run  # noqa: E402
+from evoforge.evaluators.types import StoreError  # noqa: E402
 from fakes.tasks import write_tiny_task  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from archive.store import ArchiveEvent, CandidateRecord, Store
-from evaluators.types import StoreError
+from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store
+from evoforge.evaluators.types import StoreError
 
 
 def record(iteration, **kw):

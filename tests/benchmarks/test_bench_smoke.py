@@ -24,7 +24,7 @@ from benchmarks.fake_llm import make_edit  # noqa: E402
 from benchmarks.common import PROGRAM  # noqa: E402
 from benchmarks.openevolve_bench import run_openevolve  # noqa: E402
 from benchmarks.report import render_table  # noqa: E402
-from engine.edits import apply_reply  # noqa: E402
+from evoforge.engine.edits import apply_reply  # noqa: E402
 
 
 def test_benchmarks_resolve_to_the_repo_package():
@@ -34,7 +34,7 @@ def test_benchmarks_resolve_to_the_repo_package():
 
 
 def _evoforge_prompt() -> str:
-    from prompts import ProgramView, PromptContext, render_prompt
+    from evoforge.prompts import ProgramView, PromptContext, render_prompt
 
     context = PromptContext(task_name="t", task_description="d",
                             parent=ProgramView(code=PROGRAM, score=0.5, metrics={"error": 1.0}),

@@ -1,5 +1,5 @@
 """Every mistake a user can make: exit code 2, one line naming the file/key/function and what to do,
-no traceback (``--debug`` shows it). Runs the real CLI entry point in this process (`engine.cli.main`)."""
+no traceback (``--debug`` shows it). Runs the real CLI entry point in this process (`evoforge.engine.cli.main`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from evoforge.engine.cli import main
 
 PROGRAM = "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n"
 GOOD_EVALUATOR = "def evaluate(program_path):\n    return {'score': 1.0}\n"
@@ -118,7 +118,7 @@ def test_failing_initial_program_spends_no_llm_call(tmp_path, capsys, fake_opena
 
 def test_docker_selected_but_not_running(tmp_path, capsys):
     try:
-        from sandbox.docker import docker_available
+        from evoforge.sandbox.docker import docker_available
     except ImportError as exc:
         pytest.skip(f"sandbox.docker is not importable: {exc}")
     if docker_available(probe=False)[0]:
@@ -132,7 +132,7 @@ def test_docker_selected_but_not_running(tmp_path, capsys):
 
 
 def test_unreachable_ray_address(tmp_path, capsys):
-    if importlib.util.find_spec("sandbox.ray_executor") is None or importlib.util.find_spec("ray") is None:
+    if importlib.util.find_spec("evoforge.sandbox.ray_executor") is None or importlib.util.find_spec("ray") is None:
         pytest.skip("the Ray executor (sandbox/ray_executor.py) or ray is not installed")
     task = _task(tmp_path)
     code, lines, err = _run(capsys, "run", task, "--executor", "ray", "--ray-address", "127.0.0.1:1",

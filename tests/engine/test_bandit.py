@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from archive.store import Store
-from engine.config import RunConfig
-from engine.llm.bandit import ModelBandit
-from engine.session import resume_run, start_run
-from engine.summary import format_summary, summarize
+from evoforge.archive.store import Store
+from evoforge.engine.config import RunConfig
+from evoforge.engine.llm.bandit import ModelBandit
+from evoforge.engine.session import resume_run, start_run
+from evoforge.engine.summary import format_summary, summarize
 from fakes.anthropic_server import FakeAnthropicServer, FakeOpenAIServerWithHeaders
 from fakes.replies import break_b, raise_a
 from fakes.tasks import write_tiny_task

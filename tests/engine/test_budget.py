@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from archive.store import Store
-from engine.config import RunConfig
-from engine.loop import Snapshot
-from engine.progress import describe
-from engine.session import resume_run, start_run
-from engine.summary import format_summary, summarize
-from evaluators.types import ConfigError
+from evoforge.archive.store import Store
+from evoforge.engine.config import RunConfig
+from evoforge.engine.loop import Snapshot
+from evoforge.engine.progress import describe
+from evoforge.engine.session import resume_run, start_run
+from evoforge.engine.summary import format_summary, summarize
+from evoforge.evaluators.types import ConfigError
 from fakes.tasks import write_tiny_task
 
 NO_EDIT = "x" * 400  # 100 completion tokens, no usable edit: every call spends, nothing is evaluated

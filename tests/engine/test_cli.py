@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def evoforge(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "evoforge", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from archive import Run
-from engine.session import evaluate_file
+from evoforge.archive import Run
+from evoforge.engine.session import evaluate_file
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "examples" / "custom_evaluator" / "knapsack"
@@ -41,7 +41,7 @@ def test_a_candidate_that_raises_is_reported_by_stage_one(tmp_path):
 
 @pytest.mark.slow
 def test_walkthrough_task_runs_end_to_end(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", str(TASK), "--iterations", "10", "--seed", "0",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(TASK), "--iterations", "10", "--seed", "0",
                            "--quiet", "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     with Run.open(tmp_path / "run") as run:

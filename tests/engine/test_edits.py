@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.edits import (
+from evoforge.engine.edits import (
     SearchReplace, apply_reply, code_hash, evolve_blocks, evolvable_text, format_search_replace,
     normalize_code, parse_search_replace,
 )

@@ -14,10 +14,10 @@ from collections import Counter
 
 import pytest
 
-from engine.llm import Ensemble, LLMClient, LLMSpec, Prompt, Reply, make_llm, parse_llm_spec
-from engine.llm.anthropic_client import AnthropicClient
-from engine.llm.openai_compat import OpenAIChatClient
-from evaluators.types import ConfigError, LLMError
+from evoforge.engine.llm import Ensemble, LLMClient, LLMSpec, Prompt, Reply, make_llm, parse_llm_spec
+from evoforge.engine.llm.anthropic_client import AnthropicClient
+from evoforge.engine.llm.openai_compat import OpenAIChatClient
+from evoforge.evaluators.types import ConfigError, LLMError
 from fakes.anthropic_server import (FakeAnthropicServer, FakeOpenAIServerWithHeaders, error_body,
                                     openai_error_body)
 
@@ -134,7 +134,7 @@ def test_unknown_model_costs_nothing(serve, provider):
 
 
 def test_openai_cost_follows_the_price_table(serve):
-    from engine.llm.prices import cost_usd
+    from evoforge.engine.llm.prices import cost_usd
     server = serve("openai", lambda request: "x" * 400)
     reply = generate(make_client("openai", server.base_url, model="gpt-4o-mini"))
     assert reply.completion_tokens == 100

@@ -8,14 +8,14 @@ import textwrap
 
 import pytest
 
-from engine.cli import main
-from engine.config import RunConfig
-from engine.llm import (Ensemble, LLMSpec, Prompt, as_spec, check_llm_specs, llm_from_flags, make_llm,
+from evoforge.engine.cli import main
+from evoforge.engine.config import RunConfig
+from evoforge.engine.llm import (Ensemble, LLMSpec, Prompt, as_spec, check_llm_specs, llm_from_flags, make_llm,
                         parse_llm_table)
-from engine.llm.models import default_context_tokens
-from engine.session import resolve_config
-from engine.task import load_task
-from evaluators.types import ConfigError
+from evoforge.engine.llm.models import default_context_tokens
+from evoforge.engine.session import resolve_config
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import ConfigError
 from fakes.anthropic_server import FakeOpenAIServerWithHeaders
 from fakes.tasks import write_tiny_task
 

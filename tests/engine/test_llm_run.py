@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from archive.store import Store
-from engine.cli import main
-from engine.config import RunConfig
-from engine.session import start_run
-from evaluators.types import LLMError
+from evoforge.archive.store import Store
+from evoforge.engine.cli import main
+from evoforge.engine.config import RunConfig
+from evoforge.engine.session import start_run
+from evoforge.evaluators.types import LLMError
 from fakes.anthropic_server import FakeOpenAIServerWithHeaders, openai_error_body
 from fakes.replies import openai_body, raise_a, user_prompt
 from fakes.tasks import write_tiny_task
-from prompts import PromptContext, ProgramView, estimate_tokens, render_prompt
+from evoforge.prompts import PromptContext, ProgramView, estimate_tokens, render_prompt
 
 
 @pytest.fixture

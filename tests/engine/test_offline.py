@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from engine.edits import apply_reply, code_hash, evolve_blocks, evolvable_text, parse_search_replace
-from engine.llm.base import Prompt, Reply
-from engine.llm.offline import KINDS, OfflineMutator
+from evoforge.engine.edits import apply_reply, code_hash, evolve_blocks, evolvable_text, parse_search_replace
+from evoforge.engine.llm.base import Prompt, Reply
+from evoforge.engine.llm.offline import KINDS, OfflineMutator
 
 TWO_BLOCKS = '''"""Two evolvable blocks with frozen code around them."""
 import math

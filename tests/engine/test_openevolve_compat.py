@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from archive import Run
-from engine import openevolve_compat
-from engine.openevolve_compat import ADAPTER_NAME, run_defaults
-from engine.session import evaluate_file
-from engine.task import load_task
-from evaluators.types import ConfigError
+from evoforge.archive import Run
+from evoforge.engine import openevolve_compat
+from evoforge.engine.openevolve_compat import ADAPTER_NAME, run_defaults
+from evoforge.engine.session import evaluate_file
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "openevolve_function_minimization"
@@ -73,7 +73,7 @@ def test_broken_config_yaml_is_a_config_error_naming_the_file(folder):
 
 @pytest.mark.slow
 def test_openevolve_folder_runs_unchanged_with_evoforge_run(folder, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", str(folder), "--llm", "offline", "--quiet",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(folder), "--llm", "offline", "--quiet",
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "ignored config.yaml keys: checkpoint_interval" in done.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from archive import Run
-from engine.config import RunConfig
-from engine.session import start_run
+from evoforge.archive import Run
+from evoforge.engine.config import RunConfig
+from evoforge.engine.session import start_run
 from fakes.tasks import write_tiny_task
 
 SECTIONS = ("summary", "best-program", "progress", "heatmap", "lineage", "costs", "failures")
@@ -94,7 +94,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("html") / "report.html"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "report", str(run_dir), "-o", str(out)],
+    done = subprocess.run([sys.executable, "-m", "evoforge", "report", str(run_dir), "-o", str(out)],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout
@@ -127,7 +127,7 @@ def test_report_has_every_section_and_embedded_plots(report, run_dir):
 
 
 def test_report_of_a_missing_run_is_a_one_line_error(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "report", str(tmp_path / "nope")],
+    done = subprocess.run([sys.executable, "-m", "evoforge", "report", str(tmp_path / "nope")],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no such run directory" in done.stderr
 
@@ -135,7 +135,7 @@ def test_report_of_a_missing_run_is_a_one_line_error(tmp_path):
 def test_default_output_is_in_the_run_directory(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    from engine.report import write_report
+    from evoforge.engine.report import write_report
 
     assert write_report(copy) == copy / "report.html"
     assert set(SECTIONS) <= set(_Page((copy / "report.html").read_text()).ids)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from archive.store import Store
-from engine.config import RunConfig
-from engine.edits import START_MARKER
-from engine.loop import rebuild_islands
-from engine.session import resume_run, start_run
-from engine.task import load_task
+from evoforge.archive.store import Store
+from evoforge.engine.config import RunConfig
+from evoforge.engine.edits import START_MARKER
+from evoforge.engine.loop import rebuild_islands
+from evoforge.engine.session import resume_run, start_run
+from evoforge.engine.task import load_task
 from fakes.tasks import write_tiny_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def _wait_for_rows(db: Path, n: int, timeout_s: float = 60.0) -> None:
 @pytest.mark.slow
 def test_resume_after_sigkill_loses_nothing_and_matches_an_uninterrupted_run(tmp_path):
     task = write_tiny_task(tmp_path / "tiny")
-    cli = [sys.executable, "-m", "engine.cli", "run", str(task), "--iterations", "40", "--concurrency", "1",
+    cli = [sys.executable, "-m", "evoforge", "run", str(task), "--iterations", "40", "--concurrency", "1",
            "--seed", "3", "--quiet"]
     subprocess.run(cli + ["--out", str(tmp_path / "whole")], check=True, cwd=REPO, capture_output=True)
     victim = subprocess.Popen(cli + ["--out", str(tmp_path / "killed")], cwd=REPO,
@@ -173,7 +173,7 @@ def test_resume_after_sigkill_loses_nothing_and_matches_an_uninterrupted_run(tmp
     victim.wait()
     before = rows(tmp_path / "killed")
     assert 15 <= len(before) < 41
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "resume", str(tmp_path / "killed"), "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "evoforge", "resume", str(tmp_path / "killed"), "--quiet"],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     after = rows(tmp_path / "killed")
@@ -206,7 +206,7 @@ def test_cost_budget_stops_the_run_cleanly(tmp_path, fake_openai):
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     task = write_tiny_task(tmp_path / "tiny")
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--iterations", "100000",
+    proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", str(task), "--iterations", "100000",
                              "--out", str(run_dir), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_rows(run_dir / "run.db", 10)
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     with Store.open(run_dir / "run.db", readonly=True) as store:
         n = store.count("iteration > 0")
         assert store.get_meta("state") == "stopped" and store.integrity_ok()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "resume", str(run_dir), "--iterations", "5",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "resume", str(run_dir), "--iterations", "5",
                            "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert len(rows(run_dir)) == n + 6

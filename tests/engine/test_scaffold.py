@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from archive import Run
-from engine import task as task_module
-from engine.scaffold import scaffold_task
-from engine.session import evaluate_file
-from evaluators.types import ConfigError
+from evoforge.archive import Run
+from evoforge.engine import task as task_module
+from evoforge.engine.scaffold import scaffold_task
+from evoforge.engine.session import evaluate_file
+from evoforge.evaluators.types import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +54,7 @@ def test_evaluator_returns_score_features_metrics_and_artifacts(tmp_path):
 
 def test_scaffold_runs_as_generated(tmp_path):
     scaffold_task("my_task", tmp_path)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "my_task", "--iterations", "12", "--seed", "0",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", "my_task", "--iterations", "12", "--seed", "0",
                            "--concurrency", "1", "--quiet", "--out", "r"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     with Run.open(tmp_path / "r") as run:

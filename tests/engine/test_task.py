@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.task import load_task
-from evaluators.types import ConfigError, TaskError
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import ConfigError, TaskError
 from fakes.tasks import write_tiny_task
 
 

@@ -1,4 +1,4 @@
-"""`evaluators.candidate`: a candidate's function in a nested process, plain data back, lies rejected."""
+"""`evoforge.evaluators.candidate`: a candidate's function in a nested process, plain data back, lies rejected."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from evaluators.candidate import (
+from evoforge.evaluators.candidate import (
     CandidateCrashed, CandidateError, CandidateInvalid, CandidateRaised, CandidateSession, CandidateTimeout,
     Ref, decode, encode, run_candidate,
 )

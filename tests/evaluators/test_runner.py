@@ -1,4 +1,4 @@
-"""`evaluators.runner.run_job` in this process: the evaluator contract, failures as data, cascades."""
+"""`evoforge.evaluators.runner.run_job` in this process: the evaluator contract, failures as data, cascades."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators import EvaluationResult, Status, TaskError, load_evaluator, run_job
-from sandbox.job import EvaluationJob
+from evoforge.evaluators import EvaluationResult, Status, TaskError, load_evaluator, run_job
+from evoforge.sandbox.job import EvaluationJob
 
 IMPORTING = """
 import importlib.util

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluators.types import EvaluationResult, Status
+from evoforge.evaluators.types import EvaluationResult, Status
 
 
 @pytest.mark.parametrize("status", [Status.INVALID, Status.ERROR])

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.config import RunConfig  # noqa: E402
-from engine.session import start_run  # noqa: E402
-from sandbox.forkserver import children_of  # noqa: E402
+from evoforge.engine.config import RunConfig  # noqa: E402
+from evoforge.engine.session import start_run  # noqa: E402
+from evoforge.sandbox.forkserver import children_of  # noqa: E402
 
 PROGRAM = '''"""A cheap program: the score is a polynomial of a few constants."""
 
@@ -92,7 +92,7 @@ def rss_mb(pid: int | str = "self") -> float:
 def fork_server_pid() -> int | None:
     for pid in children_of(os.getpid()):
         try:
-            if b"sandbox.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"evoforge.sandbox.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
         except OSError:
             continue

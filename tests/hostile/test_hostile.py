@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.task import load_task
-from evaluators.types import Status
-from sandbox.forkserver import children_of
-from sandbox.job import EvaluationJob
-from sandbox.registry import make_isolation
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import Status
+from evoforge.sandbox.forkserver import children_of
+from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.registry import make_isolation
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -71,7 +71,7 @@ assert set(EXPECTED) == {p.stem for p in CASES_DIR.glob("*.py")}, "every case ne
 def _backends() -> list:
     params = [pytest.param("process", id="process")]
     try:
-        from sandbox.docker import docker_available
+        from evoforge.sandbox.docker import docker_available
         available, why = docker_available()
     except Exception as exc:  # noqa: BLE001 - the docker backend is optional
         available, why = False, f"sandbox.docker not importable: {exc}"
@@ -211,7 +211,7 @@ def test_case_through_the_sandbox(isolation, name, world):
 def _cli(args: list[str], world: dict, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update(OPENAI_API_KEY=MARKER, HOME=str(world["home"]), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=world["root"], env=env,
+    return subprocess.run([sys.executable, "-m", "evoforge", *args], cwd=world["root"], env=env,
                           capture_output=True, text=True, timeout=300, **kwargs)
 
 
@@ -222,7 +222,7 @@ def test_case_through_evoforge_eval(name, sandbox, world, tmp_path):
     program.write_text(_render(name, world))
     proc = _cli(["eval", str(world["task"]), str(program), "--json", "--sandbox", sandbox], world)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    from evaluators.types import EvaluationResult
+    from evoforge.evaluators.types import EvaluationResult
 
     _check(name, EvaluationResult.from_dict(json.loads(proc.stdout)), world)
     assert MARKER not in proc.stdout

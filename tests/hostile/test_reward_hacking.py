@@ -3,7 +3,7 @@
 Each trick would score (or score better) if the candidate ran in the evaluator's interpreter: patching the
 evaluator module, ``numpy``, ``math`` or ``builtins`` so a check passes, then returning something the check
 should refuse (NaN, a float subclass with odd comparisons, the wrong shape, overlapping circles). Because
-the built-in evaluators call the candidate through `evaluators.candidate`, the patches land in the
+the built-in evaluators call the candidate through `evoforge.evaluators.candidate`, the patches land in the
 candidate's own process and the refused value is ``invalid``. Reading the answer key (the caller's frames
 or the task's data files) finds nothing and the candidate's error is an ``error``.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.task import load_task
-from evaluators.types import Status
-from sandbox.job import EvaluationJob
-from sandbox.process import ProcessSandbox
+from evoforge.engine.task import load_task
+from evoforge.evaluators.types import Status
+from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.process import ProcessSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -169,7 +169,7 @@ def test_honest_candidate_that_patches_its_own_process_scores_honestly(sandbox):
 def test_through_the_cli(tmp_path):
     program = tmp_path / "cheat.py"
     program.write_text("import numpy as np\n" + CIRCLES["patch_then_overlap"] + "\n")
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "eval", "circle_packing", str(program), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "evoforge", "eval", "circle_packing", str(program), "--json"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prompts import ProgramView, PromptContext, estimate_tokens, fit_prompt, render_prompt
+from evoforge.prompts import ProgramView, PromptContext, estimate_tokens, fit_prompt, render_prompt
 
 PARENT = ProgramView(code="# EVOLVE-BLOCK-START\ndef f(x):\n    return 2 * x\n# EVOLVE-BLOCK-END\n", score=1.0,
                      artifacts={"trace": "step failed\n" * 400})

@@ -7,7 +7,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from prompts import ProgramView, PromptContext, render_prompt, render_retry
+from evoforge.prompts import ProgramView, PromptContext, render_prompt, render_retry
 
 GOLDEN = Path(__file__).parent / "golden"
 

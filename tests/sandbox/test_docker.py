@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.types import SandboxError, Status
-from sandbox.job import EvaluationJob
+from evoforge.evaluators.types import SandboxError, Status
+from evoforge.sandbox.job import EvaluationJob
 
 docker_sdk = pytest.importorskip("docker", reason="the docker Python SDK is not installed")
 
-from sandbox import docker as docker_backend  # noqa: E402  (after the importorskip)
-from sandbox.docker import CONTAINER_LABEL, DEFAULT_IMAGE, DockerSandbox, docker_available  # noqa: E402
+from evoforge.sandbox import docker as docker_backend  # noqa: E402  (after the importorskip)
+from evoforge.sandbox.docker import CONTAINER_LABEL, DEFAULT_IMAGE, DockerSandbox, docker_available  # noqa: E402
 
 AVAILABLE, WHY = docker_available()
 needs_docker = pytest.mark.skipif(not AVAILABLE, reason=f"docker sandbox unavailable: {WHY} "
@@ -100,7 +100,7 @@ def test_stdout_splitter_finds_a_marker_split_across_chunks():
 
 @needs_docker
 def test_good_program_scores_the_same_as_under_the_process_sandbox(box, task_dir):
-    from sandbox.process import ProcessSandbox
+    from evoforge.sandbox.process import ProcessSandbox
 
     job = _job(task_dir, """
         import math
@@ -274,7 +274,7 @@ def test_cli_eval_circle_packing_with_docker_matches_process(tmp_path):
     program = REPO / "tasks" / "circle_packing" / "initial_program.py"
     scores = {}
     for sandbox in ("docker", "process"):
-        proc = subprocess.run([sys.executable, "-m", "engine.cli", "eval", "circle_packing", str(program),
+        proc = subprocess.run([sys.executable, "-m", "evoforge", "eval", "circle_packing", str(program),
                                "--sandbox", sandbox, "--json"], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0, proc.stderr
@@ -293,8 +293,8 @@ def _task_with_toml(folder: Path, toml: str) -> Path:
 
 
 def test_task_toml_sandbox_image_is_parsed_and_checked(tmp_path):
-    from engine.task import load_task
-    from evaluators.types import ConfigError
+    from evoforge.engine.task import load_task
+    from evoforge.evaluators.types import ConfigError
 
     assert load_task(_task_with_toml(tmp_path / "a", "")).sandbox_image == DEFAULT_IMAGE
     task = load_task(_task_with_toml(tmp_path / "b", '[sandbox]\nimage = "registry.example/eval:3"\n'))
@@ -309,7 +309,7 @@ def test_task_toml_sandbox_image_is_parsed_and_checked(tmp_path):
 def test_task_toml_image_reaches_the_docker_sandbox(tmp_path):
     """`evoforge eval` with a task naming a missing image: exit 1, and the message names that image."""
     folder = _task_with_toml(tmp_path / "t", '[sandbox]\nimage = "evoforge-missing-image:7"\n')
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "eval", str(folder),
+    proc = subprocess.run([sys.executable, "-m", "evoforge", "eval", str(folder),
                            str(folder / "initial_program.py"), "--sandbox", "docker"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

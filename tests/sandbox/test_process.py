@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.types import EvaluationResult, SandboxError, Status
-from sandbox import EvaluationJob, ProcessSandbox
-from sandbox.forkserver import JOB_UID_BASE
-from sandbox.process import ENV_ALLOWLIST, clean_environment
+from evoforge.evaluators.types import EvaluationResult, SandboxError, Status
+from evoforge.sandbox import EvaluationJob, ProcessSandbox
+from evoforge.sandbox.forkserver import JOB_UID_BASE
+from evoforge.sandbox.process import ENV_ALLOWLIST, clean_environment
 
 # The evaluator imports the candidate and calls its run(); run() returns a score or a whole dict.
 IMPORTING = """

@@ -26,15 +26,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evoforge[ray]')")
 
-from archive.store import Store  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.session import start_run  # noqa: E402
-from evaluators.types import ConfigError, Status  # noqa: E402
+from evoforge.archive.store import Store  # noqa: E402
+from evoforge.engine.config import RunConfig  # noqa: E402
+from evoforge.engine.session import start_run  # noqa: E402
+from evoforge.evaluators.types import ConfigError, Status  # noqa: E402
 from fakes.tasks import write_tiny_task  # noqa: E402
-from sandbox.job import EvaluationJob  # noqa: E402
-from sandbox.local import LocalExecutor  # noqa: E402
-from sandbox.process import ProcessSandbox  # noqa: E402
-from sandbox.ray_executor import RayExecutor, pack_task_dir, unpack_task_files  # noqa: E402
+from evoforge.sandbox.job import EvaluationJob  # noqa: E402
+from evoforge.sandbox.local import LocalExecutor  # noqa: E402
+from evoforge.sandbox.process import ProcessSandbox  # noqa: E402
+from evoforge.sandbox.ray_executor import RayExecutor, pack_task_dir, unpack_task_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TITLE = b"ray::evoforge_evaluate"   # Ray's process title for a worker running our task
@@ -55,7 +55,7 @@ def evaluate(program_path):
 
 
 def _evoforge(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "evoforge", *args], cwd=REPO, capture_output=True,
                           text=True, env=env, timeout=timeout)
 
 
@@ -115,7 +115,7 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
     seen: set[int] = set()
     title_of: dict[int, str] = {}
     with open(tmp_path / "out.txt", "w+") as out_file, open(tmp_path / "err.txt", "w+") as err_file:
-        run = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(task), "--executor", "ray",
+        run = subprocess.Popen([sys.executable, "-m", "evoforge", "run", str(task), "--executor", "ray",
                                 "--iterations", "3", "--concurrency", "1", "--seed", "5", "--quiet",
                                 "--out", str(tmp_path / "run")], cwd=REPO, env=env,
                                stdout=out_file, stderr=err_file)
@@ -145,7 +145,7 @@ def test_cli_run_on_a_local_ray_it_starts_and_stops_leaves_no_processes(tmp_path
     assert "iterations: 3" in out
     # its own gcs_server and raylet, and the fork server a worker started: Ray really ran here
     assert any("gcs_server" in t for t in titles) and any("raylet" in t for t in titles), titles
-    assert any("sandbox.forkserver" in t for t in titles), titles
+    assert any("evoforge.sandbox.forkserver" in t for t in titles), titles
     deadline = time.monotonic() + 30  # give init a moment to reap orphans before judging
     while any(_alive(pid) for pid in seen) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -339,8 +339,7 @@ def test_cancelling_an_evaluation_kills_its_worker(local_ray, task):
 
 
 def test_resume_keeps_the_runs_executor_unless_told_otherwise(local_ray, tmp_path, monkeypatch):
-    import engine.session as session
-
+    import evoforge.engine.session as session
     made = []
     real = session.make_executor
     monkeypatch.setattr(session, "make_executor", lambda name, *a, **kw: made.append(name) or real(name, *a, **kw))

@@ -23,7 +23,7 @@ else:  # pragma: no cover - Python 3.10
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
-EVOFORGE = [sys.executable, "-m", "engine.cli"]
+EVOFORGE = [sys.executable, "-m", "evoforge"]
 BUILTIN = sorted(p.name for p in TASKS.iterdir() if (p / "task.toml").is_file())
 ITERATIONS = 5
 

@@ -108,7 +108,7 @@ def test_initial_program_is_valid_scores_below_best_known_and_features_in_range(
 
 
 def test_initial_result_keeps_the_engine_contract():
-    from evaluators.types import EvaluationResult
+    from evoforge.evaluators.types import EvaluationResult
 
     parsed = EvaluationResult.from_evaluator(ev.evaluate(str(INITIAL)))
     assert parsed.ok and parsed.score == pytest.approx(1.7251825756, abs=1e-8)
@@ -327,7 +327,7 @@ def test_bad_return_types_are_invalid(tmp_path):
 
 
 def test_exceptions_in_the_candidate_propagate(tmp_path):
-    from evaluators.candidate import CandidateRaised  # the candidate runs in a nested process
+    from evoforge.evaluators.candidate import CandidateRaised  # the candidate runs in a nested process
 
     path = _program(tmp_path, """
         def construct_packing():

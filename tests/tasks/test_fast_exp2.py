@@ -214,10 +214,10 @@ def test_module_level_code_never_runs_so_patches_and_rebinding_change_nothing(tm
 
 
 def test_offline_run_and_tasks_listing(tmp_path):
-    from engine.task import builtin_tasks
+    from evoforge.engine.task import builtin_tasks
 
     assert "fast_exp2" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "fast_exp2", "--iterations", "5", "--quiet",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", "fast_exp2", "--iterations", "5", "--quiet",
                            "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr

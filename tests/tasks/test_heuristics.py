@@ -48,7 +48,7 @@ def _assert_features_in_range(task: str, result: dict) -> None:
     for name, (low, high) in evaluator_features.items():
         assert low <= result["features"][name] <= high, (name, result["features"][name], low, high)
     if "code_length" in ranges:
-        from evaluators.features import builtin_features
+        from evoforge.evaluators.features import builtin_features
 
         code = (TASKS / task / "initial_program.py").read_text()
         low, high = ranges["code_length"]
@@ -56,7 +56,7 @@ def _assert_features_in_range(task: str, result: dict) -> None:
 
 
 def _assert_task_loads(task: str) -> None:
-    from engine.task import load_task
+    from evoforge.engine.task import load_task
 
     loaded = load_task(TASKS / task)
     assert loaded.name == task
@@ -149,7 +149,7 @@ def test_bin_packing_invalid_candidates(tmp_path, block, fragment):
 
 
 def test_bin_packing_raising_candidate_propagates(tmp_path):
-    from evaluators.candidate import CandidateRaised
+    from evoforge.evaluators.candidate import CandidateRaised
 
     path = _program(tmp_path, "bin_packing_weibull", "def priority(item, bins):\n    raise RuntimeError('boom')")
     with pytest.raises(CandidateRaised, match="RuntimeError: boom"):
@@ -285,7 +285,7 @@ def test_tsp_numpy_integer_is_accepted_and_copies_protect_the_evaluator(tmp_path
 
 
 def test_tsp_raising_candidate_propagates(tmp_path):
-    from evaluators.candidate import CandidateRaised
+    from evoforge.evaluators.candidate import CandidateRaised
 
     block = """
     def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):

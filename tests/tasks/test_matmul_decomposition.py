@@ -222,7 +222,7 @@ def test_monkeypatching_numpy_in_the_candidate_changes_nothing(tmp_path):
 
 
 def test_raising_candidate_propagates_as_candidate_error(tmp_path):
-    from evaluators.candidate import CandidateRaised
+    from evoforge.evaluators.candidate import CandidateRaised
 
     path = _program(tmp_path, "def search(n, m, p):\n    raise RuntimeError('boom')")
     with pytest.raises(CandidateRaised, match="boom"):
@@ -230,10 +230,10 @@ def test_raising_candidate_propagates_as_candidate_error(tmp_path):
 
 
 def test_offline_run_and_tasks_listing(tmp_path):
-    from engine.task import builtin_tasks
+    from evoforge.engine.task import builtin_tasks
 
     assert "matmul_decomposition" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "matmul_decomposition", "--iterations", "5",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", "matmul_decomposition", "--iterations", "5",
                            "--quiet", "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

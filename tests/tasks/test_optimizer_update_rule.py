@@ -142,7 +142,7 @@ def test_reading_the_minimisers_from_the_task_code_is_invalid(tmp_path):
             return params - 1e-3 * grads, state
         """, prelude="""
         import importlib.util, pathlib, sys
-        import evaluators
+        import evoforge.evaluators as evaluators
         _root = pathlib.Path(evaluators.__file__).resolve().parents[1]
         _spec = importlib.util.spec_from_file_location("p", _root / "tasks/optimizer_update_rule/problems.py")
         _problems = importlib.util.module_from_spec(_spec)
@@ -199,17 +199,17 @@ def test_monkeypatching_numpy_in_the_candidate_changes_nothing(tmp_path, initial
 
 
 def test_raising_candidate_propagates(tmp_path):
-    from evaluators.candidate import CandidateRaised
+    from evoforge.evaluators.candidate import CandidateRaised
 
     with pytest.raises(CandidateRaised, match="boom"):
         ev.evaluate(_program(tmp_path, "def step(params, grads, state, t):\n    raise ValueError('boom')"))
 
 
 def test_offline_run_and_tasks_listing(tmp_path):
-    from engine.task import builtin_tasks
+    from evoforge.engine.task import builtin_tasks
 
     assert "optimizer_update_rule" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "optimizer_update_rule", "--iterations", "5",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", "optimizer_update_rule", "--iterations", "5",
                            "--quiet", "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators.candidate import CandidateRaised
-from evaluators.types import EvaluationResult
+from evoforge.evaluators.candidate import CandidateRaised
+from evoforge.evaluators.types import EvaluationResult
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,8 +56,7 @@ def assert_invalid(result: dict, *needles: str) -> str:
 
 
 def test_the_three_task_folders_share_one_harness():
-    import evaluators.pde as harness
-
+    import evoforge.evaluators.pde as harness
     for task in PDE_TASKS:
         ev = EVALUATORS[task]
         assert ev.check_solution is harness.check_solution and ev.nrmse is harness.nrmse

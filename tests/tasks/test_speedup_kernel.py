@@ -146,17 +146,17 @@ def test_patching_the_clock_in_the_candidate_changes_nothing(in_tmp):
 
 
 def test_raising_candidate_propagates(in_tmp):
-    from evaluators.candidate import CandidateRaised
+    from evoforge.evaluators.candidate import CandidateRaised
 
     with pytest.raises(CandidateRaised, match="boom"):
         ev.evaluate(_program(in_tmp, "def convolve(x, h):\n    raise ValueError('boom')"))
 
 
 def test_offline_run_and_tasks_listing(tmp_path):
-    from engine.task import builtin_tasks
+    from evoforge.engine.task import builtin_tasks
 
     assert "speedup_kernel" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "speedup_kernel", "--iterations", "5",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", "speedup_kernel", "--iterations", "5",
                            "--quiet", "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -45,12 +45,12 @@ def _with_block(block: str) -> str:
 
 
 def _evoforge(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "evoforge", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_task_declares_one_gpu_and_loads():
-    from engine.task import load_task
+    from evoforge.engine.task import load_task
 
     raw = tomllib.loads((TASK / "task.toml").read_text())
     assert raw["resources"]["num_gpus"] == 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 
-from evaluators.candidate import CandidateError, CandidateSession
+from evoforge.evaluators.candidate import CandidateError, CandidateSession
 
 CALL_TIMEOUT_S = 5.0
 
