@@ -400,16 +400,18 @@ class Run:
     def spend(self) -> pd.DataFrame:
         """The LLM calls in order: ``id, created_at, elapsed_s`` (since the run was created),
         ``iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s,
-        error`` and the running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens,
-        cum_cost_usd``."""
+        error, cached_tokens, saved_usd`` (0 for a run.db from before prompt caching was read) and the
+        running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens, cum_cost_usd``."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
         columns = ["id", "created_at", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-                   "cost_usd", "latency_s", "error"]
-        rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM llm_calls ORDER BY id").fetchall()
+                   "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd"]
+        select = [c if c in present else f"0 AS {c}" for c in columns]
+        rows = self._conn.execute(f"SELECT {', '.join(select)} FROM llm_calls ORDER BY id").fetchall()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
         frame["program_id"] = frame["program_id"].astype("Int64")
-        for column in ("created_at", "cost_usd", "latency_s"):
+        for column in ("created_at", "cost_usd", "latency_s", "saved_usd"):
             frame[column] = frame[column].astype(float)
-        for column in ("prompt_tokens", "completion_tokens"):
+        for column in ("prompt_tokens", "completion_tokens", "cached_tokens"):
             frame[column] = frame[column].astype(int)
         frame.insert(2, "elapsed_s", frame["created_at"] - self._origin(frame["created_at"].tolist()))
         frame["cum_prompt_tokens"] = frame["prompt_tokens"].cumsum()

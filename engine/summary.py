@@ -40,12 +40,22 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
                 {"island": i, "elites": s.num_elites, "coverage": s.coverage, "best_fitness": s.best_fitness}
                 for i in range(task.archive.islands) for s in [islands.stats(i)]],
             "llm_totals": store.totals(),
+            "cache": _cache(store.totals()),
+            "prices": store.get_meta("llm_prices"),
             "models": _per_model(store),
             "budgets": {"max_cost_usd": config.max_cost_usd, "max_tokens": config.max_total_tokens,
                         "max_time_s": config.max_time_s, "iterations": config.iterations},
             "ensemble": config.setting("ensemble"),
             "bandit": store.get_meta("llm_bandit"),
         }
+
+
+def _cache(totals: dict[str, Any]) -> dict[str, Any]:
+    """Prompt-cache use over the run: the share of prompt tokens served from the providers' caches and
+    the money that saved (priced per call, at the rates the run used)."""
+    return {"hit_rate": totals["cached_tokens"] / totals["prompt_tokens"] if totals["prompt_tokens"] else 0.0,
+            "cached_tokens": totals["cached_tokens"], "cache_write_tokens": totals["cache_write_tokens"],
+            "saved_usd": totals["saved_usd"]}
 
 
 def _label(value: Any) -> str:
@@ -62,7 +72,9 @@ def _per_model(store: Store) -> list[dict[str, Any]]:
     calls = store._conn.execute(
         "SELECT model, COUNT(*) AS calls, SUM(error IS NOT NULL) AS failed, SUM(prompt_tokens) AS prompt_tokens,"
         " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
-        " FROM llm_calls GROUP BY model ORDER BY model").fetchall()
+        + (", SUM(cached_tokens) AS cached_tokens, SUM(saved_usd) AS saved_usd"
+           if "cached_tokens" in store._call_columns() else "")
+        + " FROM llm_calls GROUP BY model ORDER BY model").fetchall()
     improved = dict(store._conn.execute(
         "SELECT c.model, COUNT(*) FROM programs c JOIN programs p ON c.parent_id = p.id"
         " WHERE c.status = 'ok' AND c.fitness > p.fitness GROUP BY c.model").fetchall())
@@ -86,10 +98,19 @@ def format_summary(s: dict[str, Any]) -> str:
     t = s["llm_totals"]
     lines.append(f"LLM: {t['llm_calls']} calls, {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
                  f" tokens, ${t['cost_usd']:.4f}")
+    cache = s.get("cache") or {}
+    if cache.get("cached_tokens") or cache.get("cache_write_tokens") or t.get("reasoning_tokens"):
+        lines.append(f"  prompt cache: {cache['hit_rate']:.1%} of prompt tokens read from the cache "
+                     f"({cache['cached_tokens']} read, {cache['cache_write_tokens']} written), "
+                     f"${cache['saved_usd']:.4f} saved against full price"
+                     + (f"; {t['reasoning_tokens']} reasoning tokens (billed as completion)"
+                        if t.get("reasoning_tokens") else ""))
     for m in s.get("models", []):
         latency = "" if m["mean_latency_s"] is None else f", {m['mean_latency_s']:.2f} s mean latency"
+        cached = (f", {m['cached_tokens'] / m['prompt_tokens']:.0%} cached (${m['saved_usd']:.4f} saved)"
+                  if m.get("cached_tokens") and m["prompt_tokens"] else "")
         lines.append(f"  {m['model']}: {m['calls']} calls ({m['failed']} failed), {m['prompt_tokens']} + "
-                     f"{m['completion_tokens']} tokens, ${m['cost_usd']:.4f}{latency}, "
+                     f"{m['completion_tokens']} tokens, ${m['cost_usd']:.4f}{cached}{latency}, "
                      f"{m['improvements']} improvements over the parent")
     b = s.get("budgets") or {}
     limits = [f"${b['max_cost_usd']:g}" if b.get("max_cost_usd") is not None else "",

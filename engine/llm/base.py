@@ -43,6 +43,10 @@ class Prompt:
         """The user turn and any history, in chat-message form (the system text goes separately)."""
         return [{"role": "user", "content": self.user}] + [{"role": r, "content": t} for r, t in self.history]
 
+    def stored(self) -> dict:
+        """What run.db keeps of this prompt (`evoforge.archive.store.Store.add_llm_call` keywords)."""
+        return {"system": self.system, "messages": self.messages(), "seed": self.seed, "attempt": self.attempt}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -66,6 +70,14 @@ class Reply:
     reasoning_tokens: int = 0
     thinking: str = ""
     saved_usd: float = 0.0
+
+    def stored(self) -> dict:
+        """What run.db keeps of this reply (`evoforge.archive.store.Store.add_llm_call` keywords)."""
+        return {"model": self.model, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": self.cost_usd, "latency_s": self.latency_s, "reply": self.text,
+                "thinking": self.thinking, "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
+                "saved_usd": self.saved_usd}
 
 
 class LLMClient(ABC):
