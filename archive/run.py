@@ -56,7 +56,8 @@ PROGRESS_COLUMNS = (
 #: The columns of :meth:`Run.spend`, in order.
 SPEND_COLUMNS = (
     "id", "created_at", "elapsed_s", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_s", "error", "cum_prompt_tokens", "cum_completion_tokens", "cum_tokens", "cum_cost_usd",
+    "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd", "cum_prompt_tokens", "cum_completion_tokens",
+    "cum_tokens", "cum_cost_usd",
 )
 #: The columns of :meth:`Run.failures`, in order.
 FAILURE_COLUMNS = ("status", "count", "example_id", "example_error")
