@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     prefix_hash TEXT,
     prompt TEXT,
     reply TEXT,
-    thinking TEXT
+    thinking TEXT,
+    truncated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS llm_calls_iteration ON llm_calls (iteration, attempt);
 CREATE TABLE IF NOT EXISTS prompt_prefixes (hash TEXT PRIMARY KEY, text TEXT NOT NULL);
@@ -147,7 +148,7 @@ _CALL_COLUMNS_V2 = {
     "seed": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0", "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
     "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0", "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
     "saved_usd": "REAL NOT NULL DEFAULT 0", "prefix_hash": "TEXT", "prompt": "TEXT", "reply": "TEXT",
-    "thinking": "TEXT"}
+    "thinking": "TEXT", "truncated": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _row_to_record(row: sqlite3.Row) -> CandidateRecord:
@@ -312,7 +313,7 @@ class Store:
                      messages: Sequence[Mapping[str, str]] | None = None, reply: str | None = None,
                      thinking: str | None = None, seed: int | None = None, attempt: int = 0,
                      cached_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0,
-                     saved_usd: float = 0.0) -> None:
+                     saved_usd: float = 0.0, truncated: bool = False) -> None:
         """One call, with its prompt (``system`` — stored once per run by hash — and the ``messages``
         after it) and its ``reply``; a failed call has ``error`` and no reply."""
         prefix_hash = None
@@ -326,12 +327,12 @@ class Store:
             self._conn.execute(
                 "INSERT INTO llm_calls (iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd,"
                 " latency_s, error, created_at, seed, attempt, cached_tokens, cache_write_tokens, reasoning_tokens,"
-                " saved_usd, prefix_hash, prompt, reply, thinking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?, ?, ?, ?)",
+                " saved_usd, prefix_hash, prompt, reply, thinking, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s, error,
                  time.time(), None if seed is None else seed % (1 << 62), attempt, cached_tokens, cache_write_tokens,
                  reasoning_tokens, saved_usd, prefix_hash, None if messages is None else json.dumps(list(messages)),
-                 reply, thinking or None))
+                 reply, thinking or None, int(bool(truncated))))
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not store the LLM call of iteration {iteration}: {exc}") from exc
 

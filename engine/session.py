@@ -190,6 +190,9 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     run_dir = RunDir.open(Path(path))
     try:
         config = RunConfig.from_dict(run_dir.store.get_meta("config"))
+        if (config.extra or {}).get("replay_of"):
+            raise ConfigError(f"{path} is a replay of {config.extra['replay_of']}: resuming it would call the real "
+                              f"models; replay the original again with `evoforge replay ... --iterations N`")
         placement = {k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None}
         if placement:
             config = config.replace(**placement)

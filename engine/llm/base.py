@@ -77,7 +77,7 @@ class Reply:
                 "cost_usd": self.cost_usd, "latency_s": self.latency_s, "reply": self.text,
                 "thinking": self.thinking, "cached_tokens": self.cached_tokens,
                 "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
-                "saved_usd": self.saved_usd}
+                "saved_usd": self.saved_usd, "truncated": self.truncated}
 
 
 class LLMClient(ABC):
