@@ -3,6 +3,8 @@
 ``offline`` · ``openai:MODEL`` · ``anthropic:MODEL`` · ``openai-compatible:MODEL@BASE_URL``,
 each optionally followed by ``*WEIGHT`` (``--llm openai:gpt-4o*3 --llm offline``); repeated specs
 form an ensemble, weighted or adaptive (``ensemble = "bandit"``). See `evoforge.engine.llm.models`.
+What each model accepts (reasoning models, thinking, cache minimums): `evoforge.engine.llm.capabilities`;
+embeddings for a novelty filter: `evoforge.engine.llm.embeddings`.
 """
 
 from __future__ import annotations

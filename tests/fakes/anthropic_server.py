@@ -246,7 +246,9 @@ class FakeOpenAIServerWithHeaders(ScriptedJSONServer):
 
     def check(self, path: str, request: dict) -> tuple[int, dict] | None:
         if path.endswith("/embeddings"):
-            return self.rules.embeddings(request)   # answered here: no scripted reply is consumed
+            # answered here; a scripted error (a (status, body[, headers]) answer) stands in for the service's
+            scripted = self.reply(request)
+            return scripted[:2] if isinstance(scripted, tuple) else self.rules.embeddings(request)
         return self.rules.check(request)
 
     def render(self, request: dict, text: str) -> dict:
