@@ -282,3 +282,33 @@ def test_spec_prices_override_the_cached_rates():
                            "output_usd_per_mtok": 2.0, "cached_input_usd_per_mtok": 0.1})
     assert tuple(spec.prices) == (1.0, 2.0, 0.1, None)
     assert LLMSpec("openai", "gpt-4o").to_dict() == {"provider": "openai", "model": "gpt-4o"}
+
+
+# ----------------------------------------------------------------------------------------------
+# the dry run's estimate with and without caching
+
+
+@pytest.mark.parametrize("model, cached", [("claude-sonnet-4-5", True), ("claude-haiku-4-5", False),
+                                           ("gpt-4o-mini", True)])
+def test_dry_run_estimates_the_cost_with_the_stable_prefix_cached(tmp_path, model, cached):
+    from evoforge.engine.config import RunConfig
+    from evoforge.engine.dryrun import dry_run_report, estimate_iteration
+    from evoforge.engine.task import load_task
+    from fakes.tasks import write_tiny_task
+
+    task_dir = write_tiny_task(tmp_path / "tiny")
+    toml = (task_dir / "task.toml").read_text()
+    (task_dir / "task.toml").write_text(toml.replace('description = "Make f(x) equal 3 * x for x in 0..9."',
+                                                     f'description = "{LONG_SYSTEM.strip()}"'))
+    task = load_task(str(task_dir))
+    provider = "anthropic" if model.startswith("claude") else "openai"
+    config = RunConfig(task=str(task_dir), llm=({"provider": provider, "model": model},), iterations=100)
+    (estimate,) = estimate_iteration(config, task)
+    report = dry_run_report(config, task, environ={})
+    assert estimate.stable_tokens > 1024
+    if cached:
+        assert 1024 <= estimate.cached_tokens <= estimate.stable_tokens
+        assert estimate.cached_cost_usd < estimate.cost_usd
+        assert "with prompt caching: ~$" in report
+    else:   # Haiku 4.5 caches only prefixes of 4096 tokens and more
+        assert estimate.cached_tokens == 0 and "below the provider's caching minimum" in report
