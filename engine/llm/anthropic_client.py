@@ -13,9 +13,13 @@ What the service enforces, honoured here (and by tests/fakes/anthropic_server.py
   10 minutes (60 min x max_tokens / 128k, or a per-model cap), so such requests are streamed and the
   final message assembled by the SDK — a large ``max_tokens`` never fails on that guard.
 * prompt caching: the system text is the stable prefix of every prompt of a run, so it carries a
-  ``cache_control`` breakpoint; the usage's ``cache_creation_input_tokens`` and
-  ``cache_read_input_tokens`` are priced at the cache write / read rates. Anthropic caches a prefix
-  only from a per-model minimum size on (1024 tokens for Sonnet 4.5), below which the mark is inert.
+  ``cache_control`` breakpoint; a second one follows the parent program in the user turn (the
+  prompt shows the parent right after the stable part, and an elite is drawn as a parent again and
+  again, so system + parent is the next most stable prefix). The usage's
+  ``cache_creation_input_tokens`` and ``cache_read_input_tokens`` are priced at the cache write /
+  read rates. Anthropic caches a prefix only from a per-model minimum size on (1024 tokens for
+  Sonnet 4.5), below which a mark is inert; a write costs 1.25x input and a read 0.1x, so a prefix
+  pays for itself from its second use.
 """
 
 from __future__ import annotations
@@ -41,6 +45,21 @@ def needs_streaming(model: str, max_tokens: int) -> bool:
         MODEL_NONSTREAMING_TOKENS = {}
     cap = MODEL_NONSTREAMING_TOKENS.get(model)
     return max_tokens > _NONSTREAMING_MAX_TOKENS or bool(cap and max_tokens > cap)
+
+
+def _split_after_parent(user: str, parent_code: str) -> str | list[dict]:
+    """The user turn as two text blocks, a cache breakpoint after the parent program's code block;
+    the plain text when the parent is not shown verbatim (a task's own template) or nothing follows."""
+    code = parent_code.rstrip()
+    at = user.find(code) if code else -1
+    if at < 0:
+        return user
+    fence = user.find("```", at + len(code))
+    end = user.find("\n", fence) + 1 if fence >= 0 else at + len(code)
+    if end <= 0 or end >= len(user):
+        return user
+    return [{"type": "text", "text": user[:end], "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": user[end:]}]
 
 
 class AnthropicClient(LLMClient):
@@ -71,7 +90,10 @@ class AnthropicClient(LLMClient):
         system: object = prompt.system
         if self.prompt_cache:
             system = [{"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}]
-        kwargs: dict = dict(model=self.model, system=system, max_tokens=self.max_tokens, messages=prompt.messages())
+        messages: list[dict] = prompt.messages()
+        if self.prompt_cache:
+            messages[0] = {"role": "user", "content": _split_after_parent(prompt.user, prompt.parent_code)}
+        kwargs: dict = dict(model=self.model, system=system, max_tokens=self.max_tokens, messages=messages)
         if self.thinking_budget_tokens:
             kwargs["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget_tokens}
         elif self.temperature is not None:

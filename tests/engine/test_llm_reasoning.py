@@ -312,3 +312,28 @@ def test_dry_run_estimates_the_cost_with_the_stable_prefix_cached(tmp_path, mode
         assert "with prompt caching: ~$" in report
     else:   # Haiku 4.5 caches only prefixes of 4096 tokens and more
         assert estimate.cached_tokens == 0 and "below the provider's caching minimum" in report
+
+
+def test_anthropic_second_breakpoint_follows_the_parent_program(serve):
+    """A short stable prefix (as in the built-in tasks) is below the minimum alone; with the parent
+    program, which recurs whenever that elite is drawn again, it is cached."""
+    parent = "def f(x):\n" + "    x = x + 1  # a long program line\n" * 200
+    other = parent.replace("+ 1", "+ 2")
+    server = serve(FakeAnthropicServer)
+
+    def prompt(code, i):
+        return Prompt(system="You evolve programs.", seed=i, parent_code=code,
+                      user=f"# Current program (score 1)\n```python\n{code}```\n\n# Inspiration {i}\nvaries {i}\n")
+
+    async def go():
+        client = AnthropicClient(model="claude-sonnet-4-5", api_key="k", base_url=server.base_url, max_retries=0)
+        try:
+            return [await client.generate(prompt(code, i)) for i, code in enumerate([parent, parent, other])]
+        finally:
+            await client.close()
+    first, again, new_parent = run(go())
+    head, tail = server.requests[0]["body"]["messages"][0]["content"]
+    assert head["cache_control"] == {"type": "ephemeral"} and head["text"].endswith(parent + "```\n")
+    assert "cache_control" not in tail and tail["text"].startswith("\n# Inspiration 0")
+    assert first.cache_write_tokens > 1024 and again.cached_tokens == first.cache_write_tokens
+    assert new_parent.cached_tokens == 0 and new_parent.cache_write_tokens > 1024
