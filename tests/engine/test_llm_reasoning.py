@@ -337,3 +337,24 @@ def test_anthropic_second_breakpoint_follows_the_parent_program(serve):
     assert "cache_control" not in tail and tail["text"].startswith("\n# Inspiration 0")
     assert first.cache_write_tokens > 1024 and again.cached_tokens == first.cache_write_tokens
     assert new_parent.cached_tokens == 0 and new_parent.cache_write_tokens > 1024
+
+
+def test_first_run_with_a_reasoning_model_works_from_the_command_line(tmp_path, serve, monkeypatch):
+    """`evoforge run --llm openai:o3`: what failed with HTTP 400 on every call before."""
+    from evoforge.engine.cli import main
+    from evoforge.archive.store import Store
+    from fakes.replies import raise_a
+    from fakes.tasks import write_tiny_task
+
+    server = serve(FakeOpenAIServerWithHeaders, raise_a)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    task = write_tiny_task(tmp_path / "tiny", islands=1)
+    assert main(["run", str(task), "--llm", "openai:o3", "--iterations", "3", "--concurrency", "1",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    with Store.open(tmp_path / "run" / "run.db", readonly=True) as store:
+        calls = list(store.llm_calls())
+        statuses = [r.status for r in store.candidates(where="iteration > 0")]
+    assert len(calls) == 3 and not any(c["error"] for c in calls) and statuses.count("ok") >= 1
+    assert all(c["reasoning_tokens"] == 256 for c in calls)       # the default (medium) effort's, counted
+    assert all("max_completion_tokens" in r["body"] for r in server.requests)
