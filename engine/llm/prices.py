@@ -52,16 +52,27 @@ def _as_price(value: Price | tuple) -> Price:
     return value if isinstance(value, Price) else Price(*value)
 
 
-def price_per_mtok(model: str, prices: Mapping[str, Price | tuple] | None = None) -> Price | None:
-    """The `Price` of ``model``, or None when neither the table nor ``prices`` knows it."""
-    table = dict(PRICES_PER_MTOK)
-    table.update({k: _as_price(v) for k, v in (prices or {}).items()})
+def _lookup(model: str, table: Mapping[str, Price]) -> Price | None:
     price = table.get(model)
     if price is None:
         # Dated model ids ("gpt-4o-2024-08-06") are priced as their family.
         matches = [k for k in table if model.startswith(k)]
         price = table[max(matches, key=len)] if matches else None
     return price
+
+
+def price_per_mtok(model: str, prices: Mapping[str, Price | tuple] | None = None) -> Price | None:
+    """The `Price` of ``model``, or None when neither the table nor ``prices`` knows it. A price in
+    ``prices`` (the run config's) wins; its cache rates left unset are the table's, if it has the model."""
+    base = _lookup(model, PRICES_PER_MTOK)
+    override = _lookup(model, {k: _as_price(v) for k, v in (prices or {}).items()})
+    if override is None:
+        return base
+    if base is not None:
+        override = override._replace(
+            cached_input=base.cached_input if override.cached_input is None else override.cached_input,
+            cache_write=base.cache_write if override.cache_write is None else override.cache_write)
+    return override
 
 
 def call_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,

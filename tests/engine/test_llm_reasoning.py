@@ -358,3 +358,10 @@ def test_first_run_with_a_reasoning_model_works_from_the_command_line(tmp_path, 
     assert len(calls) == 3 and not any(c["error"] for c in calls) and statuses.count("ok") >= 1
     assert all(c["reasoning_tokens"] == 256 for c in calls)       # the default (medium) effort's, counted
     assert all("max_completion_tokens" in r["body"] for r in server.requests)
+
+
+def test_a_config_price_keeps_the_tables_cache_rates_unless_it_sets_them():
+    from evoforge.engine.llm.prices import Price, price_per_mtok
+    assert price_per_mtok("gpt-4o-mini-2024-07-18", {"gpt-4o-mini-2024-07-18": (1.0, 2.0)}) == Price(1.0, 2.0, 0.075, None)
+    assert price_per_mtok("claude-haiku-4-5", {"claude-haiku-4-5": Price(2.0, 6.0, 0.5)}) == Price(2.0, 6.0, 0.5, 1.25)
+    assert price_per_mtok("my-local-model") is None
