@@ -365,3 +365,15 @@ def test_a_config_price_keeps_the_tables_cache_rates_unless_it_sets_them():
     assert price_per_mtok("gpt-4o-mini-2024-07-18", {"gpt-4o-mini-2024-07-18": (1.0, 2.0)}) == Price(1.0, 2.0, 0.075, None)
     assert price_per_mtok("claude-haiku-4-5", {"claude-haiku-4-5": Price(2.0, 6.0, 0.5)}) == Price(2.0, 6.0, 0.5, 1.25)
     assert price_per_mtok("my-local-model") is None
+
+
+def test_compatible_server_reasoning_content_is_kept_as_thinking(serve):
+    def answer(request):
+        return 200, {"id": "c", "object": "chat.completion", "created": 0, "model": request["model"],
+                     "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                         "role": "assistant", "content": EDIT, "reasoning_content": "First I read the code."}}],
+                     "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+    server = serve(FakeOpenAIServerWithHeaders, answer)
+    reply = generate(OpenAIChatClient(model="deepseek-r1", api_key="k", base_url=server.base_url, reasoning=True,
+                                      max_retries=0))
+    assert reply.text == EDIT and reply.thinking == "First I read the code."

@@ -56,3 +56,19 @@ def test_a_run_reads_its_stable_prefix_from_the_cache_and_says_what_it_saved(tmp
     assert s.saved_usd == pytest.approx(totals["saved_usd"])
     line = describe(s)
     assert f"cache {rate:.0%} (saved ${totals['saved_usd']:.4f})" in line
+
+
+def test_thinking_is_stored_with_the_reply_and_never_parsed(tmp_path, monkeypatch):
+    from fakes.anthropic_server import FAKE_THINKING
+    task = write_tiny_task(tmp_path / "tiny", islands=1)
+    with FakeAnthropicServer(raise_a) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        spec = {"provider": "anthropic", "model": "claude-sonnet-4-5", "base_url": server.base_url, "max_retries": 0,
+                "max_tokens": 30000, "thinking_budget_tokens": 20000}
+        start_run(RunConfig(task=str(task), iterations=3, concurrency=1, seed=1, llm=(spec,)), out=tmp_path / "run")
+        assert all(r["body"]["stream"] is True for r in server.requests)       # 30000 > the SDK's guard
+    with Store.open(tmp_path / "run" / "run.db", readonly=True) as store:
+        calls = list(store.llm_calls())
+        children = list(store.candidates(where="iteration > 0"))
+    assert calls and all(c["thinking"] == FAKE_THINKING for c in calls)
+    assert all(FAKE_THINKING not in (c.edit or "") for c in children) and any(c.status == "ok" for c in children)
