@@ -166,7 +166,7 @@ def replay_run(source: Path, *, out: Path, iterations: int | None = None, task: 
         book = ReplyBook(original)
         meta = {key: original.get_meta(key) for key in _COPIED_META}
         proposals = original.count("iteration > 0")
-    if (config.extra or {}).get("replay_of") is None and out.resolve() == Path(source).resolve():
+    if Path(out).resolve() == Path(source).resolve():
         raise ConfigError(f"--out {out}: the replay needs a new run directory, not the original")
     changes: dict[str, Any] = {"extra": {**dict(config.extra or {}), "replay_of": str(Path(source).resolve())},
                                "iterations": proposals if iterations is None else iterations}
