@@ -4,7 +4,8 @@ the archive events and the resolved config. It *is* the checkpoint.
 Every LLM call is kept with its prompt and its reply (``evoforge replay`` re-runs a run from them,
 ``evoforge export`` turns them into fine-tuning data). Compactly: the stable prefix of a prompt (the
 system text: role, rules, task description — the same in every prompt of a run) is stored once in
-``prompt_prefixes``, keyed by its SHA-256, and each call keeps only the hash and the messages after it.
+``prompt_prefixes``, keyed by its SHA-256, and each call keeps only the hash and the messages after it,
+as zlib-compressed JSON (prompts repeat programs: ~6x smaller, ~0.4 ms a call).
 Schema version 2 added these columns; a version-1 run.db is upgraded in place when opened for writing
 and read as it is otherwise (its calls simply have no prompts).
 
@@ -19,6 +20,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -78,7 +80,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     saved_usd REAL NOT NULL DEFAULT 0,
     prefix_hash TEXT,
-    prompt TEXT,
+    prompt BLOB,
     reply TEXT,
     thinking TEXT,
     truncated INTEGER NOT NULL DEFAULT 0
@@ -147,7 +149,7 @@ _JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations")
 _CALL_COLUMNS_V2 = {
     "seed": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0", "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
     "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0", "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
-    "saved_usd": "REAL NOT NULL DEFAULT 0", "prefix_hash": "TEXT", "prompt": "TEXT", "reply": "TEXT",
+    "saved_usd": "REAL NOT NULL DEFAULT 0", "prefix_hash": "TEXT", "prompt": "BLOB", "reply": "TEXT",
     "thinking": "TEXT", "truncated": "INTEGER NOT NULL DEFAULT 0"}
 
 
@@ -331,7 +333,8 @@ class Store:
                 " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s, error,
                  time.time(), None if seed is None else seed % (1 << 62), attempt, cached_tokens, cache_write_tokens,
-                 reasoning_tokens, saved_usd, prefix_hash, None if messages is None else json.dumps(list(messages)),
+                 reasoning_tokens, saved_usd, prefix_hash,
+                 None if messages is None else zlib.compress(json.dumps(list(messages)).encode()),
                  reply, thinking or None, int(bool(truncated))))
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not store the LLM call of iteration {iteration}: {exc}") from exc
@@ -347,7 +350,8 @@ class Store:
             data = dict(row)
             data.setdefault("system", None)
             raw = data.pop("prompt", None)
-            data["messages"] = None if raw is None else json.loads(raw)
+            data["messages"] = None if raw is None else json.loads(
+                zlib.decompress(raw) if isinstance(raw, bytes) else raw)
             yield data
 
     # -- reading ---------------------------------------------------------------------------
