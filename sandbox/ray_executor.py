@@ -126,7 +126,7 @@ def _isolation(name: str):
     """One isolation backend per worker process and GPU assignment. Ray sets CUDA_VISIBLE_DEVICES
     per task; the fork server copies it at start (sandbox.process.ENV_ALLOWLIST), so a worker that
     is handed a different GPU gets a server started with that GPU visible."""
-    from evoforge.sandbox.registry import make_isolation
+    from evoforge.sandbox.isolation import make_isolation
 
     key = (name, os.environ.get("CUDA_VISIBLE_DEVICES"))
     with _ISOLATIONS_LOCK:
