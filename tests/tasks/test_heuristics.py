@@ -48,7 +48,7 @@ def _assert_features_in_range(task: str, result: dict) -> None:
     for name, (low, high) in evaluator_features.items():
         assert low <= result["features"][name] <= high, (name, result["features"][name], low, high)
     if "code_length" in ranges:
-        from evoforge.evaluators.features import builtin_features
+        from evoforge.engine.features import builtin_features
 
         code = (TASKS / task / "initial_program.py").read_text()
         low, high = ranges["code_length"]
