@@ -521,7 +521,8 @@ class Run:
             frame = self.programs()
             for name in names:
                 if f"feature_{name}" not in frame.columns:
-                    raise ValueError(f"no feature {name!r}; known: {sorted(c[8:] for c in frame if c.startswith('feature_'))}")
+                    known = sorted(c[8:] for c in frame if c.startswith("feature_"))
+                    raise ValueError(f"no feature {name!r}; known: {known}")
                 if f"feature_{name}" not in elites.columns:
                     elites = elites.merge(frame[["id", f"feature_{name}"]], on="id", how="left")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -160,7 +160,7 @@ class Evolution:
         return None
 
     # -- tell -------------------------------------------------------------------------------------
-    def record_of(self, *, code: str, result: EvaluationResult, **fields: object) -> CandidateRecord:
+    def record_of(self, *, code: str, result: EvaluationResult, **fields: Any) -> CandidateRecord:
         """Turn an evaluation into a row with its fitness (sign-adjusted: higher is better).
 
         An ``ok`` result missing a declared descriptor becomes an ``error``: it has no place in the archive.
@@ -183,7 +183,7 @@ class Evolution:
             code=code, code_hash=code_hash(code), status=status,
             score=result.score if status == Status.OK else None, fitness=fitness, features=features,
             metrics=dict(result.metrics), artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, **fields)  # type: ignore[arg-type]
+            stage=result.stage, eval_s=result.eval_s, **fields)
 
     def seed(self, record: CandidateRecord) -> Told:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""

@@ -163,7 +163,8 @@ class Engine:
         # which is what makes such a run exactly repeatable.
         llm_slots = asyncio.Semaphore(self.config.concurrency)
         pipelined = self.config.concurrency > 1
-        in_flight = asyncio.Semaphore(self.config.concurrency + (getattr(self.executor, "slots", 1) if pipelined else 0))
+        eval_slots = getattr(self.executor, "slots", 1) if pipelined else 0
+        in_flight = asyncio.Semaphore(self.config.concurrency + eval_slots)
         while launched < target and not self._stop_requested:
             await in_flight.acquire()
             await llm_slots.acquire()

@@ -80,8 +80,8 @@ class EvaluationResult:
     def from_evaluator(cls, raw: Any) -> "EvaluationResult":
         """Validate what a user's ``evaluate`` returned (a dict or an ``EvaluationResult``).
 
-        The dict contract (docs/architecture.md, "The task contract"): ``score`` (alias ``combined_score``), ``features``,
-        ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
+        The dict contract (docs/architecture.md, "The task contract"): ``score`` (alias ``combined_score``),
+        ``features``, ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
         A non-finite score or feature makes the result ``invalid``; a non-numeric one, ``error``.
         An evaluator may also set ``status`` (``ok``, ``invalid``, or ``error`` for a fault that is not the
         candidate's, e.g. a missing GPU) and ``error`` explicitly.

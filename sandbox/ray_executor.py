@@ -304,7 +304,8 @@ class RayExecutor:
             if isinstance(cause, SandboxError):
                 raise SandboxError(f"on a Ray worker, after {self.max_retries} retries: {cause}") from exc
             raise SandboxError(
-                f"the Ray task failed outside the sandbox ({type(cause or exc).__name__}: {_first_line(cause or exc)}); "
+                f"the Ray task failed outside the sandbox "
+                f"({type(cause or exc).__name__}: {_first_line(cause or exc)}); "
                 "is the same evoforge installed on every node?") from exc
         except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
                 exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError) as exc:

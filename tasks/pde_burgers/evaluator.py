@@ -36,8 +36,9 @@ fixed overhead of about 2-3 ms for sending the arrays to the candidate's process
 
 Anti reward hacking: the candidate runs in a nested process (``evoforge.evaluators.candidate``) and only its
 returned numbers cross back; it never sees the reference. Each call rotates the periodic grid by a
-secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance (e.g. at import time, which is
-not timed) for the fixed-seed problems do not line up, while a real solver is unaffected. Its output must be a real numeric array of
+secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance
+(e.g. at import time, which is not timed) for the fixed-seed problems do not line up, while a real solver is
+unaffected. Its output must be a real numeric array of
 exactly the right shape with every value finite and ``|u| <= 10 * max|u0|`` (per initial condition:
 viscous Burgers obeys a maximum principle, so more is a blow-up), otherwise the candidate is
 ``invalid`` with a message naming the problem. Exceptions, crashes and timeouts of the candidate
@@ -61,9 +62,10 @@ from evoforge.evaluators.harnesses.pde import (  # the harness the three PDE tas
     MIN_RUNTIME_S, NRMSE_CAP, NRMSE_FLOOR, PASS_NRMSE, SOLVER_TIMEOUT_S, Case, check_solution, evaluate_solver, grid,
     nrmse,
 )
-from evoforge.evaluators.harnesses.pde import score_terms as _score
+from evoforge.evaluators.harnesses.pde import score_terms as _score  # noqa: F401 - the rule above, for tests
 
-__all__ = ["evaluate", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid"]
+__all__ = ["evaluate", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid",
+           "MIN_RUNTIME_S", "NRMSE_CAP", "NRMSE_FLOOR", "PASS_NRMSE", "SOLVER_TIMEOUT_S"]
 
 
 # ---- task configuration -------------------------------------------------------------------------------

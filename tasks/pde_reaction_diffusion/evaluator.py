@@ -39,8 +39,9 @@ is where the room is.
 
 Anti reward hacking: the candidate runs in a nested process (``evoforge.evaluators.candidate``) and only its
 returned numbers cross back; it never sees the reference. Each call rotates the periodic grid by a
-secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance (e.g. at import time, which is
-not timed) for the fixed-seed problems do not line up, while a real solver is unaffected. Its output must be a real numeric array of
+secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance
+(e.g. at import time, which is not timed) for the fixed-seed problems do not line up, while a real solver is
+unaffected. Its output must be a real numeric array of
 exactly the right shape with every value finite and ``|u| <= 10 * max|u0|`` (per initial condition:
 the true solution stays in [0, 1]), otherwise the candidate is ``invalid`` with a message naming the
 problem. Exceptions, crashes and timeouts of the candidate propagate as ``CandidateError``s (the
@@ -63,10 +64,11 @@ from evoforge.evaluators.harnesses.pde import (  # the harness the three PDE tas
     MIN_RUNTIME_S, NRMSE_CAP, NRMSE_FLOOR, PASS_NRMSE, SOLVER_TIMEOUT_S, Case, check_solution, evaluate_solver, grid,
     nrmse,
 )
-from evoforge.evaluators.harnesses.pde import score_terms as _score
+from evoforge.evaluators.harnesses.pde import score_terms as _score  # noqa: F401 - the rule above, for tests
 
 __all__ = ["evaluate", "CASES", "build_case", "logistic_exact", "spectral_reference", "nrmse", "check_solution",
-           "grid"]
+           "grid",
+           "MIN_RUNTIME_S", "NRMSE_CAP", "NRMSE_FLOOR", "PASS_NRMSE", "SOLVER_TIMEOUT_S"]
 
 
 # ---- task configuration -------------------------------------------------------------------------------

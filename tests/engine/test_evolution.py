@@ -189,7 +189,8 @@ def test_a_core_rebuilt_from_what_was_stored_continues_exactly(tmp_path):
     islands = IslandArchives(descriptors=whole.task.descriptors, config=whole.task.archive, seed=5)
     for event in whole.events:
         record = stored[event.program_id]
-        islands.add(event.island, event.program_id, record.fitness, [record.features[n] for n in ("slope", "code_length")])
+        vector = [record.features[n] for n in ("slope", "code_length")]
+        islands.add(event.island, event.program_id, record.fitness, vector)
     resumed = CoreRun(tmp_path, seed=5)
     resumed.programs.update(stored)
     resumed.core = Evolution(

@@ -59,8 +59,8 @@ def test_show_summarises_through_the_notebook_api_without_the_task_folder(finish
     assert summary["task"] == "tiny" and summary["iterations"] == 30 and summary["state"] == "finished"
     with Run.open(moved) as run:
         assert summary["qd"]["elites"] == run.qd_stats()["elites"]
-        assert [b["id"] for b in summary["best"]] == [int(i) for i in run.programs().query("status == 'ok'")
-                                                      .sort_values(["fitness", "id"], ascending=[False, True])["id"][:3]]
+        ranked = run.programs().query("status == 'ok'").sort_values(["fitness", "id"], ascending=[False, True])
+        assert [b["id"] for b in summary["best"]] == [int(i) for i in ranked["id"][:3]]
         assert summary["initial_score"] == run.program(1).score
         assert sum(summary["statuses"].values()) == 31
     assert "best programs:" in format_summary(summary)

@@ -137,7 +137,8 @@ def test_bin_packing_training_instances_are_deterministic_and_in_distribution():
     ("def priority(item, bins):\n    return np.zeros((len(bins), 1))", "shape"),
     ("def priority(item, bins):\n    return np.array(['a'] * len(bins))", "dtype"),
     ("def priority(item, bins):\n    return [object()] * len(bins)", "not plain data"),
-    ("class F(float):\n    def __gt__(self, o): return True\n\ndef priority(item, bins):\n    return [F(0)] * len(bins)",
+    ("class F(float):\n    def __gt__(self, o): return True\n\n"
+     "def priority(item, bins):\n    return [F(0)] * len(bins)",
      "subclass of float"),
     ("def not_priority(item, bins):\n    return -bins", "priority"),
 ])
