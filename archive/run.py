@@ -1,4 +1,4 @@
-"""The notebook API (DESIGN.md §8): read a run directory into pandas DataFrames and plots.
+"""The notebook API (docs/notebook_api.md): read a run directory into pandas DataFrames and plots.
 
     from evoforge.archive import Run
     run = Run.open("runs/circle_packing-20261123-101500")

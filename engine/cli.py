@@ -1,4 +1,6 @@
-"""The ``evoforge`` command line (DESIGN.md §5). Exit codes: 0 done, 1 run failed, 2 bad usage/config.
+"""The ``evoforge`` command line (docs/architecture.md, "The CLI").
+
+Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
 """

@@ -1,11 +1,11 @@
 """Ray placement (``--executor ray``): each evaluation is one Ray task, scheduled by Ray's own
 resource-aware scheduler — not a home-made one — so GPU evaluations land on GPU nodes.
 
-What travels with a task (DESIGN.md §6): the job (program text + limits, a few hundred bytes) and a
-*reference* to the task folder, which is packed once into a deterministic tar blob and put once in
-the object store. A worker unpacks it into a per-node cache directory keyed by the blob's SHA-256,
-so a node fetches the files once however many evaluations it runs. Nothing of the archive or the
-run directory ever leaves the driver.
+What travels with a task (docs/architecture.md, "Isolation and placement"): the job (program text + limits, a
+few hundred bytes) and a *reference* to the task folder, which is packed once into a deterministic tar blob
+and put once in the object store. A worker unpacks it into a per-node cache directory keyed by the blob's
+SHA-256, so a node fetches the files once however many evaluations it runs. Nothing of the archive or the run
+directory ever leaves the driver.
 
 Inside the worker the job still runs through an isolation backend (``process`` or ``docker``):
 Ray decides *where*, the sandbox decides *how*. One isolation backend is kept per Ray worker
