@@ -175,7 +175,7 @@ class Engine:
             release_llm_slot = _once(llm_slots.release)
             task = asyncio.create_task(self._iteration(next_iteration, release_llm_slot if pipelined else None))
             self._in_flight.add(task)
-            task.add_done_callback(lambda t, release=release_llm_slot: (  # type: ignore[misc]
+            task.add_done_callback(lambda t, release=release_llm_slot: (
                 self._in_flight.discard(t), self._stop_on_failure(t), release(), in_flight.release()))
             next_iteration += 1
             launched += 1
