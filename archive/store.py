@@ -1,5 +1,5 @@
-"""The SQLite store of a run (DESIGN.md §4): one row per candidate ever proposed, the LLM calls,
-the archive events and the resolved config. It *is* the checkpoint.
+"""The SQLite store of a run (docs/architecture.md, "The run directory"): one row per candidate ever proposed,
+the LLM calls, the archive events and the resolved config. It *is* the checkpoint.
 
 Every LLM call is kept with its prompt and its reply (``evoforge replay`` re-runs a run from them,
 ``evoforge export`` turns them into fine-tuning data). Compactly: the stable prefix of a prompt (the

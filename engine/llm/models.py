@@ -41,7 +41,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from evoforge.evaluators.types import ConfigError
 from evoforge.engine.llm.capabilities import REASONING_EFFORTS, capabilities
