@@ -227,7 +227,8 @@ class Store:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                              (json.dumps(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: could not upgrade the run database to schema {SCHEMA_VERSION}: {exc}") from exc
+            raise StoreError(f"{self.path}: could not upgrade the run database to schema {SCHEMA_VERSION}: "
+                             f"{exc}") from exc
 
     def _call_columns(self) -> set[str]:
         return {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}

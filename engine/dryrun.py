@@ -134,7 +134,8 @@ def dry_run_report(config: RunConfig, task: Task, *, out: str | None = None,
         lines.append(f"    per iteration: ~{e.prompt_tokens} prompt + ~{e.completion_tokens} completion tokens, "
                      f"~${e.cost_usd:.4f}" + (f" (shrunk to fit: {', '.join(e.shrunk)})" if e.shrunk else ""))
         if e.cached_tokens:
-            lines.append(f"    with prompt caching: ~${e.cached_cost_usd:.4f} per iteration (the {e.stable_tokens}-token "
+            lines.append(f"    with prompt caching: ~${e.cached_cost_usd:.4f} per iteration "
+                         f"(the {e.stable_tokens}-token "
                          f"stable prefix is read from the cache after the first call: {e.cached_tokens} tokens)")
         else:
             lines.append(f"    prompt caching: the stable prefix (system text and task, ~{e.stable_tokens} tokens) is "

@@ -290,8 +290,9 @@ class Engine:
         self._llm_successes += 1
         self.store.add_llm_call(iteration=iteration, **prompt.stored(), **reply.stored())
         s = self.snapshot
-        s.prompt_tokens, s.cached_tokens, s.saved_usd = (s.prompt_tokens + reply.prompt_tokens,
-                                                         s.cached_tokens + reply.cached_tokens, s.saved_usd + reply.saved_usd)
+        s.prompt_tokens += reply.prompt_tokens
+        s.cached_tokens += reply.cached_tokens
+        s.saved_usd += reply.saved_usd
         return reply
 
     def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> None:

@@ -96,7 +96,8 @@ class ReplyBook:
         return Reply(text=call.get("reply") or "", model=call.get("model") or name,
                      prompt_tokens=call.get("prompt_tokens") or 0, completion_tokens=call.get("completion_tokens") or 0,
                      cost_usd=call.get("cost_usd") or 0.0, latency_s=0.0, truncated=bool(call.get("truncated")),
-                     cached_tokens=call.get("cached_tokens") or 0, cache_write_tokens=call.get("cache_write_tokens") or 0,
+                     cached_tokens=call.get("cached_tokens") or 0,
+                     cache_write_tokens=call.get("cache_write_tokens") or 0,
                      reasoning_tokens=call.get("reasoning_tokens") or 0, thinking=call.get("thinking") or "",
                      saved_usd=call.get("saved_usd") or 0.0)
 

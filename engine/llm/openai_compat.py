@@ -80,7 +80,8 @@ class OpenAIChatClient(LLMClient):
         out_details = getattr(usage, "completion_tokens_details", None) if usage else None
         reasoning_tokens = (getattr(out_details, "reasoning_tokens", 0) or 0) if out_details else 0
         if not content or not content.strip():
-            reason = "no choices" if not choices else f"empty message content (finish_reason={choices[0].finish_reason!r})"
+            reason = ("no choices" if not choices
+                      else f"empty message content (finish_reason={choices[0].finish_reason!r})")
             if choices and choices[0].finish_reason == "length" and reasoning_tokens:
                 reason += (f": the model spent {reasoning_tokens} of max_tokens {self.max_tokens} reasoning; "
                            f"raise max_tokens or lower reasoning_effort")

@@ -37,7 +37,8 @@ def test_embeddings_round_trip_in_order_with_usage_and_cost(server_cls):
     assert result.vectors[0] == result.vectors[2] != result.vectors[1]      # same text, same vector
     assert all(math.isclose(sum(x * x for x in v), 1.0) for v in result.vectors)
     assert result.prompt_tokens == sum(len(t) // 4 for t in texts)
-    assert result.cost_usd == pytest.approx(result.prompt_tokens * PRICES_PER_MTOK["text-embedding-3-small"].input / 1e6)
+    price = PRICES_PER_MTOK["text-embedding-3-small"]
+    assert result.cost_usd == pytest.approx(result.prompt_tokens * price.input / 1e6)
 
 
 def test_embedding_errors_are_one_llm_error():

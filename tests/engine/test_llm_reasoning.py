@@ -109,7 +109,8 @@ def test_reasoning_model_gets_max_completion_tokens_no_temperature_and_effort(se
     # reasoning tokens are part of the completion and billed as output
     assert reply.reasoning_tokens == 1024 and reply.completion_tokens == 1024 + len(EDIT) // 4
     price = PRICES_PER_MTOK["o4-mini" if model == "o4-mini" else model]
-    assert reply.cost_usd == pytest.approx((reply.prompt_tokens * price.input + reply.completion_tokens * price.output) / 1e6)
+    expected = (reply.prompt_tokens * price.input + reply.completion_tokens * price.output) / 1e6
+    assert reply.cost_usd == pytest.approx(expected)
     assert reply.text == EDIT
 
 
@@ -362,7 +363,8 @@ def test_first_run_with_a_reasoning_model_works_from_the_command_line(tmp_path, 
 
 def test_a_config_price_keeps_the_tables_cache_rates_unless_it_sets_them():
     from evoforge.engine.llm.prices import Price, price_per_mtok
-    assert price_per_mtok("gpt-4o-mini-2024-07-18", {"gpt-4o-mini-2024-07-18": (1.0, 2.0)}) == Price(1.0, 2.0, 0.075, None)
+    dated = "gpt-4o-mini-2024-07-18"
+    assert price_per_mtok(dated, {dated: (1.0, 2.0)}) == Price(1.0, 2.0, 0.075, None)
     assert price_per_mtok("claude-haiku-4-5", {"claude-haiku-4-5": Price(2.0, 6.0, 0.5)}) == Price(2.0, 6.0, 0.5, 1.25)
     assert price_per_mtok("my-local-model") is None
 
