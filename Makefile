@@ -39,10 +39,14 @@ lint: $(STAMP)
 
 # System packages some tests need, installed only when absent and when root (CI); otherwise those
 # tests skip with a reason. chromium: tests/engine/test_report.py renders `evoforge report` headless.
+# gcc: the compile stage of tasks/sort_c (tests/tasks/test_sort_c.py, tests/evaluators/test_compile_stage.py).
 test-deps:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "make: could not install chromium; the report rendering test will skip"
+	@{ command -v cc || command -v gcc; } >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; } || \
+		echo "make: could not install gcc; the C task's tests (tasks/sort_c) will skip"
 
 # Bring up (or take down) the Docker engine and image that `--sandbox docker` uses (as root).
 docker-up:

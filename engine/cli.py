@@ -184,7 +184,8 @@ def _report(outcome) -> int:
     print(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
           f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
     print(describe(s))
-    print(f"best program: {outcome.run_dir / 'best_program.py'}")
+    best = sorted(Path(outcome.run_dir).glob("best_program.*"))
+    print(f"best program: {best[0] if best else Path(outcome.run_dir) / 'best_program.py'}")
     return 0
 
 

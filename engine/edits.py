@@ -17,6 +17,11 @@ Two reply formats, as in AlphaEvolve (Novikov et al. 2025, §2.3):
 Only the regions between ``# EVOLVE-BLOCK-START`` and ``# EVOLVE-BLOCK-END`` may change; an edit
 that does not apply, touches frozen code or yields code that does not parse is *rejected* with a
 reason that goes back to the LLM. Everything here is pure: text in, `EditResult` out.
+
+Other languages (`evoforge.engine.languages`): the markers may be written in any line-comment syntax
+(``// EVOLVE-BLOCK-START`` in C, ``-- EVOLVE-BLOCK-START`` in Lua), a rewrite's fence carries the
+language's tag (```c), and only Python is parsed here: ``language="c"`` skips the parse check, since the
+task's compile stage, inside the sandbox, is that language's syntax check.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from evoforge.engine.languages import MARKER_LINE, PYTHON, language_named
+
 __all__ = [
     "START_MARKER", "END_MARKER", "EditResult", "SearchReplace", "apply_reply", "code_hash",
-    "evolve_blocks", "evolvable_text", "normalize_code", "parse_search_replace", "format_search_replace",
+    "evolve_blocks", "evolvable_text", "has_markers", "normalize_code", "parse_search_replace", "format_search_replace",
 ]
 
 START_MARKER = "# EVOLVE-BLOCK-START"
@@ -39,6 +46,21 @@ _SEARCH_REPLACE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
+_FENCES: dict[str, re.Pattern[str]] = {"python": _FENCE}
+
+
+def _fence(language: str) -> re.Pattern[str]:
+    """A fenced block tagged as ``language`` (any of its tags) or not tagged at all."""
+    if language not in _FENCES:
+        tags = "|".join(re.escape(t) for t in language_named(language).fences)
+        _FENCES[language] = re.compile(rf"```[ \t]*(?:{tags})?[ \t]*\n(?P<code>.*?)^```",
+                                       re.MULTILINE | re.DOTALL)
+    return _FENCES[language]
+
+
+def has_markers(text: str) -> bool:
+    """Whether ``text`` holds an EVOLVE-BLOCK marker line, in any comment syntax."""
+    return MARKER_LINE.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -68,12 +90,13 @@ def evolve_blocks(program: str) -> list[tuple[int, int]]:
     pos = 0
     start: int | None = None
     for line in program.splitlines(keepends=True):
-        stripped = line.strip()
-        if stripped == START_MARKER:
+        marker = MARKER_LINE.match(line.rstrip("\n"))
+        which = marker["which"] if marker else ""
+        if which == "START":
             if start is not None:
                 raise ValueError("expected # EVOLVE-BLOCK-END before another # EVOLVE-BLOCK-START")
             start = pos + len(line)
-        elif stripped == END_MARKER:
+        elif which == "END":
             if start is None:
                 raise ValueError("expected # EVOLVE-BLOCK-START before # EVOLVE-BLOCK-END")
             spans.append((start, pos))
@@ -81,7 +104,7 @@ def evolve_blocks(program: str) -> list[tuple[int, int]]:
         pos += len(line)
     if start is not None:
         raise ValueError("expected # EVOLVE-BLOCK-END after # EVOLVE-BLOCK-START")
-    if not spans and START_MARKER not in program:
+    if not spans and not has_markers(program):
         spans.append((0, len(program)))
     return spans
 
@@ -129,7 +152,9 @@ def _loose_find(program: str, search: str) -> tuple[int, int] | None:
     return None
 
 
-def _check_parses(code: str) -> str:
+def _check_parses(code: str, language: str = "python") -> str:
+    if language != PYTHON.name:   # no parser here: the task's compile stage checks it in the sandbox
+        return ""
     try:
         ast.parse(code)
     except SyntaxError as exc:
@@ -137,12 +162,12 @@ def _check_parses(code: str) -> str:
     return ""
 
 
-def _apply_diff(program: str, edits: list[SearchReplace]) -> EditResult:
+def _apply_diff(program: str, edits: list[SearchReplace], language: str = "python") -> EditResult:
     code = program
     for number, edit in enumerate(edits, start=1):
         if not edit.search.strip():
             return EditResult(False, reason=f"edit {number}: the SEARCH section is empty")
-        if START_MARKER in edit.replace or END_MARKER in edit.replace:
+        if has_markers(edit.replace) or START_MARKER in edit.replace or END_MARKER in edit.replace:
             return EditResult(False, reason=f"edit {number}: REPLACE must not contain EVOLVE-BLOCK markers")
         span = _find_in_blocks(code, edit.search) or _loose_find(code, edit.search)
         if span is None:
@@ -153,7 +178,7 @@ def _apply_diff(program: str, edits: list[SearchReplace]) -> EditResult:
         if replace and not replace.endswith("\n") and code[span[0]:span[1]].endswith("\n"):
             replace += "\n"
         code = code[:span[0]] + replace + code[span[1]:]
-    reason = _check_parses(code)
+    reason = _check_parses(code, language)
     if reason:
         return EditResult(False, reason=reason, n_edits=len(edits))
     return EditResult(True, code=code, kind="diff", n_edits=len(edits))
@@ -169,12 +194,12 @@ def _frozen_parts(program: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _apply_rewrite(program: str, rewrite: str) -> EditResult:
+def _apply_rewrite(program: str, rewrite: str, language: str = "python") -> EditResult:
     spans = evolve_blocks(program)
-    has_markers = START_MARKER in program
-    if START_MARKER in rewrite or not has_markers:
+    marked = has_markers(program)
+    if has_markers(rewrite) or not marked:
         code = rewrite
-        if has_markers:
+        if marked:
             try:
                 same = _frozen_parts(code) == _frozen_parts(program)
             except ValueError as exc:
@@ -189,25 +214,30 @@ def _apply_rewrite(program: str, rewrite: str) -> EditResult:
     else:
         return EditResult(False, kind="rewrite", reason=(
             "the program has several EVOLVE-BLOCKs: a full rewrite must be the whole program, markers included"))
-    reason = _check_parses(code)
+    reason = _check_parses(code, language)
     if reason:
         return EditResult(False, reason=reason, kind="rewrite")
     return EditResult(True, code=code, kind="rewrite", n_edits=1)
 
 
-def apply_reply(program: str, reply: str) -> EditResult:
-    """Apply an LLM reply to ``program``: SEARCH/REPLACE blocks if any, else a fenced full rewrite."""
+def apply_reply(program: str, reply: str, *, language: str = "python") -> EditResult:
+    """Apply an LLM reply to ``program``: SEARCH/REPLACE blocks if any, else a fenced full rewrite.
+
+    ``language`` (a name in `evoforge.engine.languages.LANGUAGES`) picks the fence tags a rewrite may carry
+    and whether the child must parse as Python.
+    """
     edits = parse_search_replace(reply)
     if edits:
-        return _apply_diff(program, edits)
-    fences = [m["code"] for m in _FENCE.finditer(reply)]
+        return _apply_diff(program, edits, language)
+    fences = [m["code"] for m in _fence(language).finditer(reply)]
     if fences:
-        return _apply_rewrite(program, max(fences, key=len))
+        return _apply_rewrite(program, max(fences, key=len), language)
     if "<<<<<<< SEARCH" in reply:
         return EditResult(False, kind="none", reason=(
             "a SEARCH block is malformed: expected '<<<<<<< SEARCH', '=======' and '>>>>>>> REPLACE' "
             "each on a line of its own"))
-    return EditResult(False, kind="none", reason="the reply holds no SEARCH/REPLACE block and no ```python block")
+    tag = language_named(language).fence
+    return EditResult(False, kind="none", reason=f"the reply holds no SEARCH/REPLACE block and no ```{tag} block")
 
 
 def normalize_code(code: str) -> str:

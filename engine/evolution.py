@@ -30,6 +30,7 @@ from evoforge.archive.store import ArchiveEvent, CandidateRecord
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import code_hash
 from evoforge.engine.features import builtin_features
+from evoforge.engine.languages import language_named
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, Status
 from evoforge.prompts import ProgramView, PromptContext
@@ -145,10 +146,12 @@ class Evolution:
         elif crossover <= u < crossover + rewrite:
             reply_format = "rewrite"
         assert parent.id is not None
+        language = language_named(self.task.language)
         return PromptContext(
             task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
             inspirations=views, feedback=self.feedback(parent.id), reply_format=reply_format,
-            objective=self.task.objective, second_parent=second)
+            objective=self.task.objective, second_parent=second,
+            code_fence=language.fence, marker_comment=language.comment)
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —

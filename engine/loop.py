@@ -21,6 +21,7 @@ import asyncio
 import collections
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -233,7 +234,7 @@ class Engine:
             return
         prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
                         inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
-                        iteration=iteration)
+                        iteration=iteration, language=self.task.language)
         reply = await self._call(client, prompt, iteration)
         if reply is None:
             error = self._last_llm_error
@@ -244,18 +245,18 @@ class Engine:
                                f"(check the API key, the base URL and the model name); last error: {error}")
             return
         spent = [reply]
-        edit = apply_reply(parent.code, reply.text)
+        edit = apply_reply(parent.code, reply.text, language=self.task.language)
         if not edit.ok and (edit.kind != "none" or reply.truncated) and client.conversational \
                 and self.config.setting("retry_failed_edit"):
             # One retry with the match error, in the same conversation and to the same model
             # (the "reflection" on a failed patch in ShinkaEvolve; Aider's edit-error loop).
             followup = replace(prompt, history=(("assistant", reply.text), ("user", render_retry(
                 _reason(edit.reason, reply), reply_format=fitted.context.reply_format, truncated=reply.truncated,
-                task_dir=self.task.path))))
+                task_dir=self.task.path, code_fence=fitted.context.code_fence))))
             second = await self._call(client, followup, iteration)
             if second is not None:
                 spent.append(second)
-                retried = apply_reply(parent.code, second.text)
+                retried = apply_reply(parent.code, second.text, language=self.task.language)
                 edit = retried if retried.ok else EditResult(
                     False, reason=f"{_reason(edit.reason, reply)}; after one retry: {_reason(retried.reason, second)}",
                     kind=retried.kind)
@@ -336,12 +337,7 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
-        return EvaluationJob(program_text=code, task_dir=str(self.task.path),
-                             evaluator_file=self.task.evaluator_file, timeout_s=self.task.limits.timeout_s,
-                             memory_mb=self.task.limits.memory_mb,
-                             cascade_thresholds=self.task.cascade_thresholds,
-                             extra={"docker_image": self.task.sandbox_image,   # read by --sandbox docker
-                                    "num_cpus": self.task.resources.num_cpus})
+        return EvaluationJob(program_text=code, **self.task.job_fields())
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot
@@ -362,7 +358,7 @@ class Engine:
             better = (s.best_score is None or self.task.sign * record.score > self.task.sign * s.best_score)
             if better:
                 s.best_score = record.score
-                self.run_dir.write_best(record.code)
+                self.run_dir.write_best(record.code, suffix=Path(self.task.program_name).suffix or ".py")
         self.run_dir.append_event(program_id, record)
         self.reporter.update(s)
 

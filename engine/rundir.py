@@ -67,11 +67,12 @@ class RunDir:
         fd = cls._lock(path)
         return cls(path, Store.open(path / "run.db"), fd)
 
-    def write_best(self, code: str) -> None:
-        """Rewrite ``best_program.py`` atomically (write a temp file, then rename over)."""
-        tmp = self.path / ".best_program.py.tmp"
+    def write_best(self, code: str, suffix: str = ".py") -> None:
+        """Rewrite ``best_program.py`` atomically (write a temp file, then rename over); a task in another
+        language gets its own suffix (``best_program.c``)."""
+        tmp = self.path / f".best_program{suffix}.tmp"
         tmp.write_text(code)
-        os.replace(tmp, self.path / "best_program.py")
+        os.replace(tmp, self.path / f"best_program{suffix}")
 
     def append_event(self, program_id: int, record: CandidateRecord) -> None:
         line = {

@@ -216,10 +216,7 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
         raise ConfigError(f"{program}: no such program file")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
-                        evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
-                        extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
+    job = EvaluationJob(program_text=program.read_text(), **task.job_fields())
 
     async def main() -> EvaluationResult:
         try:

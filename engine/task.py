@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from evoforge.archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
 from evoforge.evaluators.types import ConfigError, TaskError
 from evoforge.engine.edits import evolve_blocks
+from evoforge.engine.languages import PYTHON, language_named, language_of_file
 from evoforge.engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
 from evoforge.engine.llm.models import LLMSettings, parse_llm_table
 
@@ -23,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Task", "Limits", "Resources", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+__all__ = ["Task", "Limits", "Resources", "CompileStage", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
 
 BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -45,6 +47,15 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class CompileStage:
+    """``[compile]``: the command run in the sandbox's work folder before the evaluator (argv, with
+    ``{program}``, ``{binary}`` and ``{task}`` replaced there; `evoforge.evaluators.runner.compile_program`)."""
+
+    command: tuple[str, ...] = ()
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     path: Path
@@ -60,6 +71,18 @@ class Task:
     files: tuple[str, ...] = ()
     sandbox_image: str = "evoforge-sandbox:latest"   # [sandbox] image: what --sandbox docker runs
     llm: LLMSettings = field(default_factory=LLMSettings)   # [llm] and [[llm.models]] (engine.llm.models)
+    language: str = "python"             # from the program's suffix or `language = ...` (engine.languages)
+    program_name: str = "program.py"     # what the candidate is called in the sandbox: program + the suffix
+    compile: CompileStage = field(default_factory=CompileStage)
+
+    def job_fields(self) -> dict[str, Any]:
+        """The `EvaluationJob` keywords every evaluation of this task shares (a run's and `evoforge eval`'s)."""
+        return dict(task_dir=str(self.path), evaluator_file=self.evaluator_file, timeout_s=self.limits.timeout_s,
+                    memory_mb=self.limits.memory_mb, cascade_thresholds=self.cascade_thresholds,
+                    program_name=self.program_name, compile_command=self.compile.command,
+                    compile_timeout_s=self.compile.timeout_s,
+                    extra={"docker_image": self.sandbox_image,   # read by --sandbox docker
+                           "num_cpus": self.resources.num_cpus})
 
     @property
     def sign(self) -> float:
@@ -68,7 +91,7 @@ class Task:
 
 
 _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
-             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm"}
+             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm", "language", "compile"}
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
                 "top_fraction", "num_inspirations"},
@@ -76,6 +99,7 @@ _SECTION_KEYS = {
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
     "sandbox": {"image"},
+    "compile": {"command", "timeout_s"},
 }
 _DESCRIPTOR_KEYS = {"name", "range", "bins"}
 
@@ -136,6 +160,46 @@ def _sandbox_image(table: dict, toml: Path) -> str:
     return image
 
 
+def _language(raw: dict, program_file: Path, toml: Path) -> str:
+    """``language = ...`` if given, else what the program's suffix says; Python for a suffix-less file."""
+    if "language" in raw:
+        name = _expect(raw["language"], str, f"{toml}: language", "a language name like 'c'")
+        try:
+            return language_named(name, f"{toml}: language").name
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    found = language_of_file(program_file.name)
+    if found is None and "." in program_file.name:
+        raise ConfigError(f"{toml}: the suffix of {program_file.name} names no known language: set "
+                          f"language = \"c\" (or another of evoforge.engine.languages.LANGUAGES) in task.toml")
+    return (found or PYTHON).name
+
+
+def _compile_stage(table: dict, toml: Path) -> CompileStage:
+    """``[compile] command`` (a string split like a shell would, or an array) and ``timeout_s``."""
+    if not table:
+        return CompileStage()
+    where = f"{toml}: [compile]"
+    command = table.get("command")
+    if isinstance(command, str):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise ConfigError(f"{where} command: cannot split {command!r}: {exc}") from None
+    elif isinstance(command, list) and all(isinstance(a, str) for a in command):
+        argv = tuple(command)
+    else:
+        raise ConfigError(f"{where} command: expected a command like \"cc -O2 -o {{binary}} {{program}}\" "
+                          f"but got {command!r}")
+    if not argv:
+        raise ConfigError(f"{where} command: expected a command like \"cc -O2 -o {{binary}} {{program}}\" "
+                          f"but got an empty one")
+    timeout_s = _expect(table.get("timeout_s", 60.0), (int, float), f"{where} timeout_s", "seconds")
+    if not timeout_s > 0:
+        raise ConfigError(f"{where} timeout_s: expected seconds > 0 but got {timeout_s!r}")
+    return CompileStage(command=argv, timeout_s=float(timeout_s))
+
+
 def load_task(spec: str | Path) -> Task:
     """Load and validate a task folder, or a built-in task by name."""
     path = resolve_task_path(spec)
@@ -162,6 +226,7 @@ def load_task(spec: str | Path) -> Task:
     if not (path / evaluator_file).is_file():
         raise TaskError(f"{path}: no {evaluator_file} (define evaluate(program_path) -> dict there)")
     program = program_file.read_text()
+    language = _language(raw, program_file, toml)
     try:
         evolve_blocks(program)
     except ValueError as exc:
@@ -219,4 +284,6 @@ def load_task(spec: str | Path) -> Task:
         cascade_thresholds=thresholds, files=files,
         sandbox_image=_sandbox_image(raw.get("sandbox", {}), toml),
         llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
+        language=language, program_name="program" + (program_file.suffix or ".py"),
+        compile=_compile_stage(raw.get("compile", {}), toml),
     )

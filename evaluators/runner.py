@@ -12,6 +12,14 @@ and its result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` an
 being ``ok``; thresholds beyond the defined stages are ignored. After every stage passes, ``evaluate`` runs as
 the final stage, ``stage = (number of stages) + 1``. Without a cascade (no thresholds, or no stage functions)
 only ``evaluate`` runs and ``stage`` is ``None``.
+
+Compile stage (``[compile]`` in ``task.toml``; `compile_program`): when ``job.compile_command`` is set, it
+runs in the work folder after the candidate is written and before the evaluator is imported, under the
+same isolation and limits, with ``{program}`` (the candidate's path), ``{binary}`` (that path without its
+suffix) and ``{task}`` (the task folder) replaced. A compiler that fails makes the result ``error`` with the
+compiler's output as the ``error`` artifact, which goes back to the LLM; one that overruns
+``compile_timeout_s`` is killed with its whole process group and the result is ``timeout``. The seconds it
+took are the metric ``compile_s``.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import ModuleType
@@ -27,9 +38,10 @@ from typing import Any, Callable
 
 from evoforge.evaluators.types import EvaluationResult, Status, TaskError
 
-__all__ = ["run_job", "load_evaluator", "stage_functions"]
+__all__ = ["run_job", "load_evaluator", "stage_functions", "compile_program"]
 
 _TRACEBACK_TAIL_CHARS = 4000
+_COMPILER_OUTPUT_CHARS = 3000          # a compiler's messages fed back: the first errors matter most
 _module_counter = itertools.count()  # unique module names without randomness
 
 
@@ -103,6 +115,42 @@ def _with_stage(result: EvaluationResult, stage: int) -> EvaluationResult:
     return EvaluationResult.from_dict(data)
 
 
+def compile_program(job: Any, program_path: str, workdir: str) -> tuple[EvaluationResult | None, float]:
+    """Run the job's compile stage; ``(None, seconds)`` when it succeeded, else ``(failure, seconds)``."""
+    binary = os.path.splitext(program_path)[0]
+    argv = [arg.replace("{program}", program_path).replace("{binary}", binary).replace("{task}", job.task_dir)
+            for arg in job.compile_command]
+    # The compiler's temporary files go to the work folder: the only place the sandbox lets it write.
+    env = {**os.environ, "TMPDIR": workdir}
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        return EvaluationResult.failure(Status.ERROR, f"the compile stage cannot start {argv[0]!r}: {exc} "
+                                                      f"(is the compiler installed where the sandbox runs?)"), 0.0
+    try:
+        output, _ = proc.communicate(timeout=float(job.compile_timeout_s))
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # the driver and every pass it started (cc1, as, ld)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        return EvaluationResult.failure(Status.TIMEOUT, f"the compile stage ({argv[0]}) ran past its limit of "
+                                                        f"{job.compile_timeout_s:g} s and was killed"), \
+            time.monotonic() - start
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        text = output.decode("utf-8", "replace").replace(workdir + os.sep, "")
+        if len(text) > _COMPILER_OUTPUT_CHARS:
+            text = text[:_COMPILER_OUTPUT_CHARS] + "\n[... compiler output cut]"
+        return EvaluationResult.failure(
+            Status.ERROR, f"the compile stage failed (exit {proc.returncode}): {' '.join(job.compile_command)}\n"
+                          f"{text}", artifacts={"compiler_output": text}), seconds
+    return None, seconds
+
+
 def run_job(job: Any, workdir: str) -> EvaluationResult:
     """Write the candidate into ``workdir`` and score it with the task's evaluator.
 
@@ -117,6 +165,20 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
     except BaseException as exc:
         return _failure_from_exception(exc, None, f"writing {job.program_name}")
 
+    compile_s = None
+    if getattr(job, "compile_command", ()):
+        failure, compile_s = compile_program(job, program_path, workdir)
+        if failure is not None:
+            return failure
+    result = _evaluate(job, program_path)
+    if compile_s is None:
+        return result
+    data = result.to_dict()
+    data["metrics"] = {**result.metrics, "compile_s": compile_s}
+    return EvaluationResult.from_dict(data)
+
+
+def _evaluate(job: Any, program_path: str) -> EvaluationResult:
     evaluator_path = os.path.join(job.task_dir, job.evaluator_file)
     try:
         module = load_evaluator(evaluator_path)

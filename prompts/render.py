@@ -43,6 +43,10 @@ class PromptContext:
     # A crossover prompt shows a second parent to combine with the first (ShinkaEvolve's "cross"
     # patch type, Lange et al. 2025); the edit still applies to ``parent``.
     second_parent: ProgramView | None = None
+    # The program's language (evoforge.engine.languages): the tag on its fenced blocks and the comment its
+    # EVOLVE-BLOCK markers are written in ("c" and "//" for a C task).
+    code_fence: str = "python"
+    marker_comment: str = "#"
 
 
 @functools.lru_cache(maxsize=32)
@@ -77,8 +81,8 @@ def render_prompt(context: PromptContext, *, task_dir: Path | None = None) -> tu
 
 
 def render_retry(reason: str, *, reply_format: str = "diff", truncated: bool = False,
-                 task_dir: Path | None = None) -> str:
+                 task_dir: Path | None = None, code_fence: str = "python") -> str:
     """The follow-up turn that sends a failed edit back to the model with the reason it failed."""
     dirs = ([task_dir] if task_dir is not None else []) + [TEMPLATES_DIR]
     return _environment(tuple(str(d) for d in dirs)).get_template("retry.j2").render(
-        reason=reason, reply_format=reply_format, truncated=truncated)
+        reason=reason, reply_format=reply_format, truncated=truncated, code_fence=code_fence)

@@ -30,15 +30,21 @@ class EvaluationJob:
     max_processes: int = 64              # RLIMIT_NPROC (enforced where the child runs unprivileged)
     cascade_thresholds: tuple[float, ...] = ()
     program_name: str = "program.py"
+    # The compile stage (task.toml [compile]): argv run in the work folder before the evaluator, with
+    # {program}, {binary} and {task} replaced (evaluators.runner.compile_program); () for none.
+    compile_command: tuple[str, ...] = ()
+    compile_timeout_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["cascade_thresholds"] = list(self.cascade_thresholds)
+        data["compile_command"] = list(self.compile_command)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvaluationJob":
         data = dict(data)
         data["cascade_thresholds"] = tuple(data.get("cascade_thresholds", ()))
+        data["compile_command"] = tuple(data.get("compile_command", ()))
         return cls(**data)

@@ -33,6 +33,7 @@ class Prompt:
     seed: int = 0
     history: tuple[tuple[str, str], ...] = ()
     iteration: int | None = None
+    language: str = "python"    # the program's language (evoforge.engine.languages): the offline operator reads it
 
     @property
     def attempt(self) -> int:

@@ -1,6 +1,8 @@
 """The offline mutation operator: genetic programming on the AST of the evolvable regions.
 
-It is the embedded default when no LLM is configured. Each reply is one to ``max_mutations``
+It is the embedded default when no LLM is configured. It reads Python only; a program in another language
+gets the token-level operator of `evoforge.engine.llm.token_mutations` (numbers, operators, adjacent
+statements) instead. Each reply is one to ``max_mutations``
 SEARCH/REPLACE blocks — exactly the format an LLM answers in — so the rest of the pipeline
 (`evoforge.engine.edits.apply_reply`, the archive, the prompts) cannot tell the difference.
 
@@ -517,6 +519,13 @@ class OfflineMutator(LLMClient):
     async def generate(self, prompt: Prompt) -> Reply:
         seed = prompt.seed if prompt.seed >= 0 else prompt.seed & ((1 << 64) - 1)
         rng = np.random.default_rng(seed)
+        if prompt.language != "python":
+            # No syntax tree for other languages: token-level mutations (engine.llm.token_mutations).
+            from evoforge.engine.languages import language_named
+            from evoforge.engine.llm.token_mutations import propose_tokens
+            text = propose_tokens(prompt.parent_code, language_named(prompt.language), rng,
+                                  max_mutations=self.max_mutations)
+            return Reply(text=text, model="offline", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
         text = self.propose(prompt.parent_code, prompt.inspirations, rng)
         return Reply(text=text, model="offline", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
 
