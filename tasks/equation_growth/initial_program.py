@@ -4,6 +4,7 @@ Only the EVOLVE-BLOCK evolves. `equation` is a skeleton: its constants are param
 fitted by the evaluator on training data; write the structure, not the numbers.
 """
 
+import numpy as np  # noqa: F401 - for the skeletons the search writes (np.exp, np.abs, ...)
 
 
 # EVOLVE-BLOCK-START
