@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["bin_index", "heatmap", "grid_heatmap", "cvt_heatmap", "progress", "spend", "statuses"]
+__all__ = ["bin_index", "heatmap", "grid_heatmap", "cvt_heatmap", "progress", "spend", "statuses", "pareto"]
 
 
 def _axes(ax: Any) -> Any:
@@ -171,4 +171,19 @@ def progress(frame: Any, *, ax: Any = None, title: str | None = None) -> Any:
     twin.set_ylabel("QD-score", color="tab:orange")
     ax.legend(handles=[best_line, qd_line], loc="lower right")
     ax.set_title(title or "progress")
+    return ax
+
+
+def pareto(programs: Any, front: Any, *, x: str, y: str, ax: Any = None) -> Any:
+    """Every program (grey dots) and the Pareto front (dark markers joined in order of ``x``) over ``x``, ``y``."""
+    ax = _axes(ax)
+    ax.scatter(programs[x], programs[y], s=12, color="0.7", label="programs")
+    ordered = front.sort_values(x)
+    ax.plot(ordered[x], ordered[y], "o-", color="tab:red", drawstyle="steps-post", label="Pareto front")
+    for _, row in ordered.iterrows():
+        ax.annotate(f"#{int(row['id'])}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title("Pareto front")
+    ax.legend(loc="best", fontsize=8)
     return ax

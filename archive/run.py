@@ -559,6 +559,56 @@ class Run:
 
         return plots.spend(self.spend(), ax=ax)
 
+    # -- several objectives (task.toml [[objectives]]; evoforge.archive.pareto) ---------------------
+    @property
+    def objectives(self) -> list[dict]:
+        """``[{name, direction}]`` the run declared, ``[]`` for a single-score run."""
+        return [dict(o) for o in (self.meta("objectives") or [])]
+
+    def _objective_frame(self) -> pd.DataFrame:
+        """Every ok program with ``id, island, iteration, score`` and a column per objective."""
+        names = [o["name"] for o in self.objectives]
+        if not names:
+            raise ValueError(f"{self.path}: this run declares no [[objectives]] in its task.toml, so it has no "
+                             f"Pareto front (use best(), elites() or top())")
+        rows = []
+        for r in self._conn.execute("SELECT id, island, iteration, score, metrics, features FROM programs"
+                                    " WHERE status = 'ok' ORDER BY id"):
+            metrics, features = _json(r["metrics"]), _json(r["features"])
+            values = [_num(metrics.get(n, features.get(n))) for n in names]
+            rows.append((r["id"], r["island"], r["iteration"], r["score"], *values))
+        frame = pd.DataFrame(rows, columns=["id", "island", "iteration", "score", *names])
+        frame["island"] = frame["island"].astype("Int64")
+        return frame
+
+    def pareto(self, island: int | None = None) -> pd.DataFrame:
+        """The programs on the Pareto front of the declared objectives, sorted by the first objective.
+
+        ``island=None``: over every ok program of the run; ``island=k``: over that island's own programs
+        (and the initial program), the front the engine draws parents from. Columns: ``id, island,
+        iteration, score`` and one per objective (values as the evaluator reported them).
+        """
+        from evoforge.archive.pareto import Objective, non_dominated
+
+        frame = self._objective_frame()
+        if island is not None:
+            frame = frame[(frame["island"] == island) | frame["island"].isna()]
+        objectives = [Objective(o["name"], o["direction"]) for o in self.objectives]
+        points = [(int(row["id"]), [o.sign * float(row[o.name]) for o in objectives])
+                  for _, row in frame.iterrows()
+                  if all(pd.notna(row[o.name]) for o in objectives)]
+        front = frame[frame["id"].isin(non_dominated(points))]
+        return front.sort_values([objectives[0].name, "id"]).reset_index(drop=True)
+
+    def pareto_plot(self, ax: Any = None, objectives: tuple[str, str] | None = None) -> Any:
+        """Every ok program (grey) and the run's Pareto front (joined points) over two objectives."""
+        from evoforge.archive import plots
+
+        names = objectives or tuple(o["name"] for o in self.objectives[:2])
+        if len(names) != 2:
+            raise ValueError(f"{self.path}: pareto_plot needs two objectives but the run declares {self.objectives}")
+        return plots.pareto(self._objective_frame(), self.pareto(), x=names[0], y=names[1], ax=ax)
+
     def failures_plot(self, ax: Any = None) -> Any:
         """Candidates by status (a bar per status, ``ok`` included); returns the Axes."""
         from evoforge.archive import plots

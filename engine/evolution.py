@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from evoforge.archive.islands import IslandArchives
+from evoforge.archive.pareto import ParetoFronts, objective_values
 from evoforge.archive.store import ArchiveEvent, CandidateRecord
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import code_hash
@@ -40,6 +41,7 @@ __all__ = ["Evolution", "Proposal", "Told", "FEEDBACK_PER_PARENT"]
 #: How many recent failures of edits to one parent go back into that parent's next prompt.
 FEEDBACK_PER_PARENT = 3
 _SHAPE_STREAM = 0x5A4E          # the prompt's shape (diff | rewrite | crossover) has its own random stream
+_PARETO_STREAM = 0x9A2E         # so does drawing a parent from the Pareto front (tasks without objectives: unused)
 _CLAIMED = -1                   # a hash whose program is being evaluated (not stored yet)
 
 
@@ -89,11 +91,14 @@ class Evolution:
         done: Proposals already told (a resumed run's count), which times the migrations.
         hashes: ``code_hash -> program id`` of the programs already evaluated (duplicate detection).
         failures: Stored failed proposals, oldest first, so a resumed run prompts exactly as the original.
+        front_records: Stored ok programs, oldest first, that rebuild the Pareto fronts of a task with
+            ``[[objectives]]`` (`evoforge.archive.pareto`); ignored otherwise.
     """
 
     def __init__(self, *, task: Task, config: RunConfig, islands: IslandArchives,
                  lookup: Callable[[int], CandidateRecord], next_program_id: int = 1, done: int = 0,
-                 hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = ()) -> None:
+                 hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = (),
+                 front_records: Iterable[CandidateRecord] = ()) -> None:
         self.task = task
         self.config = config
         self.islands = islands
@@ -106,6 +111,12 @@ class Evolution:
             lambda: collections.deque(maxlen=FEEDBACK_PER_PARENT))
         for record in failures:
             self._remember_failure(record)
+        self.fronts = (ParetoFronts(objectives=task.objectives, islands=task.archive.islands)
+                       if task.objectives else None)
+        for record in front_records:
+            if record.id is not None and record.status == Status.OK:
+                homes = range(task.archive.islands) if record.island is None else [record.island]
+                self._add_to_fronts(record, record.id, homes)
 
     @property
     def done(self) -> int:
@@ -122,6 +133,12 @@ class Evolution:
         rng = np.random.default_rng([self.config.seed, iteration])
         island = iteration % self.task.archive.islands
         parent_id = self.islands.sample_parent(island, rng)
+        if self.fronts is not None:
+            # A share of parents from the island's Pareto front, drawn from a stream of its own so the
+            # other draws of the iteration stay what they are.
+            pareto = np.random.default_rng([self.config.seed, iteration, _PARETO_STREAM])
+            if pareto.random() < self.task.pareto_parent_share:
+                parent_id = self.fronts.sample(island, pareto) or parent_id
         if parent_id is None:  # an island emptied by nothing but never seeded: fall back to the best
             best = self.islands.best()
             parent_id = best.program_id if best else 1
@@ -175,7 +192,13 @@ class Evolution:
         fitness = None
         if status == Status.OK:
             missing = [n for n in self._names if n not in features]
-            if missing:
+            absent = [o.name for o in self.task.objectives if o.name not in result.metrics and o.name not in features]
+            if absent and not missing:
+                status = Status.ERROR
+                artifacts["error"] = (f"the evaluator returned no objective {absent[0]!r}, declared in task.toml "
+                                      f"[[objectives]] (return it as a metric; metrics returned: "
+                                      f"{sorted(result.metrics)})")
+            elif missing:
                 status = Status.ERROR
                 artifacts["error"] = (f"the evaluator returned no feature {missing[0]!r}, declared as a "
                                       f"descriptor in task.toml (features returned: {sorted(result.features)})")
@@ -221,10 +244,20 @@ class Evolution:
                 ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
                              m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
                 for m in self.islands.migrate())
+        if record.fitness is not None:
+            self._add_to_fronts(record, program_id, islands)
         if record.status != Status.REJECTED and record.code_hash:
             self._hashes[record.code_hash] = program_id
         self._remember_failure(record)
         return Told(record=replace(record, id=program_id), events=tuple(events))
+
+    def _add_to_fronts(self, record: CandidateRecord, program_id: int, islands: Iterable[int]) -> None:
+        if self.fronts is None:
+            return
+        values = objective_values(self.fronts.objectives, record.metrics, record.features)
+        if values is not None:
+            for island in islands:
+                self.fronts.add(island, program_id, values)
 
     def _remember_failure(self, record: CandidateRecord) -> None:
         """Why an edit of a parent failed goes back to the LLM in that parent's next prompt."""

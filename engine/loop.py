@@ -121,7 +121,9 @@ class Engine:
             lookup=self._program, next_program_id=self.store.next_program_id(),
             done=self.store.count("iteration > 0"), hashes=self.store.hashes(),
             # so a resumed run prompts exactly as the original would
-            failures=self.store.candidates(where="status != 'ok' AND iteration > 0"))
+            failures=self.store.candidates(where="status != 'ok' AND iteration > 0"),
+            # the Pareto fronts of a task with [[objectives]], rebuilt from the rows (archive.pareto)
+            front_records=self.store.candidates(where="status = 'ok'") if task.objectives else ())
         self._stop_requested = False
         self._stop_reason = ""
         self._last_llm_error = ""

@@ -4,7 +4,8 @@ The page is read from the run's store alone, through the notebook API (`archive.
 on a finished run, a stopped one or one still going, and on a machine without the task folder. Every
 plot is a PNG embedded as a ``data:`` URI and the style is inline: the file can be mailed, attached
 to a CI job or opened offline. Sections carry stable ids (``summary``, ``best-program``,
-``progress``, ``heatmap``, ``lineage``, ``costs``, ``failures``) so tools can find them.
+``progress``, ``heatmap``, ``pareto`` (runs with several objectives), ``lineage``, ``costs``, ``failures``)
+so tools can find them.
 
 The template is ``engine/templates/report.html.j2`` (Jinja2 with autoescaping: program text and
 error messages are data, never markup). Figures are drawn on `matplotlib.figure.Figure` directly,
@@ -91,6 +92,8 @@ def _context(run: Any) -> dict[str, Any]:
         "heatmap": _png(lambda ax: run.heatmap(ax=ax), size=(6.5, 5.0)) if has_descriptors else None,
         "spend": _png(lambda ax: run.spend_plot(ax=ax)) if len(spend) else None,
         "statuses": _png(lambda ax: run.failures_plot(ax=ax), size=(6.0, 3.6)),
+        # several objectives ([[objectives]] in task.toml): the front over the first two
+        "pareto": _png(lambda ax: run.pareto_plot(ax=ax), size=(6.5, 5.0)) if len(run.objectives) >= 2 else None,
     }
     config = run.config
     return {

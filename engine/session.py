@@ -168,6 +168,8 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     run_dir.store.set_meta("task_name", task.name)
     # What the notebook API needs to read a run without importing the engine or the task folder.
     run_dir.store.set_meta("objective", task.objective)
+    if task.objectives:
+        run_dir.store.set_meta("objectives", [{"name": o.name, "direction": o.direction} for o in task.objectives])
     run_dir.store.set_meta("descriptors", [
         {"name": d.name, "low": d.low, "high": d.high, "bins": d.bins} for d in task.descriptors])
     run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,

@@ -49,7 +49,20 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
                         "max_time_s": config.max_time_s, "iterations": config.iterations},
             "ensemble": config.setting("ensemble"),
             "bandit": run.meta("llm_bandit"),
+            "pareto": _pareto(run),
         }
+
+
+def _pareto(run: Run) -> dict[str, Any] | None:
+    """The run's Pareto front over its declared objectives (None for a single-score run)."""
+    if not run.objectives:
+        return None
+    front = run.pareto()
+    names = [o["name"] for o in run.objectives]
+    return {"objectives": run.objectives,
+            "front": [{"id": int(r["id"]), "island": None if r["island"] is None or r["island"] != r["island"]
+                       else int(r["island"]), "score": r["score"], **{n: float(r[n]) for n in names}}
+                      for r in front.to_dict("records")]}
 
 
 def _cache(models: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,6 +97,14 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append("best programs:")
     for row in s["best"]:
         lines.append(f"  #{row['id']} (iteration {row['iteration']}, {row['model']}): score {row['score']:.10g}")
+    pareto = s.get("pareto")
+    if pareto:
+        names = [o["name"] for o in pareto["objectives"]]
+        lines.append("Pareto front (" + ", ".join(f"{o['name']} {o['direction']}" for o in pareto["objectives"])
+                     + f"): {len(pareto['front'])} programs")
+        for row in pareto["front"]:
+            lines.append(f"  #{row['id']}: " + ", ".join(f"{n} {row[n]:.6g}" for n in names)
+                         + (f" (score {row['score']:.6g})" if row["score"] is not None else ""))
     t = s["llm_totals"]
     lines.append(f"LLM: {t['llm_calls']} calls, {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
                  f" tokens, ${t['cost_usd']:.4f}")

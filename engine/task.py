@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
+from evoforge.archive.pareto import Objective
 from evoforge.evaluators.types import ConfigError, TaskError
 from evoforge.engine.edits import evolve_blocks
 from evoforge.engine.languages import PYTHON, language_named, language_of_file
@@ -74,6 +75,9 @@ class Task:
     language: str = "python"             # from the program's suffix or `language = ...` (engine.languages)
     program_name: str = "program.py"     # what the candidate is called in the sandbox: program + the suffix
     compile: CompileStage = field(default_factory=CompileStage)
+    # [[objectives]]: named objectives with directions; a Pareto front per island beside the cells (archive.pareto)
+    objectives: tuple[Objective, ...] = ()
+    pareto_parent_share: float = 0.5     # [pareto] parent_share: parents drawn from the island's front
 
     def job_fields(self) -> dict[str, Any]:
         """The `EvaluationJob` keywords every evaluation of this task shares (a run's and `evoforge eval`'s)."""
@@ -91,7 +95,8 @@ class Task:
 
 
 _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
-             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm", "language", "compile"}
+             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm", "language", "compile",
+             "objectives", "pareto"}
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
                 "top_fraction", "num_inspirations"},
@@ -100,7 +105,10 @@ _SECTION_KEYS = {
     "cascade": {"thresholds"},
     "sandbox": {"image"},
     "compile": {"command", "timeout_s"},
+    "pareto": {"parent_share"},
 }
+_OBJECTIVE_KEYS = {"name", "direction"}
+_DIRECTIONS = {"min": "min", "minimize": "min", "max": "max", "maximize": "max"}
 _DESCRIPTOR_KEYS = {"name", "range", "bins"}
 
 
@@ -200,6 +208,31 @@ def _compile_stage(table: dict, toml: Path) -> CompileStage:
     return CompileStage(command=argv, timeout_s=float(timeout_s))
 
 
+def _objectives(raw: dict, toml: Path) -> tuple[tuple[Objective, ...], float]:
+    """``[[objectives]]`` (name, direction min|max) and ``[pareto] parent_share``."""
+    found = []
+    for i, item in enumerate(_expect(raw.get("objectives", []), list, f"{toml}: objectives", "an array of tables")):
+        where = f"{toml}: [[objectives]] #{i + 1}"
+        _expect(item, dict, where, "a table with name and direction")
+        _check_keys(item, _OBJECTIVE_KEYS, where)
+        name = _expect(item.get("name"), str, f"{where} name", "a metric or feature name")
+        direction = item.get("direction", "min")
+        if direction not in _DIRECTIONS:
+            raise ConfigError(f"{where} direction: expected 'min' or 'max' but got {direction!r}")
+        found.append(Objective(name=name, direction=_DIRECTIONS[direction]))
+    names = [o.name for o in found]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{toml}: objectives: names must be unique but got {names}")
+    if len(found) == 1:
+        raise ConfigError(f"{toml}: objectives: a Pareto front needs at least two objectives, got {names} "
+                          f"(one objective is the score: use objective = 'maximize' | 'minimize')")
+    share = _expect(raw.get("pareto", {}).get("parent_share", 0.5), (int, float), f"{toml}: [pareto] parent_share",
+                    "a number in [0, 1]")
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{toml}: [pareto] parent_share: expected a number in [0, 1] but got {share!r}")
+    return tuple(found), float(share)
+
+
 def load_task(spec: str | Path) -> Task:
     """Load and validate a task folder, or a built-in task by name."""
     path = resolve_task_path(spec)
@@ -227,6 +260,7 @@ def load_task(spec: str | Path) -> Task:
         raise TaskError(f"{path}: no {evaluator_file} (define evaluate(program_path) -> dict there)")
     program = program_file.read_text()
     language = _language(raw, program_file, toml)
+    objectives, parent_share = _objectives(raw, toml)
     try:
         evolve_blocks(program)
     except ValueError as exc:
@@ -286,4 +320,5 @@ def load_task(spec: str | Path) -> Task:
         llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
         language=language, program_name="program" + (program_file.suffix or ".py"),
         compile=_compile_stage(raw.get("compile", {}), toml),
+        objectives=objectives, pareto_parent_share=parent_share,
     )

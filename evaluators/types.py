@@ -102,6 +102,10 @@ class EvaluationResult:
         score = raw.pop("score", raw.pop("combined_score", None))
         features_raw = raw.pop("features", {}) or {}
         metrics_raw = dict(raw.pop("metrics", {}) or {})
+        # Named objectives (task.toml [[objectives]]) may come in a table of their own; they are metrics.
+        objectives_raw = raw.pop("objectives", {}) or {}
+        if isinstance(objectives_raw, Mapping):
+            metrics_raw.update(objectives_raw)
         for key, value in raw.items():  # every other numeric top-level key is a metric
             if _is_number(value) or type(value).__name__.startswith(("float", "int")):
                 metrics_raw.setdefault(key, value)
