@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from evoforge.archive.store import Store
+from evoforge.evaluators.bundle import is_bundle, split_bundle
 from evoforge.evaluators.types import StoreError
 
 __all__ = ["Run", "Program", "PROGRAM_COLUMNS", "PROGRESS_COLUMNS", "SPEND_COLUMNS", "FAILURE_COLUMNS"]
@@ -234,8 +235,18 @@ class Run:
         return chain[::-1]
 
     def diff(self, a_id: int, b_id: int, context: int = 3) -> str:
-        """Unified diff (difflib) from program ``a_id`` to program ``b_id``; empty if identical."""
+        """Unified diff (difflib) from program ``a_id`` to program ``b_id``; empty if identical.
+
+        Programs of several files (`evoforge.evaluators.bundle`) get one diff per changed file, headed
+        ``program A/<path>`` and ``program B/<path>``.
+        """
         a, b = self.program(a_id), self.program(b_id)
+        if is_bundle(a.code) and is_bundle(b.code):
+            old, new = dict(split_bundle(a.code)), dict(split_bundle(b.code))
+            return "".join("".join(difflib.unified_diff(
+                old.get(path, "").splitlines(keepends=True), new.get(path, "").splitlines(keepends=True),
+                fromfile=f"program {a.id}/{path}", tofile=f"program {b.id}/{path}", n=context))
+                for path in dict.fromkeys([*old, *new]))
         return "".join(difflib.unified_diff(a.code.splitlines(keepends=True), b.code.splitlines(keepends=True),
                                             fromfile=f"program {a.id}", tofile=f"program {b.id}", n=context))
 

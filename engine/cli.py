@@ -184,7 +184,7 @@ def _report(outcome) -> int:
     print(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
           f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
     print(describe(s))
-    best = sorted(Path(outcome.run_dir).glob("best_program.*"))
+    best = sorted(Path(outcome.run_dir).glob("best_program*"))   # best_program.py, .c, or a folder
     print(f"best program: {best[0] if best else Path(outcome.run_dir) / 'best_program.py'}")
     return 0
 

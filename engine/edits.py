@@ -22,6 +22,10 @@ Other languages (`evoforge.engine.languages`): the markers may be written in any
 (``// EVOLVE-BLOCK-START`` in C, ``-- EVOLVE-BLOCK-START`` in Lua), a rewrite's fence carries the
 language's tag (```c), and only Python is parsed here: ``language="c"`` skips the parse check, since the
 task's compile stage, inside the sandbox, is that language's syntax check.
+
+Several files (`evoforge.evaluators.bundle`): a program of several files is one text with a header line
+per file. An edit names its file on the line before ``<<<<<<< SEARCH`` (or before a rewrite's fence) and
+then matches only in that file; each Python file of the child must parse.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from evoforge.engine.languages import MARKER_LINE, PYTHON, language_named
+from evoforge.engine.languages import MARKER_LINE, PYTHON, language_named, language_of_file
+from evoforge.evaluators.bundle import is_bundle, section_of, split_bundle
 
 __all__ = [
     "START_MARKER", "END_MARKER", "EditResult", "SearchReplace", "apply_reply", "code_hash",
@@ -45,6 +50,9 @@ _SEARCH_REPLACE = re.compile(
     r"^<{7}\s*SEARCH[ \t]*\n(?P<search>.*?)^={7}[ \t]*\n(?P<replace>.*?)^>{7}\s*REPLACE[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
+# A file path alone on its line (``scoring.py``, ``src/kernel.c``, optionally in backticks): names the file
+# of the SEARCH block or fenced rewrite right below it, in a program of several files.
+_PATH_LINE = re.compile(r"(?:^|\n)[ \t]*`?(?P<path>[\w.\-]+(?:/[\w.\-]+)*\.\w+)`?:?[ \t]*\n?$")
 _FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 _FENCES: dict[str, re.Pattern[str]] = {"python": _FENCE}
 
@@ -67,6 +75,7 @@ def has_markers(text: str) -> bool:
 class SearchReplace:
     search: str
     replace: str
+    path: str = ""      # the file it edits, in a program of several files ("" = the first match anywhere)
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,15 @@ def evolvable_text(program: str) -> list[str]:
     return [program[a:b] for a, b in evolve_blocks(program)]
 
 
+def _path_before(reply: str, at: int) -> str:
+    """The file path on the line right before position ``at`` of the reply, or ""."""
+    match = _PATH_LINE.search(reply[max(0, at - 300):at])
+    return match["path"] if match else ""
+
+
 def parse_search_replace(reply: str) -> list[SearchReplace]:
-    return [SearchReplace(m["search"], m["replace"]) for m in _SEARCH_REPLACE.finditer(reply)]
+    return [SearchReplace(m["search"], m["replace"], _path_before(reply, m.start()))
+            for m in _SEARCH_REPLACE.finditer(reply)]
 
 
 def format_search_replace(edits: list[SearchReplace]) -> str:
@@ -124,23 +140,29 @@ def format_search_replace(edits: list[SearchReplace]) -> str:
     for edit in edits:
         search = edit.search if edit.search.endswith("\n") else edit.search + "\n"
         replace = edit.replace if not edit.replace or edit.replace.endswith("\n") else edit.replace + "\n"
-        parts.append(f"<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n")
+        named = f"{edit.path}\n" if edit.path else ""
+        parts.append(f"{named}<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n")
     return "\n".join(parts)
 
 
-def _find_in_blocks(program: str, search: str) -> tuple[int, int] | None:
-    """First occurrence of ``search`` lying wholly inside one evolvable region."""
-    for a, b in evolve_blocks(program):
+def _within(spans: list[tuple[int, int]], window: tuple[int, int] | None) -> list[tuple[int, int]]:
+    return spans if window is None else [(a, b) for a, b in spans if window[0] <= a and b <= window[1]]
+
+
+def _find_in_blocks(program: str, search: str,
+                    window: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """First occurrence of ``search`` lying wholly inside one evolvable region (of ``window``, if given)."""
+    for a, b in _within(evolve_blocks(program), window):
         at = program.find(search, a, b)
         if at != -1 and at + len(search) <= b:
             return at, at + len(search)
     return None
 
 
-def _loose_find(program: str, search: str) -> tuple[int, int] | None:
+def _loose_find(program: str, search: str, window: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """Match ignoring trailing white space on each line — LLMs often drop or add it."""
     want = [line.rstrip() for line in search.rstrip("\n").split("\n")]
-    for a, b in evolve_blocks(program):
+    for a, b in _within(evolve_blocks(program), window):
         region = program[a:b]
         lines = region.splitlines(keepends=True)
         offsets = [0]
@@ -153,6 +175,14 @@ def _loose_find(program: str, search: str) -> tuple[int, int] | None:
 
 
 def _check_parses(code: str, language: str = "python") -> str:
+    if is_bundle(code):   # several files: each Python file must parse
+        for path, content in split_bundle(code):
+            found = language_of_file(path)
+            if found is not None and found.is_python:
+                reason = _check_parses(content)
+                if reason:
+                    return f"{path}: {reason}"
+        return ""
     if language != PYTHON.name:   # no parser here: the task's compile stage checks it in the sandbox
         return ""
     try:
@@ -169,7 +199,14 @@ def _apply_diff(program: str, edits: list[SearchReplace], language: str = "pytho
             return EditResult(False, reason=f"edit {number}: the SEARCH section is empty")
         if has_markers(edit.replace) or START_MARKER in edit.replace or END_MARKER in edit.replace:
             return EditResult(False, reason=f"edit {number}: REPLACE must not contain EVOLVE-BLOCK markers")
-        span = _find_in_blocks(code, edit.search) or _loose_find(code, edit.search)
+        window = None
+        if edit.path and is_bundle(code):
+            window = section_of(code, edit.path)
+            if window is None:
+                files = ", ".join(p for p, _ in split_bundle(code))
+                return EditResult(False, reason=f"edit {number}: the program has no file {edit.path!r} "
+                                                f"(its files: {files})")
+        span = _find_in_blocks(code, edit.search, window) or _loose_find(code, edit.search, window)
         if span is None:
             where = "frozen code outside the EVOLVE-BLOCKs" if edit.search in code else "nothing in the program"
             first = edit.search.strip().splitlines()[0][:80]
@@ -229,6 +266,10 @@ def apply_reply(program: str, reply: str, *, language: str = "python") -> EditRe
     edits = parse_search_replace(reply)
     if edits:
         return _apply_diff(program, edits, language)
+    if is_bundle(program):
+        matches = list(_ANY_FENCE.finditer(reply))
+        if matches:
+            return _apply_bundle_rewrites(program, reply, matches)
     fences = [m["code"] for m in _fence(language).finditer(reply)]
     if fences:
         return _apply_rewrite(program, max(fences, key=len), language)
@@ -238,6 +279,34 @@ def apply_reply(program: str, reply: str, *, language: str = "python") -> EditRe
             "each on a line of its own"))
     tag = language_named(language).fence
     return EditResult(False, kind="none", reason=f"the reply holds no SEARCH/REPLACE block and no ```{tag} block")
+
+
+_ANY_FENCE = re.compile(r"```[ \t]*[\w+#-]*[ \t]*\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _apply_bundle_rewrites(program: str, reply: str, matches: list[re.Match[str]]) -> EditResult:
+    """Rewrites of files of a bundle: each fenced block names its file on the line above it."""
+    code = program
+    for match in matches:
+        path = _path_before(reply, match.start())
+        window = section_of(code, path) if path else None
+        if window is None:
+            files = ", ".join(p for p, _ in split_bundle(code))
+            return EditResult(False, kind="rewrite", reason=(
+                f"a full rewrite in a program of several files must name its file on the line before the "
+                f"fenced block ({'no file ' + repr(path) if path else 'no file named'}; its files: {files})"))
+        if not has_markers(code[window[0]:window[1]]):
+            return EditResult(False, kind="rewrite", reason=f"{path} is frozen: it has no EVOLVE-BLOCK")
+        found = language_of_file(path)
+        result = _apply_rewrite(code[window[0]:window[1]], match["code"], found.name if found else "python")
+        if not result.ok or result.code is None:
+            return EditResult(False, kind="rewrite", reason=f"{path}: {result.reason}")
+        body = result.code if result.code.endswith("\n") else result.code + "\n"
+        code = code[:window[0]] + body + code[window[1]:]
+    reason = _check_parses(code)
+    if reason:
+        return EditResult(False, reason=reason, kind="rewrite")
+    return EditResult(True, code=code, kind="rewrite", n_edits=len(matches))
 
 
 def normalize_code(code: str) -> str:

@@ -168,7 +168,7 @@ class Evolution:
             task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
             inspirations=views, feedback=self.feedback(parent.id), reply_format=reply_format,
             objective=self.task.objective, second_parent=second,
-            code_fence=language.fence, marker_comment=language.comment)
+            code_fence=language.fence, marker_comment=language.comment, multi_file=self.task.multi_file)
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —

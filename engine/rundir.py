@@ -10,11 +10,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from evoforge.archive.store import CandidateRecord, Store
+from evoforge.evaluators.bundle import is_bundle, materialise
 from evoforge.evaluators.types import StoreError
 
 __all__ = ["RunDir", "default_run_dir"]
@@ -70,6 +72,17 @@ class RunDir:
     def write_best(self, code: str, suffix: str = ".py") -> None:
         """Rewrite ``best_program.py`` atomically (write a temp file, then rename over); a task in another
         language gets its own suffix (``best_program.c``)."""
+        if is_bundle(code):   # several files: the folder best_program/, replaced whole
+            tmp = self.path / ".best_program.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            materialise(code, str(tmp))
+            old = self.path / ".best_program.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if (self.path / "best_program").exists():
+                os.replace(self.path / "best_program", old)
+            os.replace(tmp, self.path / "best_program")
+            shutil.rmtree(old, ignore_errors=True)
+            return
         tmp = self.path / f".best_program{suffix}.tmp"
         tmp.write_text(code)
         os.replace(tmp, self.path / f"best_program{suffix}")

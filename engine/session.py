@@ -15,7 +15,7 @@ from evoforge.engine.config import RunConfig
 from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
 from evoforge.engine.loop import Engine, Reporter, Snapshot
 from evoforge.engine.rundir import RunDir, default_run_dir
-from evoforge.engine.task import Task, load_task
+from evoforge.engine.task import Task, load_task, program_text
 from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
 from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.registry import make_executor
@@ -214,11 +214,15 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
     """One evaluation, exactly as a run does it (same job, same isolation)."""
     task = load_task(task_spec)
     program = Path(program)
-    if not program.is_file():
-        raise ConfigError(f"{program}: no such program file")
+    if not program.exists():
+        raise ConfigError(f"{program}: no such program file (or folder, for a task of several files)")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = EvaluationJob(program_text=program.read_text(), **task.job_fields())
+    try:
+        text = program_text(program)
+    except TaskError as exc:
+        raise ConfigError(str(exc)) from exc
+    job = EvaluationJob(program_text=text, **task.job_fields())
 
     async def main() -> EvaluationResult:
         try:

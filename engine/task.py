@@ -16,7 +16,8 @@ from typing import Any
 from evoforge.archive.islands import ArchiveConfig, DescriptorSpec, validate_archive
 from evoforge.archive.pareto import Objective
 from evoforge.evaluators.types import ConfigError, TaskError
-from evoforge.engine.edits import evolve_blocks
+from evoforge.engine.edits import evolve_blocks, has_markers
+from evoforge.evaluators.bundle import join_bundle
 from evoforge.engine.languages import PYTHON, language_named, language_of_file
 from evoforge.engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
 from evoforge.engine.llm.models import LLMSettings, parse_llm_table
@@ -26,7 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Task", "Limits", "Resources", "CompileStage", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+__all__ = ["Task", "Limits", "Resources", "CompileStage", "load_task", "program_text", "builtin_tasks",
+           "BUILTIN_DESCRIPTORS"]
 
 BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -78,6 +80,7 @@ class Task:
     # [[objectives]]: named objectives with directions; a Pareto front per island beside the cells (archive.pareto)
     objectives: tuple[Objective, ...] = ()
     pareto_parent_share: float = 0.5     # [pareto] parent_share: parents drawn from the island's front
+    multi_file: bool = False             # initial_program is a folder: the program is a bundle (evaluators.bundle)
 
     def job_fields(self) -> dict[str, Any]:
         """The `EvaluationJob` keywords every evaluation of this task shares (a run's and `evoforge eval`'s)."""
@@ -183,6 +186,35 @@ def _language(raw: dict, program_file: Path, toml: Path) -> str:
     return (found or PYTHON).name
 
 
+def _folder_program(folder: Path, raw: dict, toml: Path) -> tuple[str, str]:
+    """A folder of files as one bundle (files in path order; hidden files and caches left out) and the
+    language of its first evolvable file. Each file's markers must balance; some file must have them."""
+    files = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder)
+        if not file.is_file() or any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        try:
+            text = file.read_text()
+        except UnicodeDecodeError:
+            raise TaskError(f"{file}: a program folder holds text files only") from None
+        try:
+            evolve_blocks(text)
+        except ValueError as exc:
+            raise TaskError(f"{file}: {exc}") from exc
+        files.append((rel.as_posix(), text))
+    evolvable = [name for name, text in files if has_markers(text)]
+    if not evolvable:
+        raise TaskError(f"{folder}: no file of the program folder has an EVOLVE-BLOCK (mark the regions that "
+                        f"may change; files without markers are frozen)")
+    return join_bundle(files), _language(raw, folder / evolvable[0], toml)
+
+
+def program_text(path: Path) -> str:
+    """A program as the engine holds it: a file's text, or a folder's files as one bundle."""
+    return _folder_program(path, {}, path / "task.toml")[0] if path.is_dir() else path.read_text()
+
+
 def _compile_stage(table: dict, toml: Path) -> CompileStage:
     """``[compile] command`` (a string split like a shell would, or an array) and ``timeout_s``."""
     if not table:
@@ -254,12 +286,15 @@ def load_task(spec: str | Path) -> Task:
     program_file = path / _expect(raw.get("initial_program", "initial_program.py"), str,
                                   f"{toml}: initial_program", "a file name")
     evaluator_file = _expect(raw.get("evaluator", "evaluator.py"), str, f"{toml}: evaluator", "a file name")
-    if not program_file.is_file():
+    if not program_file.exists():
         raise TaskError(f"{path}: no initial program {program_file.name} (write the starting program there)")
     if not (path / evaluator_file).is_file():
         raise TaskError(f"{path}: no {evaluator_file} (define evaluate(program_path) -> dict there)")
-    program = program_file.read_text()
-    language = _language(raw, program_file, toml)
+    if program_file.is_dir():
+        program, language = _folder_program(program_file, raw, toml)
+    else:
+        program = program_file.read_text()
+        language = _language(raw, program_file, toml)
     objectives, parent_share = _objectives(raw, toml)
     try:
         evolve_blocks(program)
@@ -318,7 +353,8 @@ def load_task(spec: str | Path) -> Task:
         cascade_thresholds=thresholds, files=files,
         sandbox_image=_sandbox_image(raw.get("sandbox", {}), toml),
         llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
-        language=language, program_name="program" + (program_file.suffix or ".py"),
+        language=language, multi_file=program_file.is_dir(),
+        program_name="program" if program_file.is_dir() else "program" + (program_file.suffix or ".py"),
         compile=_compile_stage(raw.get("compile", {}), toml),
         objectives=objectives, pareto_parent_share=parent_share,
     )

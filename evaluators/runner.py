@@ -36,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from evoforge.evaluators.bundle import is_bundle, materialise
 from evoforge.evaluators.types import EvaluationResult, Status, TaskError
 
 __all__ = ["run_job", "load_evaluator", "stage_functions", "compile_program"]
@@ -154,14 +155,20 @@ def compile_program(job: Any, program_path: str, workdir: str) -> tuple[Evaluati
 def run_job(job: Any, workdir: str) -> EvaluationResult:
     """Write the candidate into ``workdir`` and score it with the task's evaluator.
 
+    A program of several files (a bundle, `evoforge.evaluators.bundle`) is written as the folder
+    ``workdir/<program_name>``, and the evaluator gets that folder's path.
+
     ``job`` is a `evoforge.sandbox.job.EvaluationJob` (duck-typed so this module need not import sandbox).
     Never raises for anything the evaluator or candidate does; ``stdout``/``stderr``/``eval_s``
     are left for the supervisor, which sees the real streams and the real clock.
     """
     program_path = os.path.join(workdir, job.program_name)
     try:
-        with open(program_path, "w", encoding="utf-8") as fh:
-            fh.write(job.program_text)
+        if is_bundle(job.program_text):   # several files: the evaluator gets the folder (evaluators.bundle)
+            materialise(job.program_text, program_path)
+        else:
+            with open(program_path, "w", encoding="utf-8") as fh:
+                fh.write(job.program_text)
     except BaseException as exc:
         return _failure_from_exception(exc, None, f"writing {job.program_name}")
 

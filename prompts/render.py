@@ -47,6 +47,8 @@ class PromptContext:
     # EVOLVE-BLOCK markers are written in ("c" and "//" for a C task).
     code_fence: str = "python"
     marker_comment: str = "#"
+    # A program of several files, each after a line "=== FILE: path ===" (evoforge.evaluators.bundle).
+    multi_file: bool = False
 
 
 @functools.lru_cache(maxsize=32)

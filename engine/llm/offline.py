@@ -49,6 +49,7 @@ import numpy as np
 
 from evoforge.engine.edits import SearchReplace, apply_reply, evolve_blocks, format_search_replace
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.evaluators.bundle import is_bundle, split_bundle
 
 __all__ = ["KINDS", "Mutation", "OfflineMutator"]
 
@@ -519,6 +520,9 @@ class OfflineMutator(LLMClient):
     async def generate(self, prompt: Prompt) -> Reply:
         seed = prompt.seed if prompt.seed >= 0 else prompt.seed & ((1 << 64) - 1)
         rng = np.random.default_rng(seed)
+        if is_bundle(prompt.parent_code):
+            text = self._propose_in_bundle(prompt.parent_code, prompt.inspirations, rng)
+            return Reply(text=text, model="offline", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
         if prompt.language != "python":
             # No syntax tree for other languages: token-level mutations (engine.llm.token_mutations).
             from evoforge.engine.languages import language_named
@@ -528,6 +532,27 @@ class OfflineMutator(LLMClient):
             return Reply(text=text, model="offline", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
         text = self.propose(prompt.parent_code, prompt.inspirations, rng)
         return Reply(text=text, model="offline", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+
+    def _propose_in_bundle(self, parent_code: str, inspirations: Sequence[str], rng: np.random.Generator) -> str:
+        """Several files: mutate one evolvable file (drawn at random) with its language's operator; each
+        block names that file, as `apply_reply` expects of a program of several files."""
+        from evoforge.engine.edits import has_markers, parse_search_replace
+        from evoforge.engine.languages import PYTHON, language_of_file
+        from evoforge.engine.llm.token_mutations import propose_tokens
+
+        files = [(path, text) for path, text in split_bundle(parent_code) if has_markers(text)]
+        for i in rng.permutation(len(files)):
+            path, text = files[int(i)]
+            language = language_of_file(path) or PYTHON
+            if language.is_python:
+                donors = [dict(split_bundle(c)).get(path, "") for c in inspirations if is_bundle(c)]
+                reply = self.propose(text, [d for d in donors if d], rng)
+            else:
+                reply = propose_tokens(text, language, rng, max_mutations=self.max_mutations)
+            edits = [SearchReplace(e.search, e.replace, path) for e in parse_search_replace(reply)]
+            if edits and apply_reply(parent_code, format_search_replace(edits)).ok:
+                return format_search_replace(edits)
+        return ""
 
     def propose(self, parent_code: str, inspirations: Sequence[str], rng: np.random.Generator, *,
                 kinds: Sequence[str] | None = None, n_mutations: int | None = None) -> str:
