@@ -72,6 +72,7 @@ objective = "maximize"                 # maximize | minimize (of score)
 initial_program = "initial_program.py"  # the starting program (EVOLVE-BLOCKs evolve)
 evaluator = "evaluator.py"             # defines evaluate(program_path) -> dict
 files = []                             # extra files the evaluator reads, relative to this folder
+language = "python"                    # from the program's suffix; set it when the suffix says nothing
 
 [archive]
 kind = "grid"                          # grid | cvt
@@ -109,6 +110,19 @@ thresholds = []                        # gates for evaluate_stage1, evaluate_sta
 
 [sandbox]
 image = "evoforge-sandbox:latest"      # the container image `--sandbox docker` evaluates in
+
+# A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).
+# [compile]
+# command = "cc -O2 -o {{binary}} {{program}}"   # {{program}}, {{binary}} (no suffix), {{task}} are replaced
+# timeout_s = 60
+
+# Several objectives: a Pareto front per island beside the grid, parents drawn from it (two or more).
+# [[objectives]]
+# name = "mean_error"                  # a metric or feature of the evaluator
+# direction = "min"                    # min | max
+
+[pareto]
+parent_share = 0.5                     # with [[objectives]]: share of parents drawn from the island's front
 
 # Which LLMs propose edits (default: --llm flags, else a key in the environment, else offline).
 # Uncomment to pin them in the task; see `evoforge run --help` for the spec strings.
