@@ -1,6 +1,10 @@
 """The ``evoforge`` command line (DESIGN.md §5). Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
+
+Whatever goes to the terminal or out as JSON may hold a candidate's text (its stderr, exception messages,
+artifacts, metric names): `_out` and `_json` pass it through `evoforge.evaluators.untrusted` first, so no
+escape sequence reaches the terminal and the JSON is strict and valid UTF-8.
 """
 
 from __future__ import annotations
@@ -13,8 +17,18 @@ from pathlib import Path
 from typing import Sequence
 
 from evoforge.evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
+from evoforge.evaluators.untrusted import clean, json_safe, one_line
 
 __all__ = ["main", "build_parser"]
+
+
+def _out(text: object = "", *, file=None) -> None:
+    """print() for anything that may carry candidate text: control characters shown as escapes."""
+    print(clean(text), file=file or sys.stdout)
+
+
+def _json(data: object) -> str:
+    return json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False)
 
 
 def _positive_int(text: str) -> int:
@@ -151,13 +165,13 @@ def _report(outcome) -> int:
     from evoforge.engine.progress import describe
 
     s = outcome.snapshot
-    print(f"run directory: {outcome.run_dir}")
-    print(f"stopped: {s.stop_reason}")
-    print(f"iterations: {s.done}")
-    print(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
-          f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
-    print(describe(s))
-    print(f"best program: {outcome.run_dir / 'best_program.py'}")
+    _out(f"run directory: {outcome.run_dir}")
+    _out(f"stopped: {one_line(s.stop_reason, max_chars=2000)}")
+    _out(f"iterations: {s.done}")
+    _out(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
+         f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
+    _out(describe(s))
+    _out(f"best program: {outcome.run_dir / 'best_program.py'}")
     return 0
 
 
@@ -166,18 +180,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        print(_json(result.to_dict()))
     else:
-        print(f"status: {result.status}")
-        print(f"score: {result.score}")
+        _out(f"status: {result.status}")
+        _out(f"score: {result.score}")
         for title, values in (("features", result.features), ("metrics", result.metrics)):
             for name, value in sorted(values.items()):
-                print(f"{title[:-1]} {name}: {value:.6g}")
+                _out(f"{title[:-1]} {one_line(name, max_chars=120)}: {value:.6g}")
         for name, text in sorted(result.artifacts.items()):
-            print(f"{name}: {text}")
+            _out(f"{one_line(name, max_chars=120)}: {text}")
         if result.status != "ok" and result.stderr.strip():
-            print("stderr (tail):\n" + result.stderr[-2000:])
-        print(f"evaluation took {result.eval_s:.3f} s")
+            _out("stderr (tail):\n" + result.stderr[-2000:])
+        _out(f"evaluation took {result.eval_s:.3f} s")
     return 0
 
 
@@ -185,7 +199,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from evoforge.engine.summary import summarize, format_summary
 
     summary = summarize(args.run_dir, top=args.top)
-    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
+    if args.json:
+        print(_json(summary))
+    else:
+        _out(format_summary(summary))
     return 0
 
 
@@ -229,12 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TaskError, StoreError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"evoforge: error: {exc}", file=sys.stderr)
+        _out(f"evoforge: error: {exc}", file=sys.stderr)
         return 2
     except EvoforgeError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"evoforge: run failed: {exc}", file=sys.stderr)
+        _out(f"evoforge: run failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("evoforge: interrupted", file=sys.stderr)
