@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -143,20 +144,36 @@ def test_runs_as_nobody_without_capabilities_or_privilege_escalation(box, task_d
 
 @needs_docker
 def test_no_network_only_loopback(box, task_dir):
-    result = box.run(_job(task_dir, """
-        import os, socket
-        def run():
-            try:
-                socket.create_connection(("1.1.1.1", 53), timeout=3).close()
-                reached = "connected"
-            except OSError as exc:
-                reached = type(exc).__name__
-            return {"score": 1.0, "artifacts": {"reached": reached,
-                                                "interfaces": ",".join(sorted(os.listdir("/sys/class/net")))}}
-    """))
+    """Proved without contacting anything but loopback: what the candidate sees (only ``lo``, no route,
+    no IPv6 address but loopback) and a listener on 127.0.0.1 in the host's namespace it cannot reach."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        result = box.run(_job(task_dir, """
+            import os, socket
+            def run():
+                dev = [l.split(":", 1)[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+                routes = open("/proc/net/route").read().splitlines()[1:]
+                try:
+                    inet6 = [l.split()[-1] for l in open("/proc/net/if_inet6").read().splitlines()]
+                except FileNotFoundError:
+                    inet6 = []
+                try:
+                    socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
+                    reached = "connected"
+                except OSError as exc:
+                    reached = type(exc).__name__
+                return {"score": 1.0, "artifacts": {
+                    "interfaces": ",".join(sorted(dev)), "sys_class_net": ",".join(sorted(os.listdir("/sys/class/net"))),
+                    "routes": str(len(routes)), "inet6_not_lo": ",".join(i for i in inet6 if i != "lo"),
+                    "reached": reached}}
+        """.replace("PORT", str(listener.getsockname()[1]))))
+    finally:
+        listener.close()
     assert result.status == Status.OK, result.artifacts
-    assert result.artifacts["reached"] != "connected"
-    assert result.artifacts["interfaces"] == "lo"
+    assert result.artifacts == {"interfaces": "lo", "sys_class_net": "lo", "routes": "0", "inet6_not_lo": "",
+                                "reached": "ConnectionRefusedError"}
 
 
 @needs_docker
