@@ -9,6 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from evoforge.evaluators.untrusted import code_safe
+
 __all__ = ["LLMClient", "Prompt", "Reply"]
 
 
@@ -43,6 +45,12 @@ class Reply:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     truncated: bool = False     # the model stopped at max_tokens (finish_reason length / max_tokens)
+
+    def __post_init__(self) -> None:
+        # A reply is untrusted text too, and JSON can carry a lone surrogate ("\udcff", e.g. copied
+        # from an escaped error in the prompt) that nothing downstream can encode: ast.parse, SQLite and
+        # the next request all raise, and the run crashed. Escaped once, here (evaluators.untrusted).
+        object.__setattr__(self, "text", code_safe(self.text) if isinstance(self.text, str) else self.text)
 
 
 class LLMClient(ABC):

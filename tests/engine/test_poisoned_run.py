@@ -154,3 +154,16 @@ def test_eval_prints_clean_text_and_json(tmp_path, capsys):
     _assert_clean(out)
     data = json.loads(out)
     assert data["status"] == "error" and "poisoned \\udcff\\x00\\x1b[2J" in data["artifacts"]["error"]
+
+
+def test_a_reply_holding_a_lone_surrogate_is_escaped_at_the_llm_seam(tmp_path):
+    """JSON can carry ``"\\udcff"``; the decoded reply used to crash the run in ast.parse (then SQLite)."""
+    task = write_tiny_task(tmp_path / "tiny", islands=1)
+    edit = f"<<<<<<< SEARCH\n    a = 1.5\n=======\n    a = 2.0  # {SURROGATE} copied from an error\n>>>>>>> REPLACE\n"
+    with FakeOpenAIServer(lambda request: edit) as server:
+        outcome = start_run(_config(task, server, 2), out=tmp_path / "run")
+    assert outcome.snapshot.done == 2
+    with Store.open(tmp_path / "run" / "run.db", readonly=True) as store:
+        child = next(iter(store.candidates(where="iteration = 1")))
+    assert child.status == "ok" and "a = 2.0  # \\udcff copied from an error" in child.code
+    assert "\\udcff" in child.edit and SURROGATE not in child.edit
