@@ -111,10 +111,19 @@ uid, gid, max_result = spec["uid"], spec["gid"], spec["max_result_bytes"]
 out = os.dup(1)
 os.set_inheritable(out, False)
 pipes = {kind: os.pipe() for kind in "oer"}
+wake_r, wake_w = os.pipe()  # SIGCHLD wakes the relay loop at once (signal.set_wakeup_fd)
+os.set_blocking(wake_r, False)
+os.set_blocking(wake_w, False)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+signal.set_wakeup_fd(wake_w)
 pid = os.fork()
 if pid == 0:
     data = b""
     try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(wake_r)
+        os.close(wake_w)
         os.close(out)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
@@ -164,8 +173,14 @@ def frame(kind, payload):
 
 def pump(timeout):
     global oversized
-    ready = select.select(list(kind_of), [], [], timeout)[0]
+    ready = select.select(list(kind_of) + [wake_r], [], [], timeout)[0]
     for fd in ready:
+        if fd == wake_r:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+            continue
         chunk = os.read(fd, 65536)
         if not chunk:
             del kind_of[fd]
@@ -181,7 +196,7 @@ def pump(timeout):
 
 status = None
 while status is None:
-    pump(0.05)
+    pump(0.5)  # a bound, not a pace: output and SIGCHLD wake it
     done, wait_status = os.waitpid(pid, os.WNOHANG)
     if done:
         status = wait_status
