@@ -139,6 +139,9 @@ if pid == 0:
         libc.prctl(4, 0, 0, 0, 0)
         os.chdir(%(workdir)r)
         tempfile.tempdir = %(workdir)r
+        # What a nested candidate (run_candidate) hides from itself with Landlock: the task folder
+        # and the job's input folder (the contract sandbox.forkserver sets for the process sandbox).
+        os.environ["EVOFORGE_TASK_DIR"] = %(task_dir)r + os.pathsep + %(in_dir)r
         sys.path.insert(0, %(lib_dir)r)
         from evoforge.evaluators.runner import run_job
         result = run_job(types.SimpleNamespace(**spec["job"]), %(workdir)r).to_dict()
@@ -215,7 +218,8 @@ elif result:
 else:
     frame("x", json.dumps({"wait_status": status}).encode())
 os._exit(0)
-""" % {"job_file": f"{IN_DIR}/job.json", "workdir": WORKDIR, "lib_dir": LIB_DIR}
+""" % {"job_file": f"{IN_DIR}/job.json", "workdir": WORKDIR, "lib_dir": LIB_DIR, "task_dir": TASK_DIR,
+       "in_dir": IN_DIR}
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

@@ -484,3 +484,32 @@ def test_dev_shm_is_private_to_each_container(box, task_dir):
     """))
     assert writer.status == Status.OK and writer.artifacts["shm"] == "left-behind", writer.artifacts
     assert reader.status == Status.OK and reader.artifacts["shm"] == "", reader.artifacts
+
+
+@needs_docker
+def test_a_nested_candidate_reads_neither_the_task_folder_nor_the_job(box, tmp_path):
+    """The evaluator reads its task folder; the candidate it starts with run_candidate sees none of it."""
+    (tmp_path / "answers.txt").write_text("42")
+    (tmp_path / "evaluator.py").write_text(textwrap.dedent("""
+        from evoforge.evaluators.candidate import run_candidate
+        def evaluate(program_path):
+            with open("/opt/evoforge/task/answers.txt") as fh:
+                mine = fh.read()
+            return {"score": 1.0, "artifacts": {"evaluator_saw": mine,
+                                                **run_candidate(program_path, "peek", timeout_s=20)}}
+    """))
+    result = box.run(_job(str(tmp_path), """
+        def peek():
+            seen = {}
+            for path in ("/opt/evoforge/task/answers.txt", "/opt/evoforge/task/evaluator.py", "/opt/evoforge/in/job.json"):
+                try:
+                    seen[path] = open(path).read()[:20]
+                except OSError as exc:
+                    seen[path] = type(exc).__name__
+            return seen
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.artifacts["evaluator_saw"] == "42"
+    assert {k: v for k, v in result.artifacts.items() if k != "evaluator_saw"} == {
+        "/opt/evoforge/task/answers.txt": "PermissionError", "/opt/evoforge/task/evaluator.py": "PermissionError",
+        "/opt/evoforge/in/job.json": "PermissionError"}
