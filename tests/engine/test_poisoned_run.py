@@ -167,3 +167,23 @@ def test_a_reply_holding_a_lone_surrogate_is_escaped_at_the_llm_seam(tmp_path):
         child = next(iter(store.candidates(where="iteration = 1")))
     assert child.status == "ok" and "a = 2.0  # \\udcff copied from an error" in child.code
     assert "\\udcff" in child.edit and SURROGATE not in child.edit
+
+
+def test_the_progress_line_shows_text_and_never_acts_on_it():
+    """Whatever text reaches the live line is shown as text: no escape sequence, no rich markup."""
+    import io
+
+    from rich.console import Console
+
+    from evoforge.engine.loop import Snapshot
+    from evoforge.engine.progress import RichReporter, describe
+
+    snapshot = Snapshot(done=1, target=2, statuses={"ok": 1, "[bold red]x\x1b[2J" + SURROGATE: 1})
+    line = describe(snapshot)
+    assert "\\x1b[2J\\udcff" in line and "\n" not in line
+    screen = io.StringIO()
+    with RichReporter(Console(file=screen, force_terminal=False, width=300)) as reporter:
+        reporter.update(snapshot)
+    shown = screen.getvalue()
+    _assert_clean(shown)
+    assert "[bold red]x\\x1b[2J\\udcff=1" in shown
