@@ -14,8 +14,9 @@ the process sandbox runs, so both backends score a candidate the same way. The c
   tmpfs pages are charged to the container's memory cgroup, so it cannot outgrow the memory limit;
 - read-only bind mounts: the repo's ``evaluators`` package, the task folder and a per-job input folder
   holding ``job.json`` (modes 0700/0600: only the supervisor reads it);
-- HOME on the read-only root and ``PYTHONNOUSERSITE``, and the supervisor runs ``python3 -I``: no user
-  site-packages, so no start-up hook (``usercustomize``, a ``.pth``) can be planted for a later interpreter;
+- HOME on the read-only root and ``PYTHONNOUSERSITE``, and the supervisor runs ``python3 -s`` in ``/``:
+  no user site-packages and nothing writable on ``sys.path``, so no start-up hook (``usercustomize``,
+  a ``.pth``) can be planted for a later interpreter;
 - no log driver: output is read live from an attach stream into bounded tail buffers, so a candidate
   that prints gigabytes costs neither memory nor the daemon's disk.
 
@@ -93,8 +94,8 @@ DAEMON_HINT = ("start one (as root: `sandbox/ci_docker.sh start`, or `systemctl 
                "or use --sandbox process")
 
 # The supervisor: PID 2 inside the container, under tini, as the container's root with only CAP_SETUID,
-# CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH (``python3 -I``: no user site, no PYTHON* variables, no
-# script directory on sys.path). It never runs task or candidate code: it reads the job (a file only it
+# CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH (``python3 -s`` in ``/``: no user site, nothing writable on
+# sys.path; not ``-I``, which would also drop PYTHONHASHSEED=0 and make scores depend on hash order). It never runs task or candidate code: it reads the job (a file only it
 # can read), forks the evaluator, which drops to the job's uid (every capability goes with the uid) and
 # runs `run_job`, and relays the evaluator's stdout, stderr and result as frames on the container's
 # stdout, which only it holds. Frame: 1 kind byte (o stdout, e stderr, r result, x "no result", with
@@ -452,7 +453,7 @@ class DockerSandbox:
                    PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         try:
             container = self._client.containers.create(
-                image, ["python3", "-I", "-c", _ENTRY],
+                image, ["python3", "-s", "-c", _ENTRY],
                 # The supervisor is the container's root with four capabilities; the evaluator and the
                 # candidate run as ``self.user`` with none (the drop happens in _ENTRY).
                 user="0:0", working_dir="/", environment=env, hostname="evoforge",

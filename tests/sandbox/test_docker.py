@@ -410,13 +410,15 @@ def test_candidate_runs_as_another_uid_than_the_evaluator_and_cannot_read_the_jo
                     pass
             return {"score": 1.0, "metrics": {"uid": os.getuid(), "supervisor_uid": float(uids["Uid:"]),
                     "can_signal_supervisor": signal_ok, "job_paths_readable": float(readable),
-                    "user_site": float(bool(site.ENABLE_USER_SITE)), "no_user_site": float(sys.flags.no_user_site)}}
+                    "user_site": float(bool(site.ENABLE_USER_SITE)), "no_user_site": float(sys.flags.no_user_site),
+                    "hash_randomization": float(sys.flags.hash_randomization)}}
     """))
     assert result.status == Status.OK, result.artifacts
     assert result.metrics["uid"] == 65534.0 and result.metrics["supervisor_uid"] == 0.0
     assert result.metrics["can_signal_supervisor"] == 0.0
     assert result.metrics["job_paths_readable"] == 0.0
     assert result.metrics["user_site"] == 0.0 and result.metrics["no_user_site"] == 1.0
+    assert result.metrics["hash_randomization"] == 0.0  # PYTHONHASHSEED=0 holds: scores repeat
 
 
 @needs_docker
