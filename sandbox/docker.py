@@ -94,11 +94,12 @@ DAEMON_HINT = ("start one (as root: `sandbox/ci_docker.sh start`, or `systemctl 
                "or use --sandbox process")
 
 # The supervisor: PID 2 inside the container, under tini, as the container's root with only CAP_SETUID,
-# CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH (``python3 -s`` in ``/``: no user site, nothing writable on
-# sys.path; not ``-I``, which would also drop PYTHONHASHSEED=0 and make scores depend on hash order). It never runs task or candidate code: it reads the job (a file only it
-# can read), forks the evaluator, which drops to the job's uid (every capability goes with the uid) and
-# runs `run_job`, and relays the evaluator's stdout, stderr and result as frames on the container's
-# stdout, which only it holds. Frame: 1 kind byte (o stdout, e stderr, r result, x "no result", with
+# CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH (``python3 -s`` in ``/``: no user site, nothing writable
+# on sys.path; not ``-I``, which would also drop PYTHONHASHSEED=0 and make scores depend on hash order).
+# It never runs task or candidate code: it reads the job (a file only it can read), forks the evaluator,
+# which drops to the job's uid (every capability goes with the uid; if the drop fails, `run_job` never
+# starts) and runs `run_job`, and relays the evaluator's stdout, stderr and result as frames on the
+# container's stdout, which only it holds. Frame: 1 kind byte (o stdout, e stderr, r result, x "no result", with
 # the evaluator's wait status), 4-byte big-endian length, payload. Standard library only, then the
 # mounted `evaluators` package (imported by the evaluator, after the drop).
 _ENTRY = r"""
@@ -120,6 +121,7 @@ signal.set_wakeup_fd(wake_w)
 pid = os.fork()
 if pid == 0:
     data = b""
+    result_fd = pipes["r"][1]
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -132,8 +134,7 @@ if pid == 0:
         os.dup2(pipes["e"][1], 2)
         for r, w in pipes.values():
             os.close(r)
-        result_fd = pipes["r"][1]
-        os.set_inheritable(result_fd, False)
+        os.set_inheritable(result_fd, False)  # a nested candidate (an exec) never holds it
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)  # from root to another uid: every capability is dropped with it
