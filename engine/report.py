@@ -9,8 +9,9 @@ to a CI job or opened offline. Sections carry stable ids (``summary``, ``best-pr
 The template is ``engine/templates/report.html.j2`` (Jinja2 with autoescaping: program text and
 error messages are data, never markup). Every value the template prints also passes through
 `evoforge.evaluators.untrusted.clean` (the environment's ``finalize``): a candidate's lone surrogates,
-NULs and control characters are shown as escapes, never written raw into the page. Figures are drawn on `matplotlib.figure.Figure` directly,
-without pyplot, so rendering neither needs a display nor touches a notebook's current figure.
+NULs and control characters are shown as escapes, never written raw into the page. Figures are drawn
+on `matplotlib.figure.Figure` directly, without pyplot, so rendering neither needs a display nor
+touches a notebook's current figure.
 """
 
 from __future__ import annotations

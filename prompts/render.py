@@ -1,12 +1,12 @@
 """Rendering prompts from Jinja2 templates: a pure function of its context and the template folders.
 
 A task folder may override ``system.j2`` or ``user.j2`` by shipping a file of the same name; the
-task folder is searched before ours.
+task folder is searched before ours. ``StrictUndefined`` turns a typo in a template into an error
+rather than a silently empty prompt.
 
 Candidate-controlled text (artifacts, failure notes with stderr, metric names) is data, never
 instructions: templates show it through the ``quoted`` filter (a labelled, fenced block it cannot
-close) and names through ``label`` (one short clean line); see `evoforge.evaluators.untrusted`. ``StrictUndefined`` turns a typo in a template into an error
-rather than a silently empty prompt.
+close) and names through ``label`` (one short clean line); see `evoforge.evaluators.untrusted`.
 """
 
 from __future__ import annotations

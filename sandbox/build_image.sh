@@ -10,7 +10,8 @@
 # a `nobody` user (uid/gid 65534, which Debian's base-passwd always has), whose HOME (/nonexistent) is
 # on the read-only root; user site-packages off (PYTHONNOUSERSITE), so no start-up hook can be planted.
 # The repo's `evaluators` package is not baked in: DockerSandbox mounts it read-only per evaluation,
-# so the image never goes stale when the code changes. Needs root (debootstrap chroots) and a running Docker engine.
+# so the image never goes stale when the code changes. Needs root (debootstrap chroots) and a running
+# Docker engine.
 set -euo pipefail
 
 IMAGE="${EVOFORGE_DOCKER_IMAGE:-evoforge-sandbox:latest}"
