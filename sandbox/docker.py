@@ -79,7 +79,7 @@ __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_availabl
 
 DEFAULT_IMAGE = "evoforge-sandbox:latest"
 DEFAULT_USER = "65534:65534"          # nobody:nogroup in Debian's base-passwd
-CONTAINER_LABEL = "evoforge.sandbox"  # every container we make carries it (clean-up, tests)
+CONTAINER_LABEL = "evoforge.sandbox"  # on every container we make (clean-up, tests); value: the engine's pid
 WORKDIR = "/work"                     # the tmpfs; not an image WORKDIR (Docker would reset its mode)
 LIB_DIR = "/opt/evoforge"             # evoforge/evaluators/ is mounted under it (a namespace package); on PYTHONPATH
 TASK_DIR = f"{LIB_DIR}/task"
