@@ -5,7 +5,7 @@ Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
 
 Whatever goes to the terminal or out as JSON may hold a candidate's text (its stderr, exception messages,
-artifacts, metric names): `_out` and `_json` pass it through `evoforge.evaluators.untrusted` first, so no
+artifacts, metric names): `_out` and `_json` pass it through `evoforge.prompts.sanitize` first, so no
 escape sequence reaches the terminal and the JSON is strict and valid UTF-8.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evoforge.evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
-from evoforge.evaluators.untrusted import clean, json_safe, one_line
+from evoforge.prompts.sanitize import clean, json_safe, one_line
 
 __all__ = ["main", "build_parser"]
 

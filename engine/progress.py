@@ -1,6 +1,6 @@
 """The live progress line (rich) for `evoforge run`.
 
-The line is cleaned (`evoforge.evaluators.untrusted.one_line`) and its rich markup escaped before it is
+The line is cleaned (`evoforge.prompts.sanitize.one_line`) and its rich markup escaped before it is
 drawn: whatever text reaches it, no escape sequence or ``[markup]`` gets to the terminal.
 """
 
@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evoforge.engine.loop import Snapshot
-from evoforge.evaluators.untrusted import one_line
+from evoforge.prompts.sanitize import one_line
 
 __all__ = ["RichReporter", "describe"]
 

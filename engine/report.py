@@ -8,7 +8,7 @@ to a CI job or opened offline. Sections carry stable ids (``summary``, ``best-pr
 
 The template is ``engine/templates/report.html.j2`` (Jinja2 with autoescaping: program text and
 error messages are data, never markup). Every value the template prints also passes through
-`evoforge.evaluators.untrusted.clean` (the environment's ``finalize``): a candidate's lone surrogates,
+`evoforge.prompts.sanitize.clean` (the environment's ``finalize``): a candidate's lone surrogates,
 NULs and control characters are shown as escapes, never written raw into the page. Figures are drawn
 on `matplotlib.figure.Figure` directly, without pyplot, so rendering neither needs a display nor
 touches a notebook's current figure.
@@ -25,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from evoforge.evaluators.untrusted import clean
+from evoforge.prompts.sanitize import clean
 
 __all__ = ["render_report", "write_report", "TEMPLATE"]
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from evoforge.archive.store import CandidateRecord, Store
 from evoforge.evaluators.types import StoreError
-from evoforge.evaluators.untrusted import json_safe
+from evoforge.prompts.sanitize import json_safe
 
 __all__ = ["RunDir", "default_run_dir"]
 
@@ -81,7 +81,7 @@ class RunDir:
             "features": dict(record.features), "metrics": dict(record.metrics), "eval_s": record.eval_s,
             "model": record.model, "cost_usd": record.cost_usd, "time": time.time(),
         }
-        # Metric names and the like may be candidate text: strict, clean JSON (evaluators.untrusted).
+        # Metric names and the like may be candidate text: strict, clean JSON (prompts.sanitize).
         self._events.write(json.dumps(json_safe(line), allow_nan=False) + "\n")
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ rather than a silently empty prompt.
 
 Candidate-controlled text (artifacts, failure notes with stderr, metric names) is data, never
 instructions: templates show it through the ``quoted`` filter (a labelled, fenced block it cannot
-close) and names through ``label`` (one short clean line); see `evoforge.evaluators.untrusted`.
+close) and names through ``label`` (one short clean line); see `evoforge.prompts.sanitize`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import jinja2
 
-from evoforge.evaluators.untrusted import clean, code_safe, one_line
+from evoforge.prompts.sanitize import clean, code_safe, one_line
 
 __all__ = ["ProgramView", "PromptContext", "render_prompt", "render_retry", "TEMPLATES_DIR"]
 
@@ -84,7 +84,7 @@ def _label(value: object) -> str:
 
 
 def quoted(text: object, max_chars: int = QUOTED_MAX_CHARS) -> str:
-    """Candidate-controlled text as a fenced block of data: cleaned (`evaluators.untrusted.clean`), clipped,
+    """Candidate-controlled text as a fenced block of data: cleaned (`prompts.sanitize.clean`), clipped,
     and fenced with more backticks than any run inside it, so the text cannot close its own fence and
     continue as prompt (the CommonMark rule for fences)."""
     body = clean(text, max_chars=max_chars).rstrip("\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from evoforge.evaluators.untrusted import code_safe
+from evoforge.prompts.sanitize import code_safe
 
 __all__ = ["LLMClient", "Prompt", "Reply"]
 
@@ -49,7 +49,7 @@ class Reply:
     def __post_init__(self) -> None:
         # A reply is untrusted text too, and JSON can carry a lone surrogate ("\udcff", e.g. copied
         # from an escaped error in the prompt) that nothing downstream can encode: ast.parse, SQLite and
-        # the next request all raise, and the run crashed. Escaped once, here (evaluators.untrusted).
+        # the next request all raise, and the run crashed. Escaped once, here (prompts.sanitize).
         object.__setattr__(self, "text", code_safe(self.text) if isinstance(self.text, str) else self.text)
 
 

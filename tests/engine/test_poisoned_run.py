@@ -49,7 +49,8 @@ RAISES = ("<<<<<<< SEARCH\n    return {}\n=======\n"
           f"    raise ValueError('poisoned ' + {NASTY})\n>>>>>>> REPLACE\n")
 REPORTS = ("<<<<<<< SEARCH\n    a = 1.5\n=======\n    a = 3.0\n>>>>>>> REPLACE\n"
            "<<<<<<< SEARCH\n    return {}\n=======\n"
-           f"    return {{'metrics': {{'m' + {NASTY}: 2.0}}, 'artifacts': {{'note' + chr(0xDCFF): 'said ' + {NASTY}}}}}\n"
+           f"    return {{'metrics': {{'m' + {NASTY}: 2.0}},"
+           f" 'artifacts': {{'note' + chr(0xDCFF): 'said ' + {NASTY}}}}}\n"
            ">>>>>>> REPLACE\n")
 
 

@@ -165,7 +165,8 @@ def test_no_network_only_loopback(box, task_dir):
                 except OSError as exc:
                     reached = type(exc).__name__
                 return {"score": 1.0, "artifacts": {
-                    "interfaces": ",".join(sorted(dev)), "sys_class_net": ",".join(sorted(os.listdir("/sys/class/net"))),
+                    "interfaces": ",".join(sorted(dev)),
+                    "sys_class_net": ",".join(sorted(os.listdir("/sys/class/net"))),
                     "routes": str(len(routes)), "inet6_not_lo": ",".join(i for i in inet6 if i != "lo"),
                     "reached": reached}}
         """.replace("PORT", str(listener.getsockname()[1]))))
@@ -503,7 +504,8 @@ def test_a_nested_candidate_reads_neither_the_task_folder_nor_the_job(box, tmp_p
     result = box.run(_job(str(tmp_path), """
         def peek():
             seen = {}
-            for path in ("/opt/evoforge/task/answers.txt", "/opt/evoforge/task/evaluator.py", "/opt/evoforge/in/job.json"):
+            for path in ("/opt/evoforge/task/answers.txt", "/opt/evoforge/task/evaluator.py",
+                         "/opt/evoforge/in/job.json"):
                 try:
                     seen[path] = open(path).read()[:20]
                 except OSError as exc:

@@ -4,7 +4,7 @@ A candidate writes its own stderr, exception messages, artifacts and (through it
 names. The store keeps that text exactly as it came (the record is evidence); every place the text
 *leaves* the engine passes it through here first:
 
-- prompts (``evoforge.prompts``): a lone surrogate such as ``chr(0xDCFF)`` cannot be encoded as UTF-8,
+- prompts (``render.py`` here): a lone surrogate such as ``chr(0xDCFF)`` cannot be encoded as UTF-8,
   so an SDK serialising the request raises, and a run (and each resume of it) crashed on it;
 - JSON (``events.jsonl``, ``evoforge show --json``, ``evoforge eval --json``): lone surrogates make
   invalid UTF-8 and ``NaN``/``Infinity`` are not JSON at all;
@@ -24,6 +24,9 @@ What `clean` does, and why each:
 
 Everything else, including any printable Unicode, stays as it is: the goal is text that cannot act,
 not text that is ASCII.
+
+It lives in ``prompts`` because prompts are its first user and import nothing of ours; the engine (CLI,
+report, progress line, ``events.jsonl``, the LLM seam) imports it from here.
 """
 
 from __future__ import annotations

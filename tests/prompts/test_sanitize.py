@@ -1,10 +1,10 @@
-"""`evoforge.evaluators.untrusted`: candidate text made safe to print, embed or send — and nothing else changed."""
+"""`evoforge.prompts.sanitize`: candidate text made safe to print, embed or send — and nothing else changed."""
 
 import json
 
 import pytest
 
-from evoforge.evaluators.untrusted import clean, clip, code_safe, json_safe, one_line
+from evoforge.prompts.sanitize import clean, clip, code_safe, json_safe, one_line
 
 NASTY = "ok " + chr(0xDCFF) + "\x00\x1b[2J\x1b]52;c;cGF5bG9hZA==\x07\x9b31m\u202eevil\u2028end"
 
