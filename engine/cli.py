@@ -194,7 +194,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from evoforge.engine.scaffold import scaffold_task
 
     path = scaffold_task(args.name)
-    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml)")
+    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml, README.md)")
     print(f"try it: evoforge eval {path} {path}/initial_program.py && evoforge run {path} --iterations 50")
     return 0
 
