@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Sequence
 from evoforge.engine.config import RunConfig
 from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, llm_from_flags, make_llm
 from evoforge.engine.rundir import RunDir, default_run_dir
+from evoforge.engine.startup import job_for, prefetch_initial
 from evoforge.engine.task import Task, load_task
 from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
-from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.registry import make_executor
 
 if TYPE_CHECKING:  # the loop (prompts, Jinja2) loads when a run starts, not for `evoforge eval`
@@ -194,6 +194,9 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     _preflight_isolation(config.sandbox)
     path = Path(out) if out else default_run_dir(task.name)
     executor = _executor(config, task)  # an unreachable --ray-address fails before the run directory exists
+    # The fork server starts and evaluates the initial program on another core while this process
+    # imports the LLM SDK and builds the engine (engine.startup).
+    executor = prefetch_initial(executor, task)
     try:
         run_dir = RunDir.create(path, config.to_dict())
     except BaseException:
@@ -246,10 +249,7 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
         raise ConfigError(f"{program}: no such program file")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
-                        evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
-                        extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
+    job = job_for(task, program.read_text())
 
     async def main() -> EvaluationResult:
         try:
