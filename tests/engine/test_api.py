@@ -176,3 +176,42 @@ def _closure():
 
 def _uses_global(x):
     return GLOBAL_CONSTANT * x
+
+
+# ---- each command imports only what it uses (start-up time; no times asserted) --------------------
+
+HEAVY = ("openai", "anthropic", "ribs", "sklearn", "numba", "pandas", "matplotlib", "jinja2", "rich", "docker", "ray")
+
+
+def _imported_by(argv, cwd, code_after=""):
+    code = ("import sys, io, contextlib\n"
+            "from evoforge.engine.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main({argv!r}) == 0\n"
+            f"{code_after}"
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_commands_import_only_what_they_use(tmp_path):
+    task = write_tiny_task(tmp_path / "tiny")
+    evoforge.run(task, iterations=3, llm="offline", out=tmp_path / "r").close()
+    sdks_and_archive_libraries = {"openai", "anthropic", "ribs", "sklearn", "numba", "docker", "ray"}
+    # A grid archive needs no pyribs (scikit-learn, numba); the offline operator no SDK; no plots.
+    ran = _imported_by(["run", str(task), "--iterations", "2", "--llm", "offline", "--quiet", "--out",
+                        str(tmp_path / "r2")], tmp_path)
+    assert not ran & (sdks_and_archive_libraries | {"pandas", "matplotlib"}), ran
+    shown = _imported_by(["show", str(tmp_path / "r")], tmp_path)
+    assert not shown & (sdks_and_archive_libraries | {"matplotlib"}), shown
+    # One evaluation needs neither the archive nor the loop's prompts.
+    assert _imported_by(["eval", str(task), str(task / "initial_program.py")], tmp_path) == set()
+    notebook = ("from evoforge.archive import Run\n"
+                f"with Run.open({str(tmp_path / 'r')!r}) as run:\n"
+                "    run.programs(); run.best(); run.qd_stats()\n"
+                f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + notebook], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) == {"pandas"}   # no SDK, no pyribs, no Jinja2
