@@ -152,9 +152,13 @@ def test_functions_that_cannot_stand_alone_are_config_errors(tmp_path, make, mes
 
 def test_initial_source_text_and_bad_options(tmp_path):
     source = "def helper(x):\n    return 2 * x\n\n\ndef approx(x):\n    return helper(x) / 2 - x ** 3 / 6\n"
+    description = 'Approximate sin ↑ 😀 "quoted" \\ and\nnew lines'
     with evoforge.evolve_function(source, sine_error, name="approx", iterations=0, llm="offline",
-                                  out=tmp_path / "r") as run:
+                                  description=description, out=tmp_path / "r") as run:
         assert run.programs().iloc[0].status == "ok"
+    from evoforge.engine.task import load_task
+
+    assert load_task(tmp_path / "r" / "task").description == description.strip()
     program = (tmp_path / "r" / "task" / "initial_program.py").read_text()
     assert "# EVOLVE-BLOCK-START\ndef helper(x):" in program
     with pytest.raises(ConfigError, match="unknown option 'iteration'"):
