@@ -415,13 +415,18 @@ def test_cells_and_insertions_match_pyribs(kind):
                                                         data["objective"][order])]
 
 
-def test_a_grid_archive_does_not_import_pyribs():
+@pytest.mark.parametrize("config, loaded", [
+    ("ArchiveConfig()", "[]"),
+    # A resumed CVT run has its centroids: a k-d tree (SciPy), no k-means (pyribs, scikit-learn).
+    ("ArchiveConfig(kind='cvt', cvt_cells=3), centroids=[[0.1], [0.5], [0.9]]", "['scipy']"),
+])
+def test_archives_import_no_pyribs_once_they_have_their_cells(config, loaded):
     import subprocess
     import sys
 
     code = ("import sys; from evoforge.archive.islands import *; "
-            "a = IslandArchives(descriptors=[DescriptorSpec('x', 0.0, 1.0, 4)], config=ArchiveConfig(), seed=0); "
+            f"a = IslandArchives(descriptors=[DescriptorSpec('x', 0.0, 1.0, 4)], config={config}, seed=0); "
             "a.add(0, 1, 1.0, [0.5]); print(sorted(m for m in ('ribs', 'sklearn', 'pandas', 'scipy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == loaded
