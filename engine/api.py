@@ -116,7 +116,8 @@ def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Call
             lists, dicts, numeric arrays). Return the score (higher is better with the default
             ``objective``), or a dict as an ``evaluate`` of the task contract returns (``score``,
             ``features``, ``metrics``, ``artifacts``). If the candidate raises, crashes or times out,
-            the call raises and the candidate is recorded as ``error`` or ``timeout``.
+            the call raises and the candidate is recorded as ``error`` or ``timeout``. Source text
+            works too (its imports included): the function named ``score``, or its only ``def``.
         name: The function's name (default: ``initial.__name__``, or the first ``def`` of the source).
         description: What the prompt says about the task (default: the evaluator's docstring, else
             a sentence naming the function).
@@ -145,7 +146,10 @@ def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Call
     if objective not in ("maximize", "minimize"):
         raise ConfigError(f"evolve_function: objective: expected 'maximize' or 'minimize' but got {objective!r}")
     program, function = _program_source(initial, name)
-    score_source, score_name, score_imports = _standalone(evaluator, "evaluator")
+    if isinstance(evaluator, str):
+        score_source, score_name, score_imports = _evaluator_text(evaluator), _score_name(evaluator), []
+    else:
+        score_source, score_name, score_imports = _standalone(evaluator, "evaluator")
     task_name = _task_name(function)
     from evoforge.engine.rundir import default_run_dir
 
@@ -215,7 +219,8 @@ def _standalone(fn: Any, role: str) -> tuple[str, str, list[str]]:
     try:
         source = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError) as exc:
-        raise ConfigError(f"{what}: its source is not available ({exc}); pass the source text instead") from exc
+        raise ConfigError(f"{what}: its source is not available ({exc}); define it in a file or notebook "
+                          f"cell, or pass its source text instead") from exc
     tree = ast.parse(source)
     if not tree.body or not isinstance(tree.body[0], ast.FunctionDef) or tree.body[0].decorator_list:
         raise ConfigError(f"{what}: expected a plain `def` without decorators; define it at the top level")
@@ -236,6 +241,26 @@ def _standalone(fn: Any, role: str) -> tuple[str, str, list[str]]:
 
 
 _MISSING = object()
+
+
+def _evaluator_text(text: str) -> str:
+    source = textwrap.dedent(text).strip() + "\n"
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        raise ConfigError(f"evolve_function: the evaluator source does not parse: {exc}") from exc
+    return source
+
+
+def _score_name(text: str) -> str:
+    """The scoring function of evaluator source text: ``score``, or its only top-level ``def``."""
+    defs = [node.name for node in ast.parse(textwrap.dedent(text)).body if isinstance(node, ast.FunctionDef)]
+    if "score" in defs:
+        return "score"
+    if len(defs) == 1:
+        return defs[0]
+    raise ConfigError(f"evolve_function: the evaluator source defines {', '.join(defs) or 'no function'}; "
+                      f"name the scoring function `score`")
 
 
 def _program_source(initial: Callable[..., Any] | str, name: str | None) -> tuple[str, str]:
