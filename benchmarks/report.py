@@ -117,10 +117,12 @@ def render_table(results: dict) -> str:
             rows.append(("6 start-up", f"unavailable: {_why(st)}", "", ""))
         else:
             oe = st.get("openevolve", {})
-            reference = (f"OpenEvolve {oe['version']}: {_num(oe.get('first_request_s'), '.2f')} s to its first request"
+            reference = (f"OpenEvolve {oe['version']}: {_num(oe.get('first_request_s'), '.2f')} s to its first request "
+                         f"({_num(oe.get('first_request_cpu_s'), '.2f')} s of its CPU)"
                          if "version" in oe else f"OpenEvolve unavailable: {_why(oe)}")
             rows.append(("6 launch → first LLM request (fake server)",
-                         f"{_num(st['evoforge_first_request_s'], '.2f')} s (median of {st['repeats']})",
+                         f"{_num(st['evoforge_first_request_s'], '.2f')} s, median of {st['repeats']} "
+                         f"({_num(st.get('evoforge_first_request_cpu_s'), '.2f')} s of the engine's CPU)",
                          reference, _ratio(st.get("first_request_ratio"))))
             rows.append(("6 `evoforge show`", f"{_num(st['evoforge_show_s'], '.2f')} s", reference,
                          _ratio(st.get("show_ratio"))))
