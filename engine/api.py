@@ -99,7 +99,7 @@ def evaluate(task: str | Path, program_file: str | Path, *, sandbox: str = "proc
     return evaluate_file(str(task), Path(program_file), sandbox=sandbox)
 
 
-def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Callable[..., Any]], Any], *,
+def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Callable[..., Any]], Any] | str, *,
                     name: str | None = None, description: str | None = None, objective: str = "maximize",
                     descriptors: Sequence[Mapping[str, Any]] | None = None, timeout_s: float = 60.0,
                     memory_mb: int = 2048, islands: int = 2, out: str | Path | None = None,
@@ -153,19 +153,19 @@ def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Call
     task_name = _task_name(function)
     from evoforge.engine.rundir import default_run_dir
 
+    doc = inspect.getdoc(evaluator) if callable(evaluator) else None
+    text = description or doc or (f"Evolve the function {function}() so that the evaluator's score is as "
+                                  f"{'high' if objective == 'maximize' else 'low'} as possible.")
+    files = {"initial_program.py": program,
+             "evaluator.py": _evaluator_file(score_source, score_name, score_imports, function, timeout_s),
+             "task.toml": _task_toml(task_name, text, objective, descriptors, timeout_s, memory_mb, islands)}
     run_dir = Path(out) if out is not None else default_run_dir(task_name)
     if (run_dir / "run.db").exists():
         raise ConfigError(f"{run_dir}: a run already exists here; continue it with evoforge.resume({str(run_dir)!r})")
     folder = run_dir / "task"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "initial_program.py").write_text(program)
-    (folder / "evaluator.py").write_text(_evaluator_file(score_source, score_name, score_imports, function,
-                                                         timeout_s))
-    doc = inspect.getdoc(evaluator) if callable(evaluator) else None
-    text = description or doc or (f"Evolve the function {function}() so that the evaluator's score is as "
-                                  f"{'high' if objective == 'maximize' else 'low'} as possible.")
-    (folder / "task.toml").write_text(_task_toml(task_name, text, objective, descriptors, timeout_s, memory_mb,
-                                                 islands))
+    for file_name, content in files.items():
+        (folder / file_name).write_text(content)
     return run(folder, out=run_dir, **run_options)
 
 
