@@ -107,7 +107,8 @@ def startup_times(work: Path, *, repeats: int, openevolve: bool = True) -> dict:
         return [python, "-m", "evoforge", "run", str(task_dir), "--llm", f"openai-compatible:bench@{base_url}",
                 "--iterations", "1", "--concurrency", "1", "--quiet", "--out", str(out)]
 
-    oe_python, oe_version = ensure_openevolve(work) if openevolve else (None, "left out (openevolve not among the benchmarks run)")
+    oe_python, oe_version = (ensure_openevolve(work) if openevolve
+                             else (None, "left out (openevolve not among the benchmarks run)"))
 
     def openevolve_cmd(base_url: str, out: Path) -> list[str]:
         return [str(oe_python), str(DRIVER), str(task_dir), base_url, str(out), "--iterations", "1", "--workers", "1"]

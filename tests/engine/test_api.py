@@ -161,7 +161,8 @@ def test_initial_source_text_and_bad_options(tmp_path):
     assert load_task(tmp_path / "r" / "task").description == description.strip()
     program = (tmp_path / "r" / "task" / "initial_program.py").read_text()
     assert "# EVOLVE-BLOCK-START\ndef helper(x):" in program
-    evaluator = "import math\n\ndef helper(v):\n    return v\n\ndef score(f):\n    return -abs(f(1.0) - math.sin(1.0))\n"
+    evaluator = ("import math\n\ndef helper(v):\n    return v\n\n"
+                 "def score(f):\n    return -abs(f(1.0) - math.sin(1.0))\n")
     with evoforge.evolve_function(approx_sine, evaluator, iterations=0, llm="offline", out=tmp_path / "s") as run:
         assert run.programs().iloc[0].score == pytest.approx(-abs(approx_sine(1.0) - math.sin(1.0)))
     with pytest.raises(ConfigError, match="name the scoring function `score`"):
