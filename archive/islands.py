@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,7 +198,7 @@ class _Cells:
     tests/archive/test_islands.py checks both against pyribs.
     """
 
-    def __init__(self, n_cells: int, dim: int):
+    def __init__(self, n_cells: int, dim: int) -> None:
         self.threshold = np.full(n_cells, -np.inf)
         self.ids = np.zeros(n_cells, dtype=np.int64)
         self.raw = np.zeros((n_cells, dim), dtype=np.float64)
@@ -237,7 +237,7 @@ class _GridIndex:
 
     _EPSILON = 1e-6
 
-    def __init__(self, descriptors: Sequence[DescriptorSpec]):
+    def __init__(self, descriptors: Sequence[DescriptorSpec]) -> None:
         self._dims = np.array([d.bins for d in descriptors], dtype=np.int32)
         self._low = np.array([d.low for d in descriptors], dtype=np.float64)
         self._size = np.array([d.high for d in descriptors], dtype=np.float64) - self._low
@@ -253,7 +253,7 @@ class _CVTIndex:
     """Cell of a point in a CVT: the nearest centroid by a SciPy k-d tree, as pyribs'
     ``CVTArchive`` (its default ``nearest_neighbors="scipy_kd_tree"``) finds it."""
 
-    def __init__(self, centroids: np.ndarray):
+    def __init__(self, centroids: np.ndarray) -> None:
         from scipy.spatial import KDTree  # only CVT tasks pay for it
 
         self._tree = KDTree(centroids)
@@ -295,6 +295,7 @@ class IslandArchives:
         self._low = np.array([d.low for d in self._descriptors], dtype=np.float64)
         self._high = np.array([d.high for d in self._descriptors], dtype=np.float64)
 
+        self._index_of: Callable[[np.ndarray], int]
         if config.kind == "grid":
             if centroids is not None:
                 raise ValueError("expected centroids=None for kind='grid' but got an array of "
