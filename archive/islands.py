@@ -176,7 +176,8 @@ class _View:
 
     __slots__ = ("cells", "ids", "fitness", "features", "islands", "order")
 
-    def __init__(self, cells, ids, fitness, features, islands):
+    def __init__(self, cells: np.ndarray, ids: np.ndarray, fitness: np.ndarray, features: np.ndarray,
+                 islands: np.ndarray) -> None:
         self.cells = cells  # (n,) int64, ascending
         self.ids = ids  # (n,) int64
         self.fitness = fitness  # (n,) float64
@@ -547,7 +548,7 @@ class IslandArchives:
             raise ValueError(f"expected island to be an int in [0, {n}) but got {island!r}")
         return int(island)
 
-    def _features(self, features) -> np.ndarray:
+    def _features(self, features: Sequence[float] | Mapping[str, float] | np.ndarray) -> np.ndarray:
         names = self._names
         if isinstance(features, Mapping):
             if set(features) != set(names):
@@ -586,14 +587,14 @@ def _draw_distinct(ids: np.ndarray, taken: set[int], k: int, rng: np.random.Gene
     return drawn
 
 
-def _check_id(program_id) -> int:
+def _check_id(program_id: object) -> int:
     if isinstance(program_id, bool) or not isinstance(program_id, numbers.Integral) \
-            or not -_MAX_ID < program_id < _MAX_ID:
+            or not -_MAX_ID < int(program_id) < _MAX_ID:
         raise ValueError(f"expected program_id to be an int with abs(id) < 2**53 but got {program_id!r}")
     return int(program_id)
 
 
-def _check_fitness(fitness) -> float:
+def _check_fitness(fitness: object) -> float:
     if isinstance(fitness, bool) or not isinstance(fitness, numbers.Real) or not math.isfinite(fitness):
         raise ValueError(f"expected a finite float fitness but got {fitness!r}")
     return float(fitness)

@@ -1,4 +1,4 @@
-"""The notebook API (DESIGN.md §8): read a run directory into pandas DataFrames and plots.
+"""The notebook API (docs/notebook_api.md): read a run directory into pandas DataFrames and plots.
 
     from evoforge.archive import Run
     run = Run.open("runs/circle_packing-20261123-101500")
@@ -250,10 +250,7 @@ class Run:
         per occupied (island, cell), sorted by island then cell. ``island`` selects one island.
         A program may be the elite of one cell on several islands (the seed, migrants).
         """
-        holders: dict[tuple[int, int], int] = {}
-        for event in self._events():
-            if event["status"] in ("new", "improved") and event["cell"] is not None:
-                holders[(event["island"], event["cell"])] = event["program_id"]
+        holders = self._holders()
         names = self.descriptor_names
         columns = ["id", "island", "cell", "score", "fitness"] + [f"feature_{n}" for n in names]
         info = self._program_info({pid for pid in holders.values()})
@@ -269,6 +266,70 @@ class Run:
         for column in columns[3:]:
             frame[column] = frame[column].astype(float)
         return frame
+
+    def _holders(self) -> dict[tuple[int, int], int]:
+        """``(island, cell) -> program id`` of the current elites: the replay of the archive events."""
+        holders: dict[tuple[int, int], int] = {}
+        for event in self._events():
+            if event["status"] in ("new", "improved") and event["cell"] is not None:
+                holders[(event["island"], event["cell"])] = event["program_id"]
+        return holders
+
+    @property
+    def num_islands(self) -> int:
+        """Islands of the run (meta ``archive``; else the highest island an event names, plus one)."""
+        stored = (self.meta("archive") or {}).get("islands")
+        if stored:
+            return int(stored)
+        row = self._conn.execute("SELECT MAX(island) FROM archive_events").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def island_stats(self) -> list[dict[str, Any]]:
+        """Per island, in order: ``island, elites, coverage, qd_score, best_fitness, best_id`` — the
+        statistics of each island's archive (coverage over :attr:`cells`, NaN when unknown; the best
+        of equal fitness is the elite of the lowest cell, as the engine's archive ranks them)."""
+        holders = self._holders()
+        fitness = self._fitness({pid for pid in holders.values()})
+        total_cells = self.cells
+        out = []
+        for island in range(self.num_islands):
+            cells = sorted((cell, pid) for (isl, cell), pid in holders.items() if isl == island)
+            values = [(fitness[pid], -cell, pid) for cell, pid in cells if fitness.get(pid) is not None]
+            best = max(values) if values else None
+            out.append({
+                "island": island, "elites": len(values),
+                "coverage": len(values) / total_cells if total_cells else float("nan"),
+                "qd_score": sum(v + self.qd_offset for v, _, _ in values),
+                "best_fitness": best[0] if best else None, "best_id": best[2] if best else None,
+            })
+        return out
+
+    def _fitness(self, ids: set[int]) -> dict[int, float | None]:
+        return {pid: info[1] for pid, info in self._program_info(ids).items()}
+
+    def statuses(self) -> dict[str, int]:
+        """How many candidates ended with each status."""
+        return {str(s): int(n) for s, n in
+                self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status ORDER BY status")}
+
+    def models(self) -> list[dict[str, Any]]:
+        """Per model, from the LLM calls: ``model, calls, failed, prompt_tokens, completion_tokens,
+        cost_usd, mean_latency_s`` (None without a successful call), and ``improvements``: its ok
+        children fitter than their parent (what an ensemble's bandit learns from)."""
+        calls = self._conn.execute(
+            "SELECT model, COUNT(*) AS calls, SUM(error IS NOT NULL) AS failed, SUM(prompt_tokens) AS prompt_tokens,"
+            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd,"
+            " AVG(latency_s) AS mean_latency_s FROM llm_calls GROUP BY model ORDER BY model").fetchall()
+        improved = dict(self._conn.execute(
+            "SELECT c.model, COUNT(*) FROM programs c JOIN programs p ON c.parent_id = p.id"
+            " WHERE c.status = 'ok' AND c.fitness > p.fitness GROUP BY c.model").fetchall())
+        return [{**dict(r), "improvements": improved.get(r["model"], 0)} for r in calls]
+
+    def top(self, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` fittest ok programs (lowest id first among equals): ``id, iteration, score, model``."""
+        rows = self._conn.execute("SELECT id, iteration, score, model FROM programs WHERE status = 'ok'"
+                                  " AND fitness IS NOT NULL ORDER BY fitness DESC, id LIMIT ?", (int(k),))
+        return [dict(r) for r in rows]
 
     def _program_info(self, ids: set[int]) -> dict[int, tuple[float | None, float | None, dict]]:
         out = {}
@@ -460,7 +521,8 @@ class Run:
             frame = self.programs()
             for name in names:
                 if f"feature_{name}" not in frame.columns:
-                    raise ValueError(f"no feature {name!r}; known: {sorted(c[8:] for c in frame if c.startswith('feature_'))}")
+                    known = sorted(c[8:] for c in frame if c.startswith("feature_"))
+                    raise ValueError(f"no feature {name!r}; known: {known}")
                 if f"feature_{name}" not in elites.columns:
                     elites = elites.merge(frame[["id", f"feature_{name}"]], on="id", how="left")
 

@@ -1,5 +1,5 @@
-"""The SQLite store of a run (DESIGN.md §4): one row per candidate ever proposed, the LLM calls,
-the archive events and the resolved config. It *is* the checkpoint.
+"""The SQLite store of a run (docs/architecture.md, "The run directory"): one row per candidate ever proposed,
+the LLM calls, the archive events and the resolved config. It *is* the checkpoint.
 
 WAL mode lets the notebook read while the engine writes. Each finished candidate is written with
 its archive events in one transaction, so a SIGKILL loses at most the candidates in flight and

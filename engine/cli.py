@@ -1,4 +1,6 @@
-"""The ``evoforge`` command line (DESIGN.md §5). Exit codes: 0 done, 1 run failed, 2 bad usage/config.
+"""The ``evoforge`` command line (docs/architecture.md, "The CLI").
+
+Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
 """
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None, help="Ray cluster address (auto, ray://…); default: local Ray")
     run.add_argument("--sandbox", default="process", help="process | docker (default process)")
     run.add_argument("--concurrency", type=_positive_int, default=None,
-                     help="candidates in flight, LLM call through evaluation (default: 2 × cores offline, 8 with an LLM)")
+                     help="candidates in flight, LLM call through evaluation "
+                          "(default: 2 × cores offline, 8 with an LLM)")
     run.add_argument("--eval-slots", type=_positive_int, default=None, help="evaluations at once (default: cores)")
     run.add_argument("--seed", type=int, default=None, help="random seed (default 0, or config.yaml's random_seed)")
     run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<task>-<timestamp>)")

@@ -102,7 +102,8 @@ def dry_run_report(config: RunConfig, task: Task, *, out: str | None = None,
                  f"${e.price[0]:g}/${e.price[1]:g} per 1M in/out (from config)" if e.price else "price unknown: $0")
         lines.append(
             f"  {s.label}{' @ ' + s.base_url if s.base_url else ''} · share {e.share:.0%} · temperature "
-            f"{'default' if s.temperature is None else f'{s.temperature:g}'} · max_tokens {s.max_tokens} · context {s.context_window} · {price}"
+            f"{'default' if s.temperature is None else f'{s.temperature:g}'} · max_tokens {s.max_tokens} · "
+            f"context {s.context_window} · {price}"
             + (f" · WARNING: {key.split(': ', 1)[1]}" if key else ""))
         lines.append(f"    per iteration: ~{e.prompt_tokens} prompt + ~{e.completion_tokens} completion tokens, "
                      f"~${e.cost_usd:.4f}" + (f" (shrunk to fit: {', '.join(e.shrunk)})" if e.shrunk else ""))

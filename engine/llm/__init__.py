@@ -1,4 +1,4 @@
-"""LLM clients behind one seam, chosen by spec strings or ``[[llm.models]]`` tables (DESIGN.md §5):
+"""LLM clients behind one seam, chosen by spec strings or ``[[llm.models]]`` tables (docs/architecture.md, "The CLI"):
 
 ``offline`` · ``openai:MODEL`` · ``anthropic:MODEL`` · ``openai-compatible:MODEL@BASE_URL``,
 each optionally followed by ``*WEIGHT`` (``--llm openai:gpt-4o*3 --llm offline``); repeated specs

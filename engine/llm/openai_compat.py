@@ -52,7 +52,8 @@ class OpenAIChatClient(LLMClient):
         choices = response.choices or []
         content = choices[0].message.content if choices and choices[0].message else None
         if not content or not content.strip():
-            reason = "no choices" if not choices else f"empty message content (finish_reason={choices[0].finish_reason!r})"
+            reason = ("no choices" if not choices
+                      else f"empty message content (finish_reason={choices[0].finish_reason!r})")
             raise LLMError(f"{self.name}: the reply holds {reason}")
         usage = response.usage
         prompt_tokens = (usage.prompt_tokens or 0) if usage else 0

@@ -191,7 +191,7 @@ def test_dry_run_prints_config_and_estimate_without_calling_or_creating(tmp_path
                      "offline · share 25%", "$2/$8 per 1M in/out (from config)", "max tokens 5000",
                      "max cost $0.001", "sandbox process", "(not created)"):
         assert fragment in out, fragment
-    line = next(l for l in out.splitlines() if l.strip().startswith("per iteration"))
+    line = next(row for row in out.splitlines() if row.strip().startswith("per iteration"))
     prompt_tokens = int(line.split("~")[1].split(" ")[0])
     completion_tokens = int(line.split("+ ~")[1].split(" ")[0])
     cost = float(line.split("~$")[1])

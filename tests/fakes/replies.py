@@ -23,7 +23,8 @@ def current_a(request: dict) -> float:
 def raise_a(request: dict) -> str:
     """An edit that moves ``a`` halfway to 3 (the tiny task's target slope): it usually improves."""
     a = current_a(request)
-    return f"Move a towards 3.\n<<<<<<< SEARCH\n    a = {a}\n=======\n    a = {round(a + (3 - a) / 2, 6)}\n>>>>>>> REPLACE\n"
+    return (f"Move a towards 3.\n<<<<<<< SEARCH\n    a = {a}\n=======\n"
+            f"    a = {round(a + (3 - a) / 2, 6)}\n>>>>>>> REPLACE\n")
 
 
 def break_b(request: dict) -> str:
