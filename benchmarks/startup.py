@@ -115,7 +115,7 @@ def startup_times(work: Path, *, repeats: int, openevolve: bool = True) -> dict:
 
     ours, theirs, shows, zero_runs, errors = [], [], [], [], []
     our_cpu, their_cpu = [], []
-    for i in range(repeats):
+    for _ in range(repeats):
         run_dir = work / "startup-evoforge"
         seconds, cpu, error = _first_request(evoforge_cmd, run_dir, REPO_ROOT)
         ours.append(seconds)

@@ -52,7 +52,7 @@ class PrefetchingExecutor:
     def _evaluate(self, job: EvaluationJob) -> None:
         try:
             self._future.set_result(self.inner.isolation.run(job))
-        except BaseException as exc:  # SandboxError, or the executor closed under it
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it (SandboxError, closed)
             self._future.set_exception(exc)
 
     async def evaluate(self, job: EvaluationJob) -> EvaluationResult:

@@ -426,7 +426,8 @@ def test_archives_import_no_pyribs_once_they_have_their_cells(config, loaded):
 
     code = ("import sys; from evoforge.archive.islands import *; "
             f"a = IslandArchives(descriptors=[DescriptorSpec('x', 0.0, 1.0, 4)], config={config}, seed=0); "
-            "a.add(0, 1, 1.0, [0.5]); print(sorted(m for m in ('ribs', 'sklearn', 'pandas', 'scipy') if m in sys.modules))")
+            "a.add(0, 1, 1.0, [0.5]); "
+            "print(sorted(m for m in ('ribs', 'sklearn', 'pandas', 'scipy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == loaded
