@@ -236,7 +236,7 @@ def _standalone(fn: Any, role: str) -> tuple[str, str, list[str]]:
             raise ConfigError(f"{what} uses {name!r}, which is not defined; import or define it inside the function")
         else:
             raise ConfigError(f"{what} uses the global {name!r}, which is not a module; move it into the "
-                              f"function (or a default argument) so its source stands alone")
+                              f"function, or pass the source text of everything it needs instead")
     return source, fn.__name__, imports
 
 
