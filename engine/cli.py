@@ -89,6 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     report.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
 
+    replay = sub.add_parser("replay", help="re-run a run from its stored replies, calling no model",
+                            description="Re-run RUN_DIR's proposals from the replies stored in its run.db, into a "
+                                        "new run directory: the same edits against a changed evaluator, sandbox "
+                                        "or engine. No model is called; says where the stored replies run out.")
+    replay.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    replay.add_argument("--out", type=Path, required=True, help="the new run directory")
+    replay.add_argument("--iterations", type=_positive_int, default=None,
+                        help="proposals to replay (default: as many as the original made)")
+    replay.add_argument("--task", default=None, help="task folder to evaluate with (default: the original's)")
+    replay.add_argument("--sandbox", default=None, help="process | docker (default: the original's)")
+    replay.add_argument("--executor", default=None, help="local | ray (default: the original's)")
+    replay.add_argument("--concurrency", type=_positive_int, default=None,
+                        help="candidates in flight (default: the original's; 1 replays exactly)")
+    replay.add_argument("--quiet", action="store_true")
+
+    export = sub.add_parser("export", help="write a run's proposals as JSONL for fine-tuning the proposer",
+                            description="Write RUN_DIR's proposals as JSONL (prompt, completion, score, parent "
+                                        "score, improvement): sft (improving proposals), dpo (preference pairs of "
+                                        "siblings of the same parent) or rewards (every proposal). See README.")
+    export.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    export.add_argument("--format", required=True, choices=("sft", "dpo", "rewards"))
+    export.add_argument("-o", "--output", type=Path, default=None,
+                        help="JSONL file (default RUN_DIR/export-FORMAT.jsonl)")
+
     sub.add_parser("tasks", help="list the built-in tasks")
 
     init = sub.add_parser("init", help="scaffold a custom task folder")
@@ -143,6 +167,25 @@ def _report(outcome) -> int:
           f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
     print(describe(s))
     print(f"best program: {outcome.run_dir / 'best_program.py'}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from evoforge.engine.replay import replay_run
+
+    outcome = _with_reporter(args.quiet, lambda reporter: replay_run(
+        args.run_dir, out=args.out, iterations=args.iterations, task=args.task, sandbox=args.sandbox,
+        executor=args.executor, concurrency=args.concurrency, reporter=reporter))
+    _report(outcome)
+    print(outcome.describe())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from evoforge.engine.export import export_run
+
+    path, count = export_run(args.run_dir, args.format, args.output)
+    print(f"wrote {count} {args.format} record(s) to {path}")
     return 0
 
 
@@ -203,7 +246,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "show": _cmd_show,
-             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init}
+             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init, "replay": _cmd_replay,
+             "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,9 @@ class Snapshot:
     evals_per_s: float = 0.0
     cost_usd: float = 0.0
     tokens: int = 0
+    prompt_tokens: int = 0                # of the LLM calls, and how many of them the provider's cache served
+    cached_tokens: int = 0
+    saved_usd: float = 0.0                # what prompt caching saved against full price
     max_cost_usd: float | None = None     # the budgets, so the display can show how much is left
     max_tokens: int | None = None
     stop_reason: str = ""
@@ -229,7 +232,8 @@ class Engine:
                                                  **common), parent)
             return
         prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
-                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed)
+                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
+                        iteration=iteration)
         reply = await self._call(client, prompt, iteration)
         if reply is None:
             error = self._last_llm_error
@@ -281,12 +285,14 @@ class Engine:
         except LLMError as exc:
             self._llm_failures += 1
             self._last_llm_error = str(exc)
-            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc))
+            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc), **prompt.stored())
             return None
         self._llm_successes += 1
-        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
-                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                latency_s=reply.latency_s)
+        self.store.add_llm_call(iteration=iteration, **prompt.stored(), **reply.stored())
+        s = self.snapshot
+        s.prompt_tokens += reply.prompt_tokens
+        s.cached_tokens += reply.cached_tokens
+        s.saved_usd += reply.saved_usd
         return reply
 
     def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> None:
@@ -372,6 +378,8 @@ class Engine:
         totals = self.store.totals()
         s.cost_usd = totals["cost_usd"]
         s.tokens = int(totals["prompt_tokens"] + totals["completion_tokens"])
+        s.prompt_tokens, s.cached_tokens, s.saved_usd = (int(totals["prompt_tokens"]), int(totals["cached_tokens"]),
+                                                         float(totals["saved_usd"]))
         stats = self.islands.stats()
         s.coverage, s.qd_score = stats.coverage, stats.qd_score
 
