@@ -135,34 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evoforge.engine.config import RunConfig
-    from evoforge.engine.llm import as_spec, llm_from_flags
-    from evoforge.engine.session import resolve_config, start_run
-    from evoforge.engine.task import load_task
-    from evoforge.sandbox.local import default_slots
+    from evoforge.engine.session import plan_run, start_run
 
-    # --llm SPEC... or --llm FILE.toml; none: the task's [[llm.models]], else a key in the environment.
-    llm, settings = llm_from_flags(args.llm or [])
-    task = load_task(args.task)
-    # An OpenEvolve folder's config.yaml supplies what the flags leave open (engine.openevolve_compat).
-    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
-    defaults = run_defaults(task.path) if is_openevolve_folder(task.path) else {}
-    if args.iterations is None:
-        args.iterations = defaults.pop("iterations", 100)
-    if args.seed is None:
-        args.seed = defaults.pop("seed", 0)
-    config = RunConfig(task=args.task, iterations=args.iterations, llm=llm,
-                       executor=args.executor, ray_address=args.ray_address, sandbox=args.sandbox,
-                       concurrency=args.concurrency or 1, eval_slots=args.eval_slots, seed=args.seed,
-                       max_cost_usd=args.max_cost_usd, max_time_s=args.max_time,
-                       max_total_tokens=args.max_tokens, **settings,
-                       **{k: v for k, v in defaults.items() if k == "reply_format"})
-    config, note = resolve_config(config, task)
-    if note:
-        print(f"evoforge: {note}", file=sys.stderr)
-    if not args.concurrency:
-        offline = all(as_spec(s).provider == "offline" for s in config.llm)
-        config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
+    # The options' defaults live in plan_run, shared with the Python API (evoforge.run).
+    plan = plan_run(args.task, iterations=args.iterations, llm=args.llm, seed=args.seed,
+                    concurrency=args.concurrency, eval_slots=args.eval_slots, executor=args.executor,
+                    ray_address=args.ray_address, sandbox=args.sandbox, max_cost_usd=args.max_cost_usd,
+                    max_time_s=args.max_time, max_tokens=args.max_tokens)
+    config, task = plan.config, plan.task
+    if plan.note:
+        print(f"evoforge: {plan.note}", file=sys.stderr)
     if args.dry_run:
         from evoforge.engine.dryrun import dry_run_report
         print(dry_run_report(config, task, out=str(args.out) if args.out else None))
@@ -275,7 +257,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from evoforge.engine.scaffold import scaffold_task
 
     path = scaffold_task(args.name)
-    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml)")
+    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml, README.md)")
     print(f"try it: evoforge eval {path} {path}/initial_program.py && evoforge run {path} --iterations 50")
     return 0
 
