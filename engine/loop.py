@@ -33,6 +33,7 @@ from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Told
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
+from evoforge.engine.startup import job_for
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
 from evoforge.prompts import render_prompt, render_retry
@@ -339,7 +340,7 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
-        return EvaluationJob(program_text=code, **self.task.job_fields())
+        return job_for(self.task, code)
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot
