@@ -169,3 +169,23 @@ def test_the_offline_client_uses_the_token_operator_for_c():
     assert reply.text and apply_reply(C_PROGRAM, reply.text, language="c").ok
     python_reply = asyncio.run(mutator.generate(Prompt(system="", user="", parent_code=C_PROGRAM, seed=5)))
     assert python_reply.text == ""      # the Python operator cannot parse C: nothing to offer
+
+
+def test_a_c_tasks_prompt_fences_c_and_shows_its_markers(tmp_path):
+    from evoforge.engine.config import RunConfig
+    from evoforge.engine.evolution import Evolution
+    from evoforge.archive.islands import IslandArchives
+    from evoforge.archive.store import CandidateRecord
+    from evoforge.prompts import render_prompt, render_retry
+
+    task = load_task("sort_c")
+    islands = IslandArchives(descriptors=task.descriptors, config=task.archive, seed=0)
+    record = CandidateRecord(id=1, code=task.initial_program, status="ok", score=2.0, fitness=2.0,
+                             features={"code_length": 50.0, "binary_kb": 16.0}, iteration=0)
+    core = Evolution(task=task, config=RunConfig(task="sort_c", seed=0), islands=islands,
+                     lookup=lambda i: record)
+    core.seed(record)
+    system, user = render_prompt(core.propose(1).context, task_dir=task.path)
+    assert "`// EVOLVE-BLOCK-START`" in system and "`# EVOLVE-BLOCK-START`" not in system
+    assert "```c\n" in user and "```python" not in user
+    assert "```c fenced block" in render_retry("no match", reply_format="rewrite", code_fence="c")
