@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import fcntl
 import json
-import math
 import os
 import resource
 import select
 import shutil
 import signal
+import socket
 import stat
 import struct
 import sys
@@ -67,36 +68,35 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from evoforge.evaluators.confine import (
-    CAP_DAC_READ_SEARCH, confine, drop_bounding_set, drop_capabilities, make_undumpable,
+    CAP_DAC_READ_SEARCH, confine, drop_capabilities, make_undumpable, needed_paths,
 )
-from evoforge.evaluators.location import code_dirs
+from evoforge.evaluators.location import code_dirs, evaluators_dir
 from evoforge.evaluators.runner import run_job
 from evoforge.evaluators.types import EvaluationResult, Status
+from evoforge.sandbox import mounts
+from evoforge.sandbox.cgroups import CgroupSupport, JobCgroup
 from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.limits import apply_rlimits, cpu_limit_s, setrlimit
+from evoforge.sandbox.outcome import OOM_MARKERS, STDERR_IN_ERROR_CHARS, classify_exit
+from evoforge.sandbox.privileges import JOB_UID_BASE, JOB_UID_POOL, NOBODY_UID, UidLeases, become
+from evoforge.sandbox.processes import (
+    children_of, close_fds_except, kill, kill_descendants, killpg, redirect_std_to_devnull, rmtree, set_subreaper,
+)
+from evoforge.sandbox.protections import protection_report
+from evoforge.sandbox.seccomp import install_filter
+from evoforge.sandbox.zygote import ZYGOTE_FD_ENV, serve_zygote
 
 __all__ = ["encode_frame", "FrameReader", "children_of", "kill_descendants", "serve", "main",
-           "MAX_RESULT_BYTES", "NOBODY_UID"]
+           "MAX_RESULT_BYTES", "NOBODY_UID", "JOB_UID_BASE", "JOB_UID_POOL", "OOM_MARKERS",
+           "STDERR_IN_ERROR_CHARS", "cpu_limit_s", "TailBuffer"]
 
 FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024    # a request/response bigger than this is a protocol error
 MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
-NOBODY_UID = 65534
-# Each job's W gets a uid of its own, unused by any account: RLIMIT_NPROC counts processes per uid,
-# so with one shared uid a fork bomb in one job would starve every other job's processes, and jobs
-# could signal each other. The pool is far larger than any number of jobs alive at once.
-JOB_UID_BASE = 0x3F000000
-JOB_UID_POOL = 1 << 16
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_KEEPCAPS = 8
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWNS = 0x00020000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
 READ_CHUNK_BYTES = 1 << 16
 DRAIN_AFTER_EXIT_S = 2.0               # reading what is left in the pipes once everyone is dead
-STDERR_IN_ERROR_CHARS = 2000           # stderr tail copied into a failure's "error" artifact
 HIDE_ENV = "EVOFORGE_HIDE_PATHS"       # set by the client: os.pathsep-separated paths W must not read
-OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc")
+ZYGOTE_SLACK = 8                       # processes of ours in a job's cgroup beyond max_processes
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -137,87 +137,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-# --------------------------------------------------------------------------- process utilities
-
-def set_subreaper() -> bool:
-    """Make orphaned descendants reparent to us (not init), so we can find and kill them."""
-    return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (zombies included), from /proc."""
-    kids: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                kids.extend(int(p) for p in fh.read().split())
-        return kids
-    except (FileNotFoundError, PermissionError):
-        pass  # kernel without CONFIG_PROC_CHILDREN: scan every process's parent
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
-
-
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_descendants(keep: frozenset[int] = frozenset(), max_rounds: int = 1000) -> None:
-    """SIGKILL and reap our children until none are left (except ``keep``).
-
-    Repeated because killing a child reparents *its* children to us (we are a subreaper), and a
-    child may have forked between our scan and our kill.
-    """
-    me = os.getpid()
-    for _ in range(max_rounds):
-        kids = [p for p in children_of(me) if p not in keep]
-        if not kids:
-            return
-        for pid in kids:
-            _kill(pid)
-        for pid in kids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-
-
-def _close_fds_except(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the fd of the listdir itself, already gone
-
-
-def _redirect_std_to_devnull() -> None:
-    """Stop holding the server's stdin/stdout, so the client sees EOF when the server dies."""
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
-
+# --------------------------------------------------------------------------- job folders
 
 def _task_copy_dir(workdir: str) -> str:
     """Where W puts a private copy of a task folder the job's uid cannot read: beside the workdir,
@@ -227,53 +147,98 @@ def _task_copy_dir(workdir: str) -> str:
 
 
 def _remove_job_dirs(workdir: str) -> None:
-    _rmtree(workdir)
-    _rmtree(_task_copy_dir(workdir))
-
-
-def _rmtree(path: str) -> None:
-    """Remove a workdir even if the candidate chmod-ed parts of it to 000 (matters when not root).
-
-    Only directories inside ``path`` are touched, never through a symlink (a candidate could
-    plant one pointing anywhere), and a missing ``path`` is a no-op.
-    """
-    if not os.path.isdir(path) or os.path.islink(path):
-        return
-    try:
-        os.chmod(path, 0o700)
-    except OSError:
-        pass
-    for root, dirs, _files in os.walk(path):
-        for name in dirs:
-            sub = os.path.join(root, name)
-            if not os.path.islink(sub):
-                try:
-                    os.chmod(sub, 0o700)
-                except OSError:
-                    pass
-    shutil.rmtree(path, ignore_errors=True)
+    rmtree(workdir)
+    rmtree(_task_copy_dir(workdir))
 
 
 # --------------------------------------------------------------------------- policy
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-server decisions, made once at startup."""
+    """Per-server decisions, made once at startup (`make_policy`); ``drop_uid`` is per job."""
 
     drop_uid: int | None   # uid W switches to, or None to keep the current one
-    read_cap: bool = False # keep CAP_DAC_READ_SEARCH after the switch (the interpreter is not world-readable)
-    hidden: tuple[str, ...] = ()   # paths W may not read (the engine user's home), from EVOFORGE_HIDE_PATHS
+    read_cap: bool = False # keep CAP_DAC_READ_SEARCH after the switch (the interpreter is not readable otherwise)
+    hidden: tuple[str, ...] = ()   # paths W may not read: the engine user's home, the source checkout
+    masked: bool = False   # root with mount namespaces: W's home/checkout replaced by allow-listed views
+    zygote_root: str | None = None  # empty folder the candidate zygote builds each candidate's root on
+    cgroups: CgroupSupport | None = None
+    notes: tuple[str, ...] = ()    # protections that could not be applied (see sandbox.protections)
+
+
+def _checkout_root() -> str | None:
+    """The source checkout evoforge runs from (editable install), if any: its .git holds every
+    task's history, so the sandbox hides it all except the code and the task folder."""
+    here = os.path.dirname(evaluators_dir())
+    for folder in (here, os.path.dirname(here)):
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+    return None
+
+
+def _w_keep(task_dir: str | None = None) -> list[str]:
+    """What W must still read beneath the hidden folders."""
+    return needed_paths() + code_dirs() + [os.path.dirname(os.path.abspath(__file__))] + \
+        ([os.path.abspath(task_dir)] if task_dir else [])
+
+
+def _probe(hidden: tuple[str, ...], read_cap: bool) -> bool:
+    """Fork a probe that masks ``hidden`` as W will, becomes nobody and starts this interpreter."""
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            mounts.unshare(mounts.CLONE_NEWNS)
+            mounts.make_private()
+            mounts.mask(list(hidden), _w_keep())
+            become(NOBODY_UID, read_cap)
+            for p in [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]:
+                os.listdir(p)
+            ok = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "import json, numbers"]) == 0
+        except BaseException:
+            ok = False
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def make_policy() -> Policy:
+    """As root, each job's W runs as a uid of its own in a private mount namespace where the home
+    and the checkout are masked (`mounts.mask`), so it needs no capability at all to read this
+    interpreter even under a 0700 /root; candidates come from a zygote in views built for them.
+    CAP_DAC_READ_SEARCH is kept only where masking is impossible and nobody cannot read Python."""
+    hidden = tuple(p for p in os.environ.pop(HIDE_ENV, "").split(os.pathsep) if p)
+    checkout = _checkout_root()
+    if checkout:
+        hidden += (checkout,)
+    notes: list[str] = []
+    cgroups, why = CgroupSupport.detect()
+    if cgroups is None:
+        notes.append(f"cgroups ({why})")
+    if os.geteuid() != 0:
+        return Policy(drop_uid=None, hidden=hidden, cgroups=None, notes=tuple(notes) + ("root",))
+    masked = _probe(hidden, read_cap=False)
+    if masked:
+        root = tempfile.mkdtemp(prefix="evoforge-root-")
+        return Policy(drop_uid=NOBODY_UID, hidden=hidden, masked=True, zygote_root=root, cgroups=cgroups,
+                      notes=tuple(notes))
+    notes.append("mount namespaces")
+    for read_cap in (False, True):
+        if _nobody_can_import(read_cap):
+            return Policy(drop_uid=NOBODY_UID, read_cap=read_cap, hidden=hidden, cgroups=cgroups,
+                          notes=tuple(notes))
+    return Policy(drop_uid=None, hidden=hidden, cgroups=cgroups, notes=tuple(notes) + ("a user to drop to",))
 
 
 def _nobody_can_import(read_cap: bool = False) -> bool:
-    """Fork a probe that becomes nobody (keeping CAP_DAC_READ_SEARCH if ``read_cap``) and checks it
-    can list every import path and start this interpreter."""
+    """Without masking: can nobody (keeping CAP_DAC_READ_SEARCH if ``read_cap``) start Python?"""
     paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
     pid = os.fork()
     if pid == 0:
         ok = False
         try:
-            _become(NOBODY_UID, read_cap)
+            become(NOBODY_UID, read_cap)
             for p in paths:
                 os.listdir(p)
             ok = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "import json, numbers"]) == 0
@@ -285,71 +250,17 @@ def _nobody_can_import(read_cap: bool = False) -> bool:
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def _become(uid: int, read_cap: bool) -> None:
-    """setuid to ``uid``; with ``read_cap``, keep only CAP_DAC_READ_SEARCH (ambient, so the nested
-    interpreter of `evoforge.evaluators.candidate` can read the Python under /root too)."""
-    if read_cap:
-        drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,))   # while we still hold CAP_SETPCAP
-        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        raise RuntimeError(f"could not drop privileges to uid {uid}")
-    if read_cap:
-        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,))
-
-
-def make_policy() -> Policy:
-    """As root, W runs as ``nobody``: it cannot signal or write to root's processes and files, read
-    their /proc entries, or fork past RLIMIT_NPROC (root is exempt from it). If ``nobody`` cannot read
-    this interpreter (a pyenv under a 0700 /root), it keeps CAP_DAC_READ_SEARCH and nothing else."""
-    hidden = tuple(p for p in os.environ.pop(HIDE_ENV, "").split(os.pathsep) if p)
-    if os.geteuid() == 0:
-        if _nobody_can_import():
-            return Policy(drop_uid=NOBODY_UID, hidden=hidden)
-        if _nobody_can_import(read_cap=True):
-            return Policy(drop_uid=NOBODY_UID, read_cap=True, hidden=hidden)
-    return Policy(drop_uid=None, hidden=hidden)
-
-
 # --------------------------------------------------------------------------- worker (W)
-
-def _setrlimit(which: int, value: int, hard: int | None = None) -> None:
-    hard = value if hard is None else hard
-    _, cur_hard = resource.getrlimit(which)
-    if cur_hard != resource.RLIM_INFINITY:
-        value, hard = min(value, cur_hard), min(hard, cur_hard)
-    try:
-        resource.setrlimit(which, (value, hard))
-    except (ValueError, OSError):
-        pass
-
-
-def cpu_limit_s(job: EvaluationJob) -> int:
-    """RLIMIT_CPU soft limit: ``cpu_s`` or a little above the wall clock, so the wall clock rules."""
-    return int(math.ceil(job.cpu_s)) if job.cpu_s else int(math.ceil(job.timeout_s)) + 1
-
-
-def _apply_rlimits(job: EvaluationJob) -> None:
-    mib = 1024 * 1024
-    _setrlimit(resource.RLIMIT_AS, int(job.memory_mb) * mib)
-    cpu = cpu_limit_s(job)
-    _setrlimit(resource.RLIMIT_CPU, cpu, cpu + 1)  # soft -> SIGXCPU, hard -> SIGKILL
-    _setrlimit(resource.RLIMIT_FSIZE, int(job.max_file_mb) * mib)
-    _setrlimit(resource.RLIMIT_NOFILE, int(job.max_open_files))
-    _setrlimit(resource.RLIMIT_CORE, 0)
-
 
 def _enter_network_namespace() -> None:
     """No network for the candidate. Root can unshare directly; a normal user needs a user
     namespace too (mapping its own uid to itself). Best effort: some kernels/containers refuse."""
-    if _libc.unshare(CLONE_NEWNET) == 0:
+    if _libc.unshare(mounts.CLONE_NEWNET) == 0:
         return
     if os.geteuid() == 0:
         return
     uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+    if _libc.unshare(mounts.CLONE_NEWUSER | mounts.CLONE_NEWNET) != 0:
         return
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         try:
@@ -359,16 +270,20 @@ def _enter_network_namespace() -> None:
             pass
 
 
-def _mount_private_workdir(workdir: str, size_mb: int) -> bool:
-    """As root: a private mount namespace with a size-capped tmpfs on the workdir, so a disk filler
-    stops at ``size_mb`` (RLIMIT_FSIZE caps only one file) and its files vanish with the namespace.
-    Best effort: without root or mount namespaces the workdir stays a plain directory."""
-    if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS) != 0:
+def _private_mounts(job: EvaluationJob, workdir: str, policy: Policy) -> bool:
+    """As root: a private mount and IPC namespace; a size-capped tmpfs on the workdir (a disk filler
+    stops at ``max_file_mb``, its files vanish with the namespace) and on /dev/shm (nothing there
+    outlives the job, nothing of an earlier job is there); the home and the checkout masked. Best
+    effort without root."""
+    if os.geteuid() != 0 or _libc.unshare(mounts.CLONE_NEWNS | mounts.CLONE_NEWIPC) != 0:
         return False
-    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
-    options = f"size={max(1, int(size_mb))}m,mode=0700".encode()
-    return _libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0
+    mounts.make_private()
+    mounts.tmpfs(workdir, size_mb=job.max_file_mb, mode=0o700)
+    if os.path.isdir("/dev/shm"):
+        mounts.tmpfs("/dev/shm", size_mb=job.max_file_mb, mode=0o1777)
+    if policy.masked:
+        mounts.mask(list(policy.hidden), _w_keep(job.task_dir))
+    return True
 
 
 def _others_can_read(path: str) -> bool:
@@ -406,45 +321,54 @@ def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool 
         _chown_tree(copy, uid)
         job = replace(job, task_dir=copy)
     _chown_tree(workdir, uid)
-    _setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
-    _become(uid, read_cap)
+    setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
+    become(uid, read_cap)
     return job
 
 
 def _lock_down(job: EvaluationJob, workdir: str, policy: Policy, original_task_dir: str) -> None:
     """Last step before the evaluator runs, irreversible: Landlock (writes only in the workdir, the
-    engine user's home unreadable, no signals to or ptrace of processes outside -- the supervisor,
-    the server, the engine) where the kernel has it; no capabilities at all (so a root W cannot read
-    the non-dumpable engine's /proc/<pid>/environ or remount anything); not dumpable itself, so the
-    candidate's nested process (`evoforge.evaluators.candidate`) cannot reach into the evaluator's memory."""
+    engine user's home and the checkout unreadable, no signals to or ptrace of processes outside --
+    the supervisor, the server, the engine) where the kernel has it; no capabilities at all (so a root
+    W cannot read the non-dumpable engine's /proc/<pid>/environ or remount anything); the seccomp
+    filter; not dumpable itself, so a candidate cannot reach into the evaluator's memory."""
     abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, *code_dirs()])
     os.environ["EVOFORGE_LANDLOCK_ABI"] = str(abi or 0)
-    # Hidden from the candidate's process: the task folder and W's private copy of it. Both, since with
-    # CAP_DAC_READ_SEARCH kept (a 0700 interpreter) file permissions alone would not stop it.
+    # Hidden from a candidate's process started without the zygote: the task folder and W's private copy.
     os.environ["EVOFORGE_TASK_DIR"] = os.pathsep.join(
         sorted({os.path.abspath(job.task_dir), os.path.abspath(original_task_dir)}))
     drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if policy.read_cap else ())
+    install_filter()
     make_undumpable()
 
 
-def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, err_w: int, res_w: int) -> None:
+def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, err_w: int, res_w: int,
+                 zygote_fd: int | None) -> None:
     """Body of W; never returns (os._exit)."""
     os.setsid()  # own session and process group: one killpg reaches everything it started
+    if zygote_fd is not None:  # out of the way of the dup2s below, which may land on its number
+        zygote_fd = fcntl.fcntl(zygote_fd, fcntl.F_DUPFD_CLOEXEC, 100)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.dup2(res_w, 3, inheritable=False)  # not passed to anything the candidate execs
-    _close_fds_except({0, 1, 2, 3})
+    keep = {0, 1, 2, 3}
+    os.environ.pop(ZYGOTE_FD_ENV, None)
+    if zygote_fd is not None:
+        os.dup2(zygote_fd, 4, inheritable=False)
+        keep.add(4)
+        os.environ[ZYGOTE_FD_ENV] = "4"
+    close_fds_except(keep)
     faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; W need not
     try:
-        _mount_private_workdir(workdir, job.max_file_mb)
+        _private_mounts(job, workdir, policy)
         os.chdir(workdir)
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = workdir  # stray temp files die with the workdir
         tempfile.tempdir = workdir
-        _apply_rlimits(job)
+        apply_rlimits(job)
         _enter_network_namespace()
         original_task_dir = job.task_dir
         if policy.drop_uid is not None:
@@ -499,25 +423,14 @@ class TailBuffer:
         return note + body.decode("utf-8", errors="replace")
 
 
-def _exit_failure(job: EvaluationJob, status: int, rusage: Any, stderr_text: str) -> EvaluationResult:
-    """Why W ended without a result, as a scored failure."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        cpu_used_s = rusage.ru_utime + rusage.ru_stime if rusage is not None else 0.0
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used_s >= cpu_limit_s(job) - 0.5):
-            return EvaluationResult.failure(
-                Status.TIMEOUT, f"exceeded the CPU-time limit of {cpu_limit_s(job)} s")
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        message = f"program killed by signal {name}"
-    else:
-        message = f"program exited with code {os.WEXITSTATUS(status)} without returning a result"
-    kind = Status.OOM if any(m in stderr_text for m in OOM_MARKERS) else Status.ERROR
-    if stderr_text:
-        message += "\n--- stderr tail ---\n" + stderr_text[-STDERR_IN_ERROR_CHARS:]
-    return EvaluationResult.failure(kind, message)
+def _exit_failure(job: EvaluationJob, status: int, rusage: Any, stderr_text: str,
+                  oom_killed: bool = False) -> EvaluationResult:
+    """Why W ended without a result, as a scored failure (one classifier with docker)."""
+    cpu_used_s = rusage.ru_utime + rusage.ru_stime if rusage is not None else 0.0
+    return classify_exit(signal_number=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                         exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                         stderr_text=stderr_text, cpu_used_s=cpu_used_s, cpu_limit_s=cpu_limit_s(job),
+                         oom_killed=oom_killed, memory_what=f"the job's memory limit of {int(job.memory_mb)} MB")
 
 
 def _parse_result(raw: bytes) -> EvaluationResult | None:
@@ -527,8 +440,50 @@ def _parse_result(raw: bytes) -> EvaluationResult | None:
         return None
 
 
+def _job_cgroup(job: EvaluationJob, policy: Policy) -> JobCgroup | None:
+    if policy.cgroups is None:
+        return None
+    try:
+        # The zygote and each candidate's launcher count too: a few processes above the job's own.
+        return policy.cgroups.create(f"evoforge-{os.getpid()}", memory_mb=job.memory_mb,
+                                     max_processes=int(job.max_processes) + 2 * ZYGOTE_SLACK)
+    except OSError:
+        return None
+
+
+def _start_zygote(job: EvaluationJob, policy: Policy, group: JobCgroup | None) -> tuple[int, int] | None:
+    """Fork the job's candidate zygote (before W exists, so it never held evaluator state); returns
+    (its pid, W's end of its socket), or None when candidates cannot get views of their own here."""
+    if policy.zygote_root is None or policy.drop_uid is None:
+        return None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            if group is not None:
+                group.join()
+            serve_zygote(job, policy.drop_uid, policy.zygote_root, theirs.detach())
+        finally:
+            os._exit(70)
+    theirs.close()
+    return pid, ours.detach()
+
+
 def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> EvaluationResult:
-    """Fork W, drain its pipes, enforce the wall clock, then kill everything it left behind."""
+    """Fork the zygote and W, drain W's pipes, enforce the wall clock, then kill everything left."""
+    group = _job_cgroup(job, policy)
+    try:
+        return _supervise(job, workdir, policy, group)
+    finally:
+        if group is not None:
+            group.kill()
+            kill_descendants()
+            group.remove()
+
+
+def _supervise(job: EvaluationJob, workdir: str, policy: Policy, group: JobCgroup | None) -> EvaluationResult:
+    zygote = _start_zygote(job, policy, group)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
@@ -538,11 +493,15 @@ def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> Evaluatio
         try:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
-            _worker_main(job, workdir, policy, out_w, err_w, res_w)
+            if group is not None:
+                group.join()
+            _worker_main(job, workdir, policy, out_w, err_w, res_w, zygote[1] if zygote else None)
         finally:
             os._exit(70)
     for fd in (out_w, err_w, res_w):
         os.close(fd)
+    if zygote is not None:
+        os.close(zygote[1])
 
     streams = {out_r: TailBuffer(job.max_output_bytes), err_r: TailBuffer(job.max_output_bytes)}
     result_buf = bytearray()
@@ -583,8 +542,8 @@ def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> Evaluatio
         now = time.monotonic()
         if not timed_out and now >= deadline:
             timed_out = True
-            _killpg(pid)
-            _kill(pid)
+            killpg(pid)
+            kill(pid)
         wait_s = 0.05 if (timed_out or pidfd is None) else min(deadline - now, 1.0)
         pump(max(1, int(wait_s * 1000)))
         # WNOWAIT: W stays a zombie, so its pid -- and thus its process-group id -- cannot be
@@ -597,7 +556,7 @@ def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> Evaluatio
         os.close(pidfd)
 
     # W is gone; its group and anything double-forked (reparented to us, the subreaper) go too.
-    _killpg(pid)
+    killpg(pid)
     _, status, rusage = os.wait4(pid, 0)
     kill_descendants()
     drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
@@ -618,7 +577,15 @@ def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> Evaluatio
         result = EvaluationResult.failure(
             Status.ERROR, "the worker's result could not be read (was fd 3 written to by the program?)")
     elif result is None:
-        result = _exit_failure(job, status, rusage, stderr_text)
+        result = _exit_failure(job, status, rusage, stderr_text, oom_killed=bool(group and group.oom_kills()))
+    elif result.status == Status.ERROR and group is not None and group.oom_kills():
+        # The kernel killed a process of the job for memory (a candidate, a child of the evaluator):
+        # whatever error the evaluator made of that, the job ran out of memory.
+        data = result.to_dict()
+        data.update(status=Status.OOM, artifacts={**result.artifacts, "error": (
+            f"the job exceeded its memory limit of {int(job.memory_mb)} MB (the kernel killed a process)\n"
+            + str(result.artifacts.get("error", "")))})
+        result = EvaluationResult.from_dict(data)
     data = result.to_dict()
     data.update(stdout=stdout_text, stderr=stderr_text, eval_s=eval_s)
     return EvaluationResult.from_dict(data)
@@ -652,13 +619,14 @@ class _Supervisor:
     buf: bytearray
     uid: int | None = None          # the job's own uid, while it is alive
     status: int | None = None
+    lease_fd: int | None = None     # holds the uid's host-wide lease (privileges.UidLeases)
 
 
 class _Server:
     def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
         self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
         self.sups: dict[int, _Supervisor] = {}      # by pid
-        self.uid_counter = -1
+        self.leases = UidLeases() if policy.drop_uid is not None else None
         self.by_fd: dict[int, int] = {}              # pipe fd -> supervisor pid
         self.poller = select.poll()
         self.poller.register(in_fd, select.POLLIN)
@@ -668,29 +636,25 @@ class _Server:
         rid = request.get("id")
         # Made here, not in S, so the server can still remove it if S is killed.
         workdir = tempfile.mkdtemp(prefix="evoforge-")
-        policy = self.policy if self.policy.drop_uid is None else replace(self.policy, drop_uid=self._next_uid())
+        lease_fd = None
+        if self.leases is not None:
+            uid, lease_fd = self.leases.acquire()    # host-wide: no other server's live job has it
+            policy = replace(self.policy, drop_uid=uid)
+        else:
+            policy = self.policy
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                _redirect_std_to_devnull()
-                _close_fds_except({0, 1, 2, w})
+                redirect_std_to_devnull()
+                close_fds_except({0, 1, 2, w})
                 _supervisor_main(rid, request.get("job") or {}, workdir, policy, w)
             finally:
                 os._exit(70)
         os.close(w)
-        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray(), policy.drop_uid)
+        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray(), policy.drop_uid, lease_fd=lease_fd)
         self.by_fd[r] = pid
         self.poller.register(r, select.POLLIN)
-
-    def _next_uid(self) -> int:
-        """The next job uid (round robin) that no live job holds."""
-        live = {sup.uid for sup in self.sups.values()}
-        while True:
-            self.uid_counter = (self.uid_counter + 1) % JOB_UID_POOL
-            uid = JOB_UID_BASE + self.uid_counter
-            if uid not in live:
-                return uid
 
     def on_supervisor_readable(self, fd: int) -> None:
         pid = self.by_fd[fd]
@@ -708,6 +672,8 @@ class _Server:
             except ChildProcessError:
                 pass
         _remove_job_dirs(sup.workdir)  # normally S already did; a killed S did not
+        if sup.lease_fd is not None:
+            UidLeases.release(sup.lease_fd)
         frames = []
         try:
             frames = FrameReader().feed(bytes(sup.buf))
@@ -738,7 +704,7 @@ class _Server:
                 self.sups[pid].status = status
         for pid in children_of(os.getpid()):
             if pid not in self.sups:
-                _kill(pid)
+                kill(pid)
 
     def loop(self) -> None:
         while True:
@@ -757,11 +723,14 @@ class _Server:
         kill_descendants()
         for sup in self.sups.values():
             _remove_job_dirs(sup.workdir)
+        if self.policy.zygote_root:
+            shutil.rmtree(self.policy.zygote_root, ignore_errors=True)
 
 
 def _preimport() -> bool:
     try:
         import numpy  # noqa: F401  (the point: children fork with it already loaded)
+        import evoforge.evaluators.candidate  # noqa: F401  (and the zygote's candidates with this)
         return True
     except Exception:
         return False
@@ -774,6 +743,7 @@ def serve(in_fd: int = 0, out_fd: int = 1) -> None:
     server = _Server(in_fd, out_fd, policy)
     _write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
                                      "drop_uid": policy.drop_uid, "read_cap": policy.read_cap,
+                                     "protections": protection_report(policy),
                                      "python": sys.version}))
     try:
         server.loop()

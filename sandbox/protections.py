@@ -1,0 +1,46 @@
+"""Which protections the process sandbox holds on this machine, and what a missing one leaves open.
+
+The fork server decides once at start (`evoforge.sandbox.forkserver.make_policy`) and reports the
+result in its hello; `ProcessSandbox.protections()` hands it to the CLI, which prints the missing
+ones in one line on stderr (`missing_line`), so a protection that cannot be applied is said out loud,
+never silently dropped.
+"""
+
+from __future__ import annotations
+
+from evoforge.evaluators.confine import landlock_abi
+from evoforge.sandbox.seccomp import seccomp_supported
+
+__all__ = ["protection_report", "missing_line", "OPEN_WITHOUT"]
+
+# What stays open when a protection is missing, in a few words each.
+OPEN_WITHOUT = {
+    "root": "candidates keep the engine's uid (no uid per job, no per-job filesystem views or private /dev/shm)",
+    "cgroups": "memory and process limits are per process/uid (RLIMIT), not per job",
+    "mount namespaces": "candidates see the host filesystem (Landlock-hidden paths aside) and share /dev/shm",
+    "landlock": "without root, candidates can read the home and checkout and write where the user can",
+    "seccomp": "candidates may call unshare, mount, ptrace, keyctl, bpf, io_uring",
+    "a user to drop to": "evaluations run as root",
+}
+
+
+def protection_report(policy) -> dict[str, bool]:
+    """Protection name -> held, for the fork server's ``policy``."""
+    missing = set(policy.notes)
+    return {
+        "root": "root" not in missing,
+        "uid per job": policy.drop_uid is not None,
+        "cgroups": policy.cgroups is not None,
+        "mount namespaces": policy.zygote_root is not None,
+        "landlock": landlock_abi() > 0,
+        "seccomp": seccomp_supported(),
+    }
+
+
+def missing_line(report: dict[str, bool]) -> str | None:
+    """One line naming each missing protection and what that leaves open; None when all hold."""
+    gaps = [f"no {name} ({OPEN_WITHOUT[name]})" for name, held in report.items()
+            if not held and name in OPEN_WITHOUT]
+    if not gaps:
+        return None
+    return "process sandbox: " + "; ".join(gaps)
