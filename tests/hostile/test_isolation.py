@@ -193,21 +193,19 @@ def test_a_module_planted_for_the_next_candidate_process_never_runs_unconfined(s
     """)
     result = sandbox.run(_job(folder, """
         import os
-        PLANT = '''
-        import sys, os
-        for hidden in (sys.argv[5] if len(sys.argv) > 5 else "").split(os.pathsep):
-            try:
-                open("stolen.txt", "w").write(open(os.path.join(hidden, "answers.txt")).read())
-            except OSError:
-                pass
-        '''
+        PLANT = ("import sys, os\\n"
+                 "for hidden in (sys.argv[5] if len(sys.argv) > 5 else '').split(os.pathsep):\\n"
+                 "    try:\\n"
+                 "        open('stolen.txt', 'w').write(open(os.path.join(hidden, 'answers.txt')).read())\\n"
+                 "    except OSError:\\n"
+                 "        pass\\n")
 
         def plant():
             for folder in {os.getcwd(), os.path.dirname(os.path.abspath(__file__))}:
-                for name in ("subprocess.py", "select.py", "struct.py", "usercustomize.py", "sitecustomize.py"):
+                for name in ("subprocess.py", "usercustomize.py", "sitecustomize.py"):
                     try:
                         with open(os.path.join(folder, name), "w") as fh:
-                            fh.write(PLANT.replace("\\n        ", "\\n"))
+                            fh.write(PLANT)
                     except OSError:
                         pass
 
