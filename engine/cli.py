@@ -119,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, note = resolve_config(config, task)
     if note:
         print(f"evoforge: {note}", file=sys.stderr)
+    _say_missing_protections(args.sandbox)
     if not args.concurrency:
         offline = all(as_spec(s).provider == "offline" for s in config.llm)
         config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
@@ -161,9 +162,21 @@ def _report(outcome) -> int:
     return 0
 
 
+def _say_missing_protections(sandbox: str) -> None:
+    """A protection the process sandbox cannot apply here is said out loud, in one line."""
+    if sandbox != "process":
+        return
+    from evoforge.sandbox.protections import missing_line, probe_protections
+
+    line = missing_line(probe_protections())
+    if line:
+        print(f"evoforge: {line}", file=sys.stderr)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
+    _say_missing_protections(args.sandbox)
     result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))

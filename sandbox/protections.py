@@ -11,7 +11,7 @@ from __future__ import annotations
 from evoforge.evaluators.confine import landlock_abi
 from evoforge.sandbox.seccomp import seccomp_supported
 
-__all__ = ["protection_report", "missing_line", "OPEN_WITHOUT"]
+__all__ = ["protection_report", "probe_protections", "missing_line", "OPEN_WITHOUT"]
 
 # What stays open when a protection is missing, in a few words each.
 OPEN_WITHOUT = {
@@ -44,3 +44,27 @@ def missing_line(report: dict[str, bool]) -> str | None:
     if not gaps:
         return None
     return "process sandbox: " + "; ".join(gaps)
+
+
+def probe_protections() -> dict[str, bool]:
+    """The same report, found without starting a fork server (for the CLI's one-line notice before a
+    run): root, cgroups, a private mount namespace, Landlock, seccomp."""
+    import os
+
+    from evoforge.sandbox.cgroups import CgroupSupport
+
+    root = os.geteuid() == 0
+    mount_ns = False
+    if root:
+        pid = os.fork()
+        if pid == 0:
+            from evoforge.sandbox import mounts
+            try:
+                mounts.unshare(mounts.CLONE_NEWNS | mounts.CLONE_NEWPID | mounts.CLONE_NEWNET | mounts.CLONE_NEWIPC)
+                mounts.make_private()
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        mount_ns = os.waitpid(pid, 0)[1] == 0
+    return {"root": root, "uid per job": root, "cgroups": CgroupSupport.detect()[0] is not None,
+            "mount namespaces": mount_ns, "landlock": landlock_abi() > 0, "seccomp": seccomp_supported()}
