@@ -79,7 +79,8 @@ def render_table(results: dict) -> str:
                 else:
                     rows.append((f"4 overhead: {name}",
                                  f"median {_num(r['median_ms'])} ms, p95 {_num(r['p95_ms'])} ms",
-                                 f"{r['evaluations']} trivial evaluations, one at a time", ""))
+                                 f"{r['evaluations']} {'evaluations' if (',' in name or '+' in name) else 'trivial evaluations'}, "
+                                 f"one at a time", ""))
 
     sc = results.get("scale")
     if sc is not None:
