@@ -463,7 +463,9 @@ def _start_zygote(job: EvaluationJob, policy: Policy, group: JobCgroup | None) -
             ours.close()
             if group is not None:
                 group.join()
-            serve_zygote(job, policy.drop_uid, policy.zygote_root, theirs.detach())
+            sock_fd = theirs.detach()
+            close_fds_except({2, sock_fd})   # S's response pipe above all: the server waits for its EOF
+            serve_zygote(job, policy.drop_uid, policy.zygote_root, sock_fd)
         finally:
             os._exit(70)
     theirs.close()
