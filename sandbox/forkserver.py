@@ -1,4 +1,4 @@
-"""Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m sandbox.forkserver``).
+"""Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m evoforge.sandbox.forkserver``).
 
 Started by `evoforge.sandbox.process.ProcessSandbox` with an allow-listed environment. Paying the interpreter
 start and ``import numpy`` once here makes an evaluation cost a ``fork`` (milliseconds).
@@ -6,10 +6,15 @@ start and ``import numpy`` once here makes an evaluation cost a ``fork`` (millis
 Process tree, per request::
 
     server  (subreaper; single-threaded poll loop over stdin + one pipe per supervisor)
-    └── S   supervisor (subreaper): drains W's output, enforces the wall clock, kills every descendant
-        └── W   worker, own session/process group: rlimits, new network namespace, user nobody when
-                root, Landlock, no capabilities; runs `evoforge.evaluators.runner.run_job` and sends the
-                result as JSON over a pipe
+    └── S   supervisor (subreaper): makes the job's cgroup, drains W's output, enforces the wall
+        │   clock, kills every descendant and the cgroup's processes at the end
+        ├── Z   candidate zygote (`evoforge.sandbox.zygote`), forked before W so it never held evaluator
+        │   │   state; in the job's cgroup
+        │   └── C1 ── C2  one per candidate process: new namespaces, a root built for it, job uid
+        └── W   worker, own session: the job's cgroup, private mount+IPC namespaces (tmpfs workdir and
+                /dev/shm, home and checkout masked), rlimits, network namespace, the job's uid,
+                Landlock, no capabilities, seccomp; runs `evoforge.evaluators.runner.run_job` and sends
+                the result as JSON over a pipe
 
 Why a supervisor per job rather than the server watching W directly: S is a subreaper, so a
 double-forked daemon W leaves behind reparents to S, where S can find and kill it; and if
@@ -18,26 +23,22 @@ anything in S goes wrong only that job is lost, never the server loop.
 Wire protocol on stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JSON. Request
 ``{"id", "job": EvaluationJob.to_dict()}``; response ``{"id", "result": EvaluationResult.to_dict()}``
 or, when the machinery (not the candidate) failed, ``{"id", "error": "..."}``. The server's first
-frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "python"}``.
+frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "read_cap", "protections", "python"}``.
 
-Privileges: as root, W drops to a uid/gid of its own (``JOB_UID_BASE`` + n, with no account, and no
-other live job holding it; ``nobody``'s permissions), so it cannot signal, ptrace or write to root's
-processes and files (the supervisor, the server, the engine, the run directory) or another job's,
-and RLIMIT_NPROC stops a fork bomb (root is exempt from it) without starving concurrent jobs. If ``nobody`` cannot read this interpreter
-(a pyenv under a 0700 ``/root``), W keeps CAP_DAC_READ_SEARCH -- read access only -- and nothing
-else; the hello says ``drop_uid`` and ``read_cap``. As non-root, W keeps the caller's uid and
-RLIMIT_NPROC is not set (it counts every process of the user, not just this job's). A task folder
-``nobody`` cannot read is copied into the job's workdir first. Then, irreversibly (`_lock_down`):
-Landlock where the kernel has it (`evoforge.evaluators.confine`: writes only in the workdir, the engine
-user's home unreadable, no signals to or ptrace of processes outside the job), every other
-capability dropped, no_new_privs, and W made non-dumpable. As root the workdir is also a private,
-size-capped tmpfs (``max_file_mb``), so a disk filler stops there.
+Privileges (decided once, `make_policy`; what could not be applied is in the hello's ``protections``,
+`evoforge.sandbox.protections`): as root, each job's W and candidates run as a uid of their own, leased
+host-wide (`evoforge.sandbox.privileges`), so they cannot signal, ptrace or write to root's processes and
+files or another job's, on this server or any other. W's home and checkout are masked
+(`evoforge.sandbox.mounts.mask`), so no capability is needed to read an interpreter under a 0700 /root;
+only where masking is impossible does W keep CAP_DAC_READ_SEARCH (read access only). Memory and
+process counts are limited per job by a cgroup (`evoforge.sandbox.cgroups`), RLIMITs per process as
+the fallback (`evoforge.sandbox.limits`). As non-root, W keeps the caller's uid and candidates are
+fresh ``python -I`` interpreters confined by Landlock (`evoforge.evaluators.candidate`). A task folder
+the job's uid cannot read is copied beside the workdir first.
 
-Outcome mapping (S): the result W sent wins; otherwise wall clock passed -> ``timeout``; killed by
-SIGXCPU, or by SIGKILL after using its CPU seconds -> ``timeout``; MemoryError (RLIMIT_AS) ->
-``oom`` (also when W died with an out-of-memory message in its stderr); any other death or an exit
-without a result -> ``error`` naming the exit code or signal, with the stderr tail. A non-root W
-enters the network namespace through a user namespace mapping its own uid; both are best effort.
+Outcome mapping (S): the result W sent wins (an ``error`` becomes ``oom`` if the kernel killed a
+process of the job for memory); otherwise wall clock passed -> ``timeout``; any other death is
+classified by `evoforge.sandbox.outcome.classify_exit`, shared with the docker backend.
 
 The per-job temporary workdir is made by the server just before forking S (not by S), so the
 server can still delete it if S is killed; S normally deletes it itself.
