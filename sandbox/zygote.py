@@ -46,6 +46,7 @@ PR_SET_PDEATHSIG = 1
 SYSTEM_READ_ONLY = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/localtime")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 CANDIDATE_HOSTNAME = b"candidate"
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES")   # the GPUs this evaluation may use
 WORKDIR = "/candidate"                   # the candidate's own fresh, writable folder
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -109,8 +110,9 @@ def _candidate(job, uid: int, root: str, control: int, reply_w: int, request_r: 
         for fd in (null, err):
             if fd > 2:
                 os.close(fd)
+        kept = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}   # the server's, already clean
         os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+        os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **kept, "HOME": WORKDIR, "TMPDIR": "/tmp",
                            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
                            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         import tempfile
