@@ -94,7 +94,12 @@ class _Server:
     def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
         self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
         self.sups: dict[int, _Supervisor] = {}      # by pid
-        self.leases = UidLeases() if policy.drop_uid is not None else None
+        self.leases = None
+        if policy.drop_uid is not None:
+            try:
+                self.leases = UidLeases()
+            except OSError:            # every job then shares nobody's uid; said in the hello
+                self.policy = replace(policy, notes=policy.notes + ("uid leases",))
         self.by_fd: dict[int, int] = {}              # pipe fd -> supervisor pid
         self.poller = select.poll()
         self.poller.register(in_fd, select.POLLIN)
@@ -102,14 +107,18 @@ class _Server:
 
     def start(self, request: dict) -> None:
         rid = request.get("id")
-        # Made here, not in S, so the server can still remove it if S is killed.
-        workdir = tempfile.mkdtemp(prefix="evoforge-")
         lease_fd = None
         if self.leases is not None:
-            uid, lease_fd = self.leases.acquire()    # host-wide: no other server's live job has it
+            try:
+                uid, lease_fd = self.leases.acquire()    # host-wide: no other server's live job has it
+            except OSError as exc:
+                write_all(self.out_fd, encode_frame({"id": rid, "error": f"no job uid to run as: {exc}"}))
+                return
             policy = replace(self.policy, drop_uid=uid)
         else:
             policy = self.policy
+        # Made here, not in S, so the server can still remove it if S is killed.
+        workdir = tempfile.mkdtemp(prefix="evoforge-")
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -209,6 +218,7 @@ def serve(in_fd: int = 0, out_fd: int = 1) -> None:
     has_numpy = _preimport()
     policy = make_policy()
     server = _Server(in_fd, out_fd, policy)
+    policy = server.policy
     write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
                                      "drop_uid": policy.drop_uid, "read_cap": policy.read_cap,
                                      "protections": protection_report(policy),

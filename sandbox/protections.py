@@ -16,6 +16,7 @@ __all__ = ["protection_report", "probe_protections", "missing_line", "OPEN_WITHO
 # What stays open when a protection is missing, in a few words each.
 OPEN_WITHOUT = {
     "root": "candidates keep the engine's uid (no uid per job, no per-job filesystem views or private /dev/shm)",
+    "uid per job": "jobs share one uid, so one job's processes count against another's RLIMIT_NPROC",
     "cgroups": "memory and process limits are per process/uid (RLIMIT), not per job",
     "mount namespaces": "candidates see the host filesystem (Landlock-hidden paths aside) and share /dev/shm",
     "landlock": "without root, candidates can read the home and checkout and write where the user can",
@@ -29,7 +30,7 @@ def protection_report(policy) -> dict[str, bool]:
     missing = set(policy.notes)
     return {
         "root": "root" not in missing,
-        "uid per job": policy.drop_uid is not None,
+        "uid per job": policy.drop_uid is not None and "uid leases" not in missing,
         "cgroups": policy.cgroups is not None,
         "mount namespaces": policy.zygote_root is not None,
         "landlock": landlock_abi() > 0,
@@ -40,7 +41,7 @@ def protection_report(policy) -> dict[str, bool]:
 def missing_line(report: dict[str, bool]) -> str | None:
     """One line naming each missing protection and what that leaves open; None when all hold."""
     gaps = [f"no {name} ({OPEN_WITHOUT[name]})" for name, held in report.items()
-            if not held and name in OPEN_WITHOUT]
+            if not held and name in OPEN_WITHOUT and not (name == "uid per job" and not report.get("root", True))]
     if not gaps:
         return None
     return "process sandbox: " + "; ".join(gaps)
