@@ -74,6 +74,35 @@ def _probe(hidden: tuple[str, ...], read_cap: bool) -> bool:
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def _candidate_view_works(root: str) -> bool:
+    """Whether a candidate's view can be built here: new namespaces, a root from nothing, pivot_root
+    and a /proc of its own (what `evoforge.sandbox.zygote` does for every candidate)."""
+    from evoforge.sandbox.zygote import DEVICES, candidate_read_only_paths
+
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            mounts.unshare(mounts.CLONE_NEWNS | mounts.CLONE_NEWPID | mounts.CLONE_NEWNET | mounts.CLONE_NEWIPC
+                           | mounts.CLONE_NEWUTS | mounts.CLONE_NEWCGROUP)
+            inner = os.fork()
+            if inner == 0:
+                try:
+                    mounts.make_private()
+                    mounts.build_root(root, read_only=candidate_read_only_paths(), devices=list(DEVICES),
+                                      tmp_mb=1, work_mb=1)
+                    mounts.pivot_into(root)
+                    os._exit(0 if os.path.isdir("/proc/self") else 1)
+                except BaseException:
+                    os._exit(1)
+            ok = os.waitpid(inner, 0)[1] == 0
+        except BaseException:
+            ok = False
+        finally:
+            os._exit(0 if ok else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
 def make_policy() -> Policy:
     """As root, each job's W runs as a uid of its own in a private mount namespace where the home
     and the checkout are masked (`mounts.mask`), so it needs no capability at all to read this
@@ -92,6 +121,10 @@ def make_policy() -> Policy:
     masked = _probe(hidden, read_cap=False)
     if masked:
         root = tempfile.mkdtemp(prefix="evoforge-root-")
+        if not _candidate_view_works(root):      # e.g. a container that may not mount /proc
+            os.rmdir(root)
+            root = None
+            notes.append("mount namespaces")
         return Policy(drop_uid=NOBODY_UID, hidden=hidden, masked=True, zygote_root=root, cgroups=cgroups,
                       notes=tuple(notes))
     notes.append("mount namespaces")

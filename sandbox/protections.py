@@ -49,7 +49,7 @@ def missing_line(report: dict[str, bool]) -> str | None:
 
 def probe_protections() -> dict[str, bool]:
     """The same report, found without starting a fork server (for the CLI's one-line notice before a
-    run): root, cgroups, a private mount namespace, Landlock, seccomp."""
+    run): root, cgroups, a candidate view (namespaces, pivot_root, /proc), Landlock, seccomp."""
     import os
 
     from evoforge.sandbox.cgroups import CgroupSupport
@@ -57,15 +57,13 @@ def probe_protections() -> dict[str, bool]:
     root = os.geteuid() == 0
     mount_ns = False
     if root:
-        pid = os.fork()
-        if pid == 0:
-            from evoforge.sandbox import mounts
-            try:
-                mounts.unshare(mounts.CLONE_NEWNS | mounts.CLONE_NEWPID | mounts.CLONE_NEWNET | mounts.CLONE_NEWIPC)
-                mounts.make_private()
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        mount_ns = os.waitpid(pid, 0)[1] == 0
+        import tempfile
+
+        from evoforge.sandbox.policy import _candidate_view_works
+        folder = tempfile.mkdtemp(prefix="evoforge-probe-")
+        try:
+            mount_ns = _candidate_view_works(folder)
+        finally:
+            os.rmdir(folder)
     return {"root": root, "uid per job": root, "cgroups": CgroupSupport.detect()[0] is not None,
             "mount namespaces": mount_ns, "landlock": landlock_abi() > 0, "seccomp": seccomp_supported()}
