@@ -148,6 +148,13 @@ class JobCgroup:
         _write(os.path.join(pids, "pids.max"), str(int(max_processes)))
         return group
 
+    @classmethod
+    def existing(cls, support: CgroupSupport, name: str) -> "JobCgroup":
+        """The job cgroup ``name`` made earlier (by a supervisor that has exited since)."""
+        if support.version == 2:
+            return cls(support, [os.path.join(support.memory_parent, name)])
+        return cls(support, [os.path.join(support.memory_parent, name), os.path.join(support.pids_parent, name)])
+
     def join(self, pid: int = 0) -> None:
         """Move ``pid`` (default: the caller) into every cgroup of the job."""
         for path in self.dirs:
@@ -192,14 +199,19 @@ class JobCgroup:
                 except (ProcessLookupError, PermissionError):
                     pass
 
-    def remove(self) -> None:
-        """rmdir the job's cgroups; a dying process may keep one busy for a moment."""
+    def remove(self, tries: int = _RMDIR_TRIES) -> bool:
+        """rmdir the job's cgroups (a dying process may keep one busy for a moment); whether all are gone."""
+        gone = True
         for path in self.dirs:
-            for _ in range(_RMDIR_TRIES):
+            for attempt in range(tries):
                 try:
                     os.rmdir(path)
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)
+                    if attempt == tries - 1:
+                        gone = False
+                    else:
+                        time.sleep(0.01)
+        return gone

@@ -68,7 +68,10 @@ from evoforge.sandbox.processes import (
     children_of, close_fds_except, kill, kill_descendants, redirect_std_to_devnull, set_subreaper,
 )
 from evoforge.sandbox.protections import protection_report
-from evoforge.sandbox.supervisor import MAX_RESULT_BYTES, TailBuffer, remove_job_dirs, supervisor_main
+from evoforge.sandbox.cgroups import JobCgroup
+from evoforge.sandbox.supervisor import (
+    MAX_RESULT_BYTES, TailBuffer, job_cgroup_name, remove_job_dirs, supervisor_main,
+)
 
 __all__ = ["encode_frame", "FrameReader", "children_of", "kill_descendants", "serve", "main",
            "MAX_RESULT_BYTES", "NOBODY_UID", "JOB_UID_BASE", "JOB_UID_POOL", "OOM_MARKERS",
@@ -94,6 +97,7 @@ class _Server:
     def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
         self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
         self.sups: dict[int, _Supervisor] = {}      # by pid
+        self.stale_cgroups: list[JobCgroup] = []
         self.leases = None
         if policy.drop_uid is not None:
             try:
@@ -149,6 +153,11 @@ class _Server:
             except ChildProcessError:
                 pass
         remove_job_dirs(sup.workdir)  # normally S already did; a killed S did not
+        if self.policy.cgroups is not None:   # S was in it to the end; anything left dies with it
+            group = JobCgroup.existing(self.policy.cgroups, job_cgroup_name(pid))
+            group.kill()
+            if not group.remove(tries=1):
+                self.stale_cgroups.append(group)   # retried by police(), never blocking the loop
         if sup.lease_fd is not None:
             UidLeases.release(sup.lease_fd)
         frames = []
@@ -182,6 +191,7 @@ class _Server:
         for pid in children_of(os.getpid()):
             if pid not in self.sups:
                 kill(pid)
+        self.stale_cgroups = [g for g in self.stale_cgroups if not g.remove(tries=1)]
 
     def loop(self) -> None:
         while True:
@@ -198,8 +208,13 @@ class _Server:
 
     def shutdown(self) -> None:
         kill_descendants()
-        for sup in self.sups.values():
+        for pid, sup in self.sups.items():
             remove_job_dirs(sup.workdir)
+            if self.policy.cgroups is not None:
+                self.stale_cgroups.append(JobCgroup.existing(self.policy.cgroups, job_cgroup_name(pid)))
+        for group in self.stale_cgroups:
+            group.kill()
+            group.remove()
         if self.policy.zygote_root:
             shutil.rmtree(self.policy.zygote_root, ignore_errors=True)
 

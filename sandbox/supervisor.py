@@ -25,7 +25,7 @@ from evoforge.sandbox.processes import close_fds_except, kill, kill_descendants,
 from evoforge.sandbox.worker import task_copy_dir, worker_main
 from evoforge.sandbox.zygote import serve_zygote
 
-__all__ = ["supervise_job", "supervisor_main", "TailBuffer", "remove_job_dirs", "MAX_RESULT_BYTES"]
+__all__ = ["supervise_job", "supervisor_main", "TailBuffer", "remove_job_dirs", "job_cgroup_name", "MAX_RESULT_BYTES"]
 
 MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
 READ_CHUNK_BYTES = 1 << 16
@@ -81,12 +81,16 @@ def _parse_result(raw: bytes) -> EvaluationResult | None:
         return None
 
 
+def job_cgroup_name(supervisor_pid: int) -> str:
+    return f"evoforge-{supervisor_pid}"
+
+
 def _job_cgroup(job: EvaluationJob, policy: Policy) -> JobCgroup | None:
     if policy.cgroups is None:
         return None
     try:
         # The zygote and each candidate's launcher count too: a few processes above the job's own.
-        return policy.cgroups.create(f"evoforge-{os.getpid()}", memory_mb=job.memory_mb,
+        return policy.cgroups.create(job_cgroup_name(os.getpid()), memory_mb=job.memory_mb,
                                      max_processes=int(job.max_processes) + 2 * ZYGOTE_SLACK)
     except OSError:
         return None
@@ -102,8 +106,7 @@ def _start_zygote(job: EvaluationJob, policy: Policy, group: JobCgroup | None) -
     if pid == 0:
         try:
             ours.close()
-            if group is not None:
-                group.join()
+            _set_oom_score_adj(0)
             sock_fd = theirs.detach()
             # S's response pipe above all (the server waits for its EOF); 0-2 stay (/dev/null), so
             # descriptors received later never take the numbers a candidate's stdio is dup2-ed onto.
@@ -115,16 +118,35 @@ def _start_zygote(job: EvaluationJob, policy: Policy, group: JobCgroup | None) -
     return pid, ours.detach()
 
 
+def _set_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write(str(value))
+    except OSError:
+        pass
+
+
 def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> EvaluationResult:
-    """Fork the zygote and W, drain W's pipes, enforce the wall clock, then kill everything left."""
+    """Fork the zygote and W, drain W's pipes, enforce the wall clock, then kill everything left.
+
+    S joins the job's cgroup itself, once, and Z and W inherit it: each move into a cgroup waits for
+    an RCU grace period (milliseconds on a busy machine), and v1 has two hierarchies to move into.
+    S is exempt from the OOM killer (and its children reset that); the server removes the cgroup
+    once S has exited (`JobCgroup.remove`)."""
     group = _job_cgroup(job, policy)
+    if group is not None:
+        _set_oom_score_adj(-1000)
+        try:
+            group.join()
+        except OSError:
+            group.remove()
+            group = None
     try:
         return _supervise(job, workdir, policy, group)
     finally:
         if group is not None:
-            group.kill()
+            group.kill()          # all but S
             kill_descendants()
-            group.remove()
 
 
 def _supervise(job: EvaluationJob, workdir: str, policy: Policy, group: JobCgroup | None) -> EvaluationResult:
@@ -138,8 +160,7 @@ def _supervise(job: EvaluationJob, workdir: str, policy: Policy, group: JobCgrou
         try:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
-            if group is not None:
-                group.join()
+            _set_oom_score_adj(0)
             worker_main(job, workdir, policy, out_w, err_w, res_w, zygote[1] if zygote else None)
         finally:
             os._exit(70)
