@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 ITERATIONS ?= 2000
 TASK       ?= circle_packing
 
-.PHONY: run test test-deps docker-up docker-down bench venv clean
+.PHONY: run test lint test-deps docker-up docker-down bench venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,19 @@ run: $(STAMP)
 # --- docker sandbox (issue 4) --- As root with no Docker engine answering, sandbox/ci_docker.sh
 # installs docker.io + debootstrap, starts dockerd and builds evoforge-sandbox:latest (once); the trap
 # stops only the dockerd it started. Where Docker cannot run, tests/sandbox/test_docker.py skips.
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps lint
 	started=$$(bash sandbox/ci_docker.sh start); trap '[ -z "$$started" ] || bash sandbox/ci_docker.sh stop $$started' EXIT; \
 	$(BIN)/python -m pytest -q
+
+# ruff over the repository, then mypy (strict) over the pure modules; settings in pyproject.toml. mypy runs
+# in build/typecheck, links that lay the folders out as the installed `evoforge.*` package.
+TYPECHECK := build/typecheck
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/evoforge
+	for d in engine evaluators prompts archive sandbox tasks; do ln -s ../../../$$d $(TYPECHECK)/evoforge/$$d; done
+	ln -s ../../../evoforge/__init__.py $(TYPECHECK)/evoforge/__init__.py
+	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml
 
 # System packages some tests need, installed only when absent and when root (CI); otherwise those
 # tests skip with a reason. chromium: tests/engine/test_report.py renders `evoforge report` headless.

@@ -29,6 +29,7 @@ import math
 import numbers
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,8 @@ class _View:
 
     __slots__ = ("cells", "ids", "fitness", "features", "islands", "order")
 
-    def __init__(self, cells, ids, fitness, features, islands):
+    def __init__(self, cells: np.ndarray, ids: np.ndarray, fitness: np.ndarray, features: np.ndarray,
+                 islands: np.ndarray) -> None:
         self.cells = cells  # (n,) int64, ascending
         self.ids = ids  # (n,) int64
         self.fitness = fitness  # (n,) float64
@@ -192,7 +194,7 @@ class _Cells:
     without calling into pyribs; pyribs is only called to actually insert.
     """
 
-    def __init__(self, archive, n_cells: int):
+    def __init__(self, archive: Any, n_cells: int) -> None:  # a pyribs GridArchive or CVTArchive
         self.archive = archive
         self.threshold = np.full(n_cells, -np.inf)
         self.version = 0
@@ -266,7 +268,7 @@ class IslandArchives:
         self._low = np.array([d.low for d in self._descriptors], dtype=np.float64)
         self._high = np.array([d.high for d in self._descriptors], dtype=np.float64)
         ranges = [(d.low, d.high) for d in self._descriptors]
-        extra = {"raw_features": ((dim,), np.float64), "island": ((), np.int64)}
+        extra: dict[str, Any] = {"raw_features": ((dim,), np.float64), "island": ((), np.int64)}
 
         if config.kind == "grid":
             if centroids is not None:
@@ -276,7 +278,7 @@ class IslandArchives:
             dims = [d.bins for d in self._descriptors]
             self._n_cells = int(np.prod(dims))
 
-            def make(s):
+            def make(s: int) -> Any:
                 return GridArchive(solution_dim=1, dims=dims, ranges=ranges, seed=s,
                                    qd_score_offset=-config.qd_offset, extra_fields=extra)
         else:
@@ -296,7 +298,7 @@ class IslandArchives:
             self._centroids = centroids
             self._n_cells = config.cvt_cells
 
-            def make(s):
+            def make(s: int) -> Any:
                 return CVTArchive(solution_dim=1, centroids=centroids, ranges=ranges, seed=s,
                                   qd_score_offset=-config.qd_offset, extra_fields=extra)
 
@@ -526,7 +528,7 @@ class IslandArchives:
             raise ValueError(f"expected island to be an int in [0, {n}) but got {island!r}")
         return int(island)
 
-    def _features(self, features) -> np.ndarray:
+    def _features(self, features: Sequence[float] | Mapping[str, float] | np.ndarray) -> np.ndarray:
         names = self._names
         if isinstance(features, Mapping):
             if set(features) != set(names):
@@ -565,14 +567,14 @@ def _draw_distinct(ids: np.ndarray, taken: set[int], k: int, rng: np.random.Gene
     return drawn
 
 
-def _check_id(program_id) -> int:
+def _check_id(program_id: object) -> int:
     if isinstance(program_id, bool) or not isinstance(program_id, numbers.Integral) \
-            or not -_MAX_ID < program_id < _MAX_ID:
+            or not -_MAX_ID < int(program_id) < _MAX_ID:
         raise ValueError(f"expected program_id to be an int with abs(id) < 2**53 but got {program_id!r}")
     return int(program_id)
 
 
-def _check_fitness(fitness) -> float:
+def _check_fitness(fitness: object) -> float:
     if isinstance(fitness, bool) or not isinstance(fitness, numbers.Real) or not math.isfinite(fitness):
         raise ValueError(f"expected a finite float fitness but got {fitness!r}")
     return float(fitness)

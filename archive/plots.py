@@ -1,4 +1,4 @@
-"""Plots of a run (DESIGN.md §8): pure functions over the DataFrames :class:`evoforge.archive.run.Run` gives.
+"""Plots of a run (docs/notebook_api.md): pure functions over the DataFrames :class:`evoforge.archive.run.Run` gives.
 
 Every function draws into ``ax`` (or a new figure's axes when ``ax`` is None) and returns the
 Axes; none calls ``plt.show()``. matplotlib is imported inside the functions, so importing this

@@ -1,4 +1,4 @@
-"""The notebook API (DESIGN.md §8): read a run directory into pandas DataFrames and plots.
+"""The notebook API (docs/notebook_api.md): read a run directory into pandas DataFrames and plots.
 
     from evoforge.archive import Run
     run = Run.open("runs/circle_packing-20261123-101500")
@@ -56,7 +56,8 @@ PROGRESS_COLUMNS = (
 #: The columns of :meth:`Run.spend`, in order.
 SPEND_COLUMNS = (
     "id", "created_at", "elapsed_s", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_s", "error", "cum_prompt_tokens", "cum_completion_tokens", "cum_tokens", "cum_cost_usd",
+    "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd", "cum_prompt_tokens", "cum_completion_tokens",
+    "cum_tokens", "cum_cost_usd",
 )
 #: The columns of :meth:`Run.failures`, in order.
 FAILURE_COLUMNS = ("status", "count", "example_id", "example_error")
@@ -250,10 +251,7 @@ class Run:
         per occupied (island, cell), sorted by island then cell. ``island`` selects one island.
         A program may be the elite of one cell on several islands (the seed, migrants).
         """
-        holders: dict[tuple[int, int], int] = {}
-        for event in self._events():
-            if event["status"] in ("new", "improved") and event["cell"] is not None:
-                holders[(event["island"], event["cell"])] = event["program_id"]
+        holders = self._holders()
         names = self.descriptor_names
         columns = ["id", "island", "cell", "score", "fitness"] + [f"feature_{n}" for n in names]
         info = self._program_info({pid for pid in holders.values()})
@@ -269,6 +267,76 @@ class Run:
         for column in columns[3:]:
             frame[column] = frame[column].astype(float)
         return frame
+
+    def _holders(self) -> dict[tuple[int, int], int]:
+        """``(island, cell) -> program id`` of the current elites: the replay of the archive events."""
+        holders: dict[tuple[int, int], int] = {}
+        for event in self._events():
+            if event["status"] in ("new", "improved") and event["cell"] is not None:
+                holders[(event["island"], event["cell"])] = event["program_id"]
+        return holders
+
+    @property
+    def num_islands(self) -> int:
+        """Islands of the run (meta ``archive``; else the highest island an event names, plus one)."""
+        stored = (self.meta("archive") or {}).get("islands")
+        if stored:
+            return int(stored)
+        row = self._conn.execute("SELECT MAX(island) FROM archive_events").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def island_stats(self) -> list[dict[str, Any]]:
+        """Per island, in order: ``island, elites, coverage, qd_score, best_fitness, best_id`` — the
+        statistics of each island's archive (coverage over :attr:`cells`, NaN when unknown; the best
+        of equal fitness is the elite of the lowest cell, as the engine's archive ranks them)."""
+        holders = self._holders()
+        fitness = self._fitness({pid for pid in holders.values()})
+        total_cells = self.cells
+        out = []
+        for island in range(self.num_islands):
+            cells = sorted((cell, pid) for (isl, cell), pid in holders.items() if isl == island)
+            values = [(fitness[pid], -cell, pid) for cell, pid in cells if fitness.get(pid) is not None]
+            best = max(values) if values else None
+            out.append({
+                "island": island, "elites": len(values),
+                "coverage": len(values) / total_cells if total_cells else float("nan"),
+                "qd_score": sum(v + self.qd_offset for v, _, _ in values),
+                "best_fitness": best[0] if best else None, "best_id": best[2] if best else None,
+            })
+        return out
+
+    def _fitness(self, ids: set[int]) -> dict[int, float | None]:
+        return {pid: info[1] for pid, info in self._program_info(ids).items()}
+
+    def statuses(self) -> dict[str, int]:
+        """How many candidates ended with each status."""
+        return {str(s): int(n) for s, n in
+                self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status ORDER BY status")}
+
+    def models(self) -> list[dict[str, Any]]:
+        """Per model, from the LLM calls: ``model, calls, failed, prompt_tokens, completion_tokens,
+        cost_usd, mean_latency_s`` (None without a successful call), ``cached_tokens,
+        cache_write_tokens, reasoning_tokens, saved_usd`` (prompt caching; 0 before run.db schema 2),
+        and ``improvements``: its ok
+        children fitter than their parent (what an ensemble's bandit learns from)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
+        # prompt-cache and reasoning usage (run.db schema 2; 0 for an older run)
+        cache = "".join(f", COALESCE(SUM({c}), 0) AS {c}" if c in present else f", 0 AS {c}"
+                        for c in ("cached_tokens", "cache_write_tokens", "reasoning_tokens", "saved_usd"))
+        calls = self._conn.execute(
+            "SELECT model, COUNT(*) AS calls, SUM(error IS NOT NULL) AS failed, SUM(prompt_tokens) AS prompt_tokens,"
+            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd,"
+            " AVG(latency_s) AS mean_latency_s" + cache + " FROM llm_calls GROUP BY model ORDER BY model").fetchall()
+        improved = dict(self._conn.execute(
+            "SELECT c.model, COUNT(*) FROM programs c JOIN programs p ON c.parent_id = p.id"
+            " WHERE c.status = 'ok' AND c.fitness > p.fitness GROUP BY c.model").fetchall())
+        return [{**dict(r), "improvements": improved.get(r["model"], 0)} for r in calls]
+
+    def top(self, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` fittest ok programs (lowest id first among equals): ``id, iteration, score, model``."""
+        rows = self._conn.execute("SELECT id, iteration, score, model FROM programs WHERE status = 'ok'"
+                                  " AND fitness IS NOT NULL ORDER BY fitness DESC, id LIMIT ?", (int(k),))
+        return [dict(r) for r in rows]
 
     def _program_info(self, ids: set[int]) -> dict[int, tuple[float | None, float | None, dict]]:
         out = {}
@@ -400,16 +468,18 @@ class Run:
     def spend(self) -> pd.DataFrame:
         """The LLM calls in order: ``id, created_at, elapsed_s`` (since the run was created),
         ``iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s,
-        error`` and the running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens,
-        cum_cost_usd``."""
+        error, cached_tokens, saved_usd`` (0 for a run.db from before prompt caching was read) and the
+        running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens, cum_cost_usd``."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
         columns = ["id", "created_at", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-                   "cost_usd", "latency_s", "error"]
-        rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM llm_calls ORDER BY id").fetchall()
+                   "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd"]
+        select = [c if c in present else f"0 AS {c}" for c in columns]
+        rows = self._conn.execute(f"SELECT {', '.join(select)} FROM llm_calls ORDER BY id").fetchall()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
         frame["program_id"] = frame["program_id"].astype("Int64")
-        for column in ("created_at", "cost_usd", "latency_s"):
+        for column in ("created_at", "cost_usd", "latency_s", "saved_usd"):
             frame[column] = frame[column].astype(float)
-        for column in ("prompt_tokens", "completion_tokens"):
+        for column in ("prompt_tokens", "completion_tokens", "cached_tokens"):
             frame[column] = frame[column].astype(int)
         frame.insert(2, "elapsed_s", frame["created_at"] - self._origin(frame["created_at"].tolist()))
         frame["cum_prompt_tokens"] = frame["prompt_tokens"].cumsum()
@@ -460,7 +530,8 @@ class Run:
             frame = self.programs()
             for name in names:
                 if f"feature_{name}" not in frame.columns:
-                    raise ValueError(f"no feature {name!r}; known: {sorted(c[8:] for c in frame if c.startswith('feature_'))}")
+                    known = sorted(c[8:] for c in frame if c.startswith("feature_"))
+                    raise ValueError(f"no feature {name!r}; known: {known}")
                 if f"feature_{name}" not in elites.columns:
                     elites = elites.merge(frame[["id", f"feature_{name}"]], on="id", how="left")
 

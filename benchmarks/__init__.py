@@ -1,4 +1,4 @@
 """Performance harnesses behind ``make bench`` (``python -m benchmarks``); see ``__main__``.
 
-Not part of the installed package and never imported by it (DESIGN.md §2).
+Not part of the installed package and never imported by it (docs/architecture.md, "Folders and what each owns").
 """

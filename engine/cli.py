@@ -1,4 +1,6 @@
-"""The ``evoforge`` command line (DESIGN.md §5). Exit codes: 0 done, 1 run failed, 2 bad usage/config.
+"""The ``evoforge`` command line (docs/architecture.md, "The CLI").
+
+Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
 """
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None, help="Ray cluster address (auto, ray://…); default: local Ray")
     run.add_argument("--sandbox", default="process", help="process | docker (default process)")
     run.add_argument("--concurrency", type=_positive_int, default=None,
-                     help="candidates in flight, LLM call through evaluation (default: 2 × cores offline, 8 with an LLM)")
+                     help="candidates in flight, LLM call through evaluation "
+                          "(default: 2 × cores offline, 8 with an LLM)")
     run.add_argument("--eval-slots", type=_positive_int, default=None, help="evaluations at once (default: cores)")
     run.add_argument("--seed", type=int, default=None, help="random seed (default 0, or config.yaml's random_seed)")
     run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<task>-<timestamp>)")
@@ -85,6 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
                                         "progress, archive heatmap, lineage of the best, costs, failures.")
     report.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     report.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
+
+    replay = sub.add_parser("replay", help="re-run a run from its stored replies, calling no model",
+                            description="Re-run RUN_DIR's proposals from the replies stored in its run.db, into a "
+                                        "new run directory: the same edits against a changed evaluator, sandbox "
+                                        "or engine. No model is called; says where the stored replies run out.")
+    replay.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    replay.add_argument("--out", type=Path, required=True, help="the new run directory")
+    replay.add_argument("--iterations", type=_positive_int, default=None,
+                        help="proposals to replay (default: as many as the original made)")
+    replay.add_argument("--task", default=None, help="task folder to evaluate with (default: the original's)")
+    replay.add_argument("--sandbox", default=None, help="process | docker (default: the original's)")
+    replay.add_argument("--executor", default=None, help="local | ray (default: the original's)")
+    replay.add_argument("--concurrency", type=_positive_int, default=None,
+                        help="candidates in flight (default: the original's; 1 replays exactly)")
+    replay.add_argument("--quiet", action="store_true")
+
+    export = sub.add_parser("export", help="write a run's proposals as JSONL for fine-tuning the proposer",
+                            description="Write RUN_DIR's proposals as JSONL (prompt, completion, score, parent "
+                                        "score, improvement): sft (improving proposals), dpo (preference pairs of "
+                                        "siblings of the same parent) or rewards (every proposal). See README.")
+    export.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    export.add_argument("--format", required=True, choices=("sft", "dpo", "rewards"))
+    export.add_argument("-o", "--output", type=Path, default=None,
+                        help="JSONL file (default RUN_DIR/export-FORMAT.jsonl)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
 
@@ -173,6 +200,25 @@ def _say_missing_protections(sandbox: str) -> None:
         print(f"evoforge: {line}", file=sys.stderr)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from evoforge.engine.replay import replay_run
+
+    outcome = _with_reporter(args.quiet, lambda reporter: replay_run(
+        args.run_dir, out=args.out, iterations=args.iterations, task=args.task, sandbox=args.sandbox,
+        executor=args.executor, concurrency=args.concurrency, reporter=reporter))
+    _report(outcome)
+    print(outcome.describe())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from evoforge.engine.export import export_run
+
+    path, count = export_run(args.run_dir, args.format, args.output)
+    print(f"wrote {count} {args.format} record(s) to {path}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
@@ -231,7 +277,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "show": _cmd_show,
-             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init}
+             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init, "replay": _cmd_replay,
+             "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,9 @@
-"""The evolutionary loop: propose → edit → evaluate → insert, asynchronously.
+"""The asynchronous driver of a run: LLM calls, retries, the executor, budgets, progress and the store.
+
+The evolutionary decisions (which island, parent and inspirations; fitness, insertion, migration,
+feedback) are `evoforge.engine.evolution.Evolution`'s, a synchronous core without I/O; this module
+turns its proposals into LLM calls and evaluations and writes what it is told to the run directory
+(docs/architecture.md, "The engine: core and driver").
 
 Each proposal is one *iteration*. LLM calls and evaluations are separate pools: up to
 ``concurrency`` candidates are in flight (most of them waiting on slow LLM calls), while the
@@ -14,31 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from evoforge.archive.islands import IslandArchives
-from evoforge.archive.store import ArchiveEvent, CandidateRecord, Store
+from evoforge.archive.store import CandidateRecord, Store
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import EditResult, apply_reply, code_hash
+from evoforge.engine.evolution import Evolution, Told
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
 from evoforge.engine.task import Task
-from evoforge.evaluators.features import builtin_features
-from evoforge.evaluators.types import EvaluationResult, LLMError, Status, TaskError
-from evoforge.prompts import ProgramView, PromptContext, render_prompt, render_retry
+from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
+from evoforge.prompts import render_prompt, render_retry
 from evoforge.prompts.fit import fit_prompt
 from evoforge.sandbox.job import EvaluationJob
 
-__all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "rebuild_islands"]
+__all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "Executor", "rebuild_islands"]
 
-_FEEDBACK_PER_PARENT = 3
 _FAILED_LLM_CALLS_TO_ABORT = 5   # every one of the first N calls failed: a bad key, URL or model name
-_SHAPE_STREAM = 0x5A4E          # the prompt's shape (diff | rewrite | crossover) has its own random stream
 
 
 @dataclass
@@ -55,6 +57,9 @@ class Snapshot:
     evals_per_s: float = 0.0
     cost_usd: float = 0.0
     tokens: int = 0
+    prompt_tokens: int = 0                # of the LLM calls, and how many of them the provider's cache served
+    cached_tokens: int = 0
+    saved_usd: float = 0.0                # what prompt caching saved against full price
     max_cost_usd: float | None = None     # the budgets, so the display can show how much is left
     max_tokens: int | None = None
     stop_reason: str = ""
@@ -92,7 +97,12 @@ def rebuild_islands(task: Task, store: Store, seed: int) -> IslandArchives:
 
 
 class Engine:
-    """One discovery run over a task, writing everything to its run directory."""
+    """One discovery run over a task, writing everything to its run directory.
+
+    The driver around `Evolution`: it owns the concurrency (``concurrency`` LLM calls, the executor's
+    slots), the LLM calls and the one retry of a failed edit, the budgets, the progress snapshot and
+    every write to the run directory.
+    """
 
     def __init__(self, *, config: RunConfig, task: Task, run_dir: RunDir, llm: LLMClient,
                  executor: Executor, reporter: Reporter | None = None,
@@ -105,25 +115,28 @@ class Engine:
         self.executor = executor
         self.reporter = reporter or NullReporter()
         self._clock = clock
-        self._names = [d.name for d in task.descriptors]
-        self.islands = rebuild_islands(task, self.store, config.seed)
-        self._hashes = self.store.hashes()
-        self._feedback: dict[int, collections.deque[str]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=_FEEDBACK_PER_PARENT))
-        for record in self.store.candidates(where="status != 'ok' AND iteration > 0"):
-            self._remember_failure(record)  # so a resumed run prompts exactly as the original would
+        self.evolution = Evolution(
+            task=task, config=config, islands=rebuild_islands(task, self.store, config.seed),
+            lookup=self._program, next_program_id=self.store.next_program_id(),
+            done=self.store.count("iteration > 0"), hashes=self.store.hashes(),
+            # so a resumed run prompts exactly as the original would
+            failures=self.store.candidates(where="status != 'ok' AND iteration > 0"))
         self._stop_requested = False
         self._stop_reason = ""
         self._last_llm_error = ""
         self._failures: list[BaseException] = []
         self._llm_failures = 0
         self._llm_successes = 0
-        self._in_flight: set[asyncio.Task] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self.snapshot = Snapshot(max_cost_usd=config.max_cost_usd, max_tokens=config.max_total_tokens)
         self._started = clock()
         self._evaluated_since_start = 0
         self._load_snapshot()
         self._replay_model_outcomes()
+
+    @property
+    def islands(self) -> IslandArchives:
+        return self.evolution.islands
 
     # -- public -----------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped by user") -> None:
@@ -153,7 +166,8 @@ class Engine:
         # which is what makes such a run exactly repeatable.
         llm_slots = asyncio.Semaphore(self.config.concurrency)
         pipelined = self.config.concurrency > 1
-        in_flight = asyncio.Semaphore(self.config.concurrency + (getattr(self.executor, "slots", 1) if pipelined else 0))
+        eval_slots = getattr(self.executor, "slots", 1) if pipelined else 0
+        in_flight = asyncio.Semaphore(self.config.concurrency + eval_slots)
         while launched < target and not self._stop_requested:
             await in_flight.acquire()
             await llm_slots.acquire()
@@ -178,46 +192,36 @@ class Engine:
         self.reporter.update(self.snapshot)
         return self.snapshot
 
-    def _stop_on_failure(self, task: asyncio.Task) -> None:
+    def _stop_on_failure(self, task: asyncio.Task[None]) -> None:
         """An iteration that raised (every LLM call failing, a broken store) stops new launches at once;
         `run` re-raises its error after the ones in flight finish."""
-        if not task.cancelled() and task.exception() is not None:
-            self._failures.append(task.exception())
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._failures.append(error)
             self.request_stop("failed")
 
     # -- the initial program ------------------------------------------------------------------
     async def _evaluate_initial(self) -> None:
         code = self.task.initial_program
         result = await self.executor.evaluate(self._job(code))
-        record, fitness, vector = self._record(iteration=0, code=code, result=result, parent_id=None,
-                                               island=None, edit=None, edit_kind=None)
+        record = self.evolution.record_of(code=code, result=result, iteration=0, parent_id=None, island=None,
+                                          edit=None, edit_kind=None)
         if record.status != Status.OK:
             self.store.add_candidate(record)
             detail = record.artifacts.get("error") or record.stderr[-500:] or record.status
             raise TaskError(f"{self.task.path}: the initial program fails its own evaluation "
                             f"({record.status}): {detail.strip().splitlines()[-1] if detail.strip() else detail}")
-        # AlphaEvolve seeds every island with the initial program.
-        self._commit(record, fitness, vector, islands=range(self.task.archive.islands))
+        self._store(self.evolution.seed(record))
 
     # -- one iteration --------------------------------------------------------------------------
     async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
         """One proposal; ``llm_done`` (if given) is called once its LLM calls are over."""
-        rng = np.random.default_rng([self.config.seed, iteration])
-        island = iteration % self.task.archive.islands
-        parent_id = self.islands.sample_parent(island, rng)
-        if parent_id is None:  # an island emptied by nothing but never seeded: fall back to the best
-            best = self.islands.best()
-            parent_id = best.program_id if best else 1
-        inspiration_ids = self.islands.sample_inspirations(
-            island, self.task.archive.num_inspirations, rng, exclude=[parent_id])
-        llm_seed = int(rng.integers(0, 2**62))
-        parent = self.store.candidate(parent_id)
-        inspirations = [self.store.candidate(i) for i in inspiration_ids]
-        context = self._context(iteration, parent, inspirations)
-        client = self.llm.pick(llm_seed)
-        common = dict(iteration=iteration, parent_id=parent_id, island=island, model=client.name,
-                      inspirations=tuple(inspiration_ids), created_at=time.time())
-        fitted = fit_prompt(context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
+        proposal = self.evolution.propose(iteration)
+        parent = proposal.parent
+        client = self.llm.pick(proposal.llm_seed)
+        common: dict[str, Any] = dict(
+            iteration=iteration, parent_id=parent.id, island=proposal.island, model=client.name,
+            inspirations=tuple(r.id for r in proposal.inspirations), created_at=time.time())
+        fitted = fit_prompt(proposal.context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
                             _prompt_budget(client))
         if not fitted.fits:
             # Not sent to fail: the parent alone is larger than the model's window allows.
@@ -228,7 +232,8 @@ class Engine:
                                                  **common), parent)
             return
         prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
-                        inspirations=tuple(r.code for r in inspirations), seed=llm_seed)
+                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
+                        iteration=iteration)
         reply = await self._call(client, prompt, iteration)
         if reply is None:
             error = self._last_llm_error
@@ -261,34 +266,17 @@ class Engine:
             self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
                                                  artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
             return
-        digest = code_hash(edit.code)
-        if digest in self._hashes:
-            reason = f"duplicate of program #{self._hashes[digest]} (not evaluated again)"
-            self._settle(client, CandidateRecord(code=edit.code, code_hash=digest, status=Status.REJECTED,
+        twin = self.evolution.claim(edit.code)
+        if twin is not None:
+            reason = f"duplicate of program #{twin} (not evaluated again)"
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
                                                  edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
             return
-        self._hashes[digest] = -1  # claimed now, so a concurrent twin is not evaluated either
         if llm_done is not None:
             llm_done()
         result = await self.executor.evaluate(self._job(edit.code))
-        record, fitness, vector = self._record(code=edit.code, result=result, edit_kind=edit.kind, **common)
-        self._settle(client, record, parent, fitness=fitness, vector=vector)
-
-    def _context(self, iteration: int, parent: CandidateRecord, inspirations: list[CandidateRecord]) -> PromptContext:
-        """The prompt's content; its shape (diff, full rewrite, crossover) is drawn from its own stream,
-        so the shares change nothing else of the iteration (the offline operator's runs stay as they were)."""
-        u = float(np.random.default_rng([self.config.seed, iteration, _SHAPE_STREAM]).random())
-        crossover, rewrite = self.config.setting("crossover_share"), self.config.setting("full_rewrite_share")
-        reply_format, views = self.config.reply_format, [_view(r) for r in inspirations]
-        second = None
-        if u < crossover and views:
-            second, views = views[0], views[1:]
-        elif crossover <= u < crossover + rewrite:
-            reply_format = "rewrite"
-        return PromptContext(
-            task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
-            inspirations=views, feedback=list(self._feedback.get(parent.id, ())), reply_format=reply_format,
-            objective=self.task.objective, second_parent=second)
+        self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind, **common),
+                     parent)
 
     async def _call(self, client: LLMClient, prompt: Prompt, iteration: int) -> Reply | None:
         """One LLM call, stored in ``llm_calls`` whatever happens; None when it failed (the run goes on)."""
@@ -297,21 +285,39 @@ class Engine:
         except LLMError as exc:
             self._llm_failures += 1
             self._last_llm_error = str(exc)
-            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc))
+            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc), **prompt.stored())
             return None
         self._llm_successes += 1
-        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
-                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                latency_s=reply.latency_s)
+        self.store.add_llm_call(iteration=iteration, **prompt.stored(), **reply.stored())
+        s = self.snapshot
+        s.prompt_tokens += reply.prompt_tokens
+        s.cached_tokens += reply.cached_tokens
+        s.saved_usd += reply.saved_usd
         return reply
 
-    def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord,
-                fitness: float | None = None, vector: list | None = None) -> None:
-        """Store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
-        self._finish(record, fitness=fitness, vector=vector)
-        self.llm.observe(client.name, improved=_improved(fitness, parent.fitness), cost_usd=record.cost_usd)
-        if getattr(self.llm, "bandit", None) is not None:
-            self.store.set_meta("llm_bandit", self.llm.bandit.state())
+    def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> None:
+        """Tell the core, store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
+        self._store(self.evolution.tell(record))
+        self.llm.observe(client.name, improved=_improved(record.fitness, parent.fitness), cost_usd=record.cost_usd)
+        bandit = getattr(self.llm, "bandit", None)
+        if bandit is not None:
+            self.store.set_meta("llm_bandit", bandit.state())
+
+    def _store(self, told: Told) -> None:
+        """The row, its archive insertions and any migration in one transaction, then the run directory's files.
+
+        The core gave the row its id before this write (nothing else writes between: one event-loop
+        thread), so the row and its events land together or not at all.
+        """
+        self.store.add_candidate(told.record, told.events)
+        self._after_candidate(told.program_id, told.record)
+
+    def _program(self, program_id: int) -> CandidateRecord:
+        record = self.store.candidate(program_id)
+        if record is None:
+            raise StoreError(f"{self.run_dir.path / 'run.db'}: the archive holds program #{program_id}, "
+                             f"which the store does not")
+        return record
 
     def _replay_model_outcomes(self) -> None:
         """Resume: rebuild the ensemble's bandit from the stored candidates, in the order they finished.
@@ -321,7 +327,7 @@ class Engine:
         """
         if getattr(self.llm, "bandit", None) is None:
             return
-        fitness: dict[int, float | None] = {}
+        fitness: dict[int | None, float | None] = {}
         for record in self.store.candidates():
             fitness[record.id] = record.fitness
             if record.iteration > 0 and record.model:
@@ -336,71 +342,6 @@ class Engine:
                              cascade_thresholds=self.task.cascade_thresholds,
                              extra={"docker_image": self.task.sandbox_image,   # read by --sandbox docker
                                     "num_cpus": self.task.resources.num_cpus})
-
-    def _record(self, *, code: str, result: EvaluationResult, **fields) -> tuple[CandidateRecord, float | None, list]:
-        """Turn an evaluation into a row; an ok result missing a declared descriptor is an error."""
-        features = dict(builtin_features(code))
-        features.update(result.features)
-        status, artifacts = result.status, dict(result.artifacts)
-        vector: list[float] = []
-        fitness = None
-        if status == Status.OK:
-            missing = [n for n in self._names if n not in features]
-            if missing:
-                status = Status.ERROR
-                artifacts["error"] = (f"the evaluator returned no feature {missing[0]!r}, declared as a "
-                                      f"descriptor in task.toml (features returned: {sorted(result.features)})")
-            else:
-                vector = [features[n] for n in self._names]
-                fitness = self.task.sign * float(result.score)
-        record = CandidateRecord(
-            code=code, code_hash=code_hash(code), status=status,
-            score=result.score if status == Status.OK else None, fitness=fitness, features=features,
-            metrics=dict(result.metrics), artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, **fields)
-        return record, fitness, vector
-
-    def _finish(self, record: CandidateRecord, fitness: float | None = None, vector: list | None = None) -> None:
-        """Store the candidate with its insertion, and the migration it triggers, in one transaction."""
-        islands = [record.island] if record.status == Status.OK and fitness is not None else []
-        interval = self.task.archive.migration_interval
-        done_after = self.snapshot.done + 1
-        migrate = self.task.archive.islands > 1 and interval > 0 and done_after % interval == 0
-        self._commit(record, fitness, vector, islands=islands, migrate=migrate)
-
-    def _commit(self, record: CandidateRecord, fitness: float | None, vector: list | None,
-                islands, migrate: bool = False) -> None:
-        """Write the row, its archive insertions and any migration in one transaction.
-
-        The id is taken before the write (nothing else writes between: one event-loop thread), so the
-        islands can hold it and the row and its events land together or not at all — a SIGKILL can
-        never leave a migration half-recorded, which would make a resumed run diverge.
-        """
-        program_id = self.store.next_program_id()
-        events = []
-        for island in islands:
-            insertion = self.islands.add(island, program_id, fitness, vector)
-            events.append(ArchiveEvent("insert", program_id, island, insertion.status, insertion.improvement,
-                                       insertion.cell, iteration=record.iteration))
-        if migrate:
-            # Ring migration between islands (FunSearch, Romera-Paredes et al. 2023; AlphaEvolve §2.4).
-            events.extend(
-                ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
-                             m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
-                for m in self.islands.migrate())
-        self.store.add_candidate(replace(record, id=program_id), events)
-        if record.status != Status.REJECTED and record.code_hash:
-            self._hashes[record.code_hash] = program_id
-        self._remember_failure(record)
-        self._after_candidate(program_id, record)
-
-    def _remember_failure(self, record: CandidateRecord) -> None:
-        """Why an edit of a parent failed goes back to the LLM in that parent's next prompt."""
-        if record.status == Status.OK or record.parent_id is None or record.edit is None:
-            return
-        detail = (record.artifacts.get("error") or record.stderr or record.status).strip()
-        prefix = "rejected edit" if record.status == Status.REJECTED else record.status
-        self._feedback[record.parent_id].append(f"{prefix}: {detail[-300:]}")
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot
@@ -437,6 +378,8 @@ class Engine:
         totals = self.store.totals()
         s.cost_usd = totals["cost_usd"]
         s.tokens = int(totals["prompt_tokens"] + totals["completion_tokens"])
+        s.prompt_tokens, s.cached_tokens, s.saved_usd = (int(totals["prompt_tokens"]), int(totals["cached_tokens"]),
+                                                         float(totals["saved_usd"]))
         stats = self.islands.stats()
         s.coverage, s.qd_score = stats.coverage, stats.qd_score
 
@@ -461,12 +404,6 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
             done = True
             fn()
     return call
-
-
-def _view(record: CandidateRecord) -> ProgramView:
-    return ProgramView(code=record.code, score=record.score, metrics=dict(record.metrics),
-                       features=dict(record.features), artifacts=dict(record.artifacts), program_id=record.id)
-
 
 
 def _prompt_budget(client: LLMClient) -> int | None:

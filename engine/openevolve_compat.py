@@ -79,7 +79,8 @@ def _convert(raw):
         score = sum(values) / len(values) if values else None
     if score is None:
         return {{"status": "invalid", "error": "the evaluator returned no numeric metric", "artifacts": artifacts}}
-    features = {{name: (score if name == "score" else numbers[name]) for name in _FEATURES if name == "score" or name in numbers}}
+    features = {{name: (score if name == "score" else numbers[name])
+                for name in _FEATURES if name == "score" or name in numbers}}
     metrics = {{k: v for k, v in numbers.items() if k not in features and k != "combined_score"}}
     return {{"score": score, "features": features, "metrics": metrics, "artifacts": artifacts}}
 

@@ -25,6 +25,8 @@ def describe(s: Snapshot) -> str:
         cost = f"${s.cost_usd:.4f}" + (f"/${s.max_cost_usd:g}" if s.max_cost_usd is not None else "")
         tokens = _tokens(s.tokens) + (f"/{_tokens(s.max_tokens)}" if s.max_tokens is not None else "")
         money = f" · {cost} · {tokens} tok"
+    if s.cached_tokens:
+        money += f" · cache {s.cached_tokens / max(s.prompt_tokens, 1):.0%} (saved ${s.saved_usd:.4f})"
     return (f"best {_fmt(s.best_score)} (initial {_fmt(s.initial_score)}) · coverage {s.coverage:.0%} · "
             f"{s.evals_per_s:.1f} eval/s{money} · {statuses}")
 

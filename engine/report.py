@@ -79,7 +79,10 @@ def _context(run: Any) -> dict[str, Any]:
             models.append({"model": model, "calls": len(calls), "prompt_tokens": int(calls["prompt_tokens"].sum()),
                            "completion_tokens": int(calls["completion_tokens"].sum()),
                            "cost_usd": f"{calls['cost_usd'].sum():.4f}",
-                           "errors": int(calls["error"].notna().sum())})
+                           "errors": int(calls["error"].notna().sum()),
+                           # share of prompt tokens the provider's cache served, and what that saved
+                           "cache_hit": f"{calls['cached_tokens'].sum() / max(calls['prompt_tokens'].sum(), 1):.1%}",
+                           "saved_usd": f"{calls['saved_usd'].sum():.4f}"})
     failures = [{"status": r.status, "count": int(r.count), "example_id": int(r.example_id),
                  "example_error": str(r.example_error)[-1500:]} for r in run.failures().itertuples()]
     has_descriptors = bool(run.descriptor_names)

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md §4): ``run.db``, ``best_program.py``, ``events.jsonl``.
+"""The run directory (docs/architecture.md, "The run directory"): ``run.db``, ``best_program.py``, ``events.jsonl``.
 
 A run directory is locked (``flock`` on ``.lock``) while an engine works in it, so a second
 ``evoforge run``/``resume`` on it refuses instead of corrupting it; the lock dies with the process,

@@ -23,7 +23,9 @@ def run(xs):
     return [solve(x) for x in xs]
 '''
 
-_EVALUATOR = '''"""Evaluator for the {name} task: evaluate(program_path) -> dict (see DESIGN.md §3).
+_EVALUATOR = '''"""Evaluator for the {name} task: evaluate(program_path) -> dict.
+
+What it may return: "The task contract" in evoforge's docs/architecture.md.
 
 It runs inside evoforge's sandbox with a temporary working directory; read data files relative to
 this file (Path(__file__).parent), not the working directory.

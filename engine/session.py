@@ -140,6 +140,19 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
         run_dir.close()
 
 
+def llm_prices(specs) -> dict:
+    """USD per 1M tokens (input, output, cached input, cache write) of each model, as this run prices
+    its calls — kept in run.db, so a run's costs stay what they were when the table changes."""
+    from evoforge.engine.llm.prices import price_per_mtok
+
+    out = {}
+    for spec in (as_spec(s) for s in specs):
+        if spec.provider != "offline":
+            price = price_per_mtok(spec.model, None if spec.prices is None else {spec.model: spec.prices})
+            out[spec.label] = None if price is None else price.as_dict()
+    return out
+
+
 def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter | None = None) -> RunOutcome:
     task = load_task(config.task)
     config, _ = resolve_config(config, task)
@@ -159,6 +172,7 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
         {"name": d.name, "low": d.low, "high": d.high, "bins": d.bins} for d in task.descriptors])
     run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,
                                        "qd_offset": task.archive.qd_offset})
+    run_dir.store.set_meta("llm_prices", llm_prices(config.llm))
     run_dir.store.set_meta("state", "running")
     try:
         return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter, executor))
@@ -176,6 +190,9 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     run_dir = RunDir.open(Path(path))
     try:
         config = RunConfig.from_dict(run_dir.store.get_meta("config"))
+        if (config.extra or {}).get("replay_of"):
+            raise ConfigError(f"{path} is a replay of {config.extra['replay_of']}: resuming it would call the real "
+                              f"models; replay the original again with `evoforge replay ... --iterations N`")
         placement = {k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None}
         if placement:
             config = config.replace(**placement)

@@ -1,4 +1,4 @@
-"""Loading a task folder (DESIGN.md §3) into a frozen `Task`.
+"""Loading a task folder (docs/architecture.md, "The task contract") into a frozen `Task`.
 
 ``task.toml`` is parsed in this one place; every key has a default and an unknown key is a
 `ConfigError` naming the file and the key. Built-in tasks live in the ``tasks`` package.

@@ -5,13 +5,13 @@ library and `evoforge.evaluators.types`. It never decides *how* the child is iso
 `evoforge.sandbox.forkserver`); it only turns "evaluator + candidate text" into an `EvaluationResult`,
 converting every way the evaluator or the candidate can fail into data.
 
-Cascade convention (DESIGN.md §3): when ``job.cascade_thresholds`` is non-empty and the evaluator
-defines ``evaluate_stage1``, ``evaluate_stage2``, ... (contiguous from 1), stage ``k`` runs and its
-result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` and its score is below
-``thresholds[k-1]``, evaluation stops there with ``stage = k``. Stages beyond the thresholds are
-gated only by being ``ok``; thresholds beyond the defined stages are ignored. After every stage
-passes, ``evaluate`` runs as the final stage, ``stage = (number of stages) + 1``. Without a cascade
-(no thresholds, or no stage functions) only ``evaluate`` runs and ``stage`` is ``None``.
+Cascade convention (docs/architecture.md, "The task contract"): when ``job.cascade_thresholds`` is non-empty
+and the evaluator defines ``evaluate_stage1``, ``evaluate_stage2``, ... (contiguous from 1), stage ``k`` runs
+and its result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` and its score is below
+``thresholds[k-1]``, evaluation stops there with ``stage = k``. Stages beyond the thresholds are gated only by
+being ``ok``; thresholds beyond the defined stages are ignored. After every stage passes, ``evaluate`` runs as
+the final stage, ``stage = (number of stages) + 1``. Without a cascade (no thresholds, or no stage functions)
+only ``evaluate`` runs and ``stage`` is ``None``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""Types shared by every package: the error tree, evaluation statuses and results.
+"""Types shared by every package: evaluation statuses and results.
 
-The error tree (httpx style: one root, translated once at each I/O seam, original chained)::
-
-    EvoforgeError
-    ├── ConfigError      a task.toml / CLI flag / run config is wrong (exit code 2)
-    ├── TaskError        a task folder is incomplete or its evaluator breaks its contract (exit code 2)
-    ├── LLMError         an LLM provider could not be reached or answered unusably
-    ├── SandboxError     an isolation backend or executor failed (not the candidate: the machinery)
-    └── StoreError       the run directory / SQLite store is unusable
+The project's error tree lives in `evoforge.evaluators.errors` and is re-exported here, where every
+module has imported it from since the beginning (``from evoforge.evaluators.types import ConfigError``
+and ``from evoforge.evaluators.errors import ConfigError`` are the same class).
 
 A candidate program that crashes, hangs or cheats is *data*, never an exception: it becomes an
 `EvaluationResult` with a non-``ok`` status and the evidence (stderr tail, stage reached).
@@ -19,34 +14,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from evoforge.evaluators.errors import (
+    ConfigError, EvoforgeError, LLMError, SandboxError, StoreError, TaskError,
+)
+
 __all__ = [
     "EvoforgeError", "ConfigError", "TaskError", "LLMError", "SandboxError", "StoreError",
     "Status", "STATUSES", "EvaluationResult",
 ]
-
-
-class EvoforgeError(Exception):
-    """Root of every error evoforge raises on purpose."""
-
-
-class ConfigError(EvoforgeError):
-    """A configuration value is wrong; the message names the file, the key and the fix."""
-
-
-class TaskError(EvoforgeError):
-    """A task folder is incomplete, or its evaluator does not keep the task contract."""
-
-
-class LLMError(EvoforgeError):
-    """An LLM provider failed in a way retrying did not fix."""
-
-
-class SandboxError(EvoforgeError):
-    """The isolation or placement machinery failed (not the candidate)."""
-
-
-class StoreError(EvoforgeError):
-    """The run directory or its SQLite store cannot be used."""
 
 
 class Status:
@@ -105,8 +80,8 @@ class EvaluationResult:
     def from_evaluator(cls, raw: Any) -> "EvaluationResult":
         """Validate what a user's ``evaluate`` returned (a dict or an ``EvaluationResult``).
 
-        The dict contract (DESIGN.md §3): ``score`` (alias ``combined_score``), ``features``,
-        ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
+        The dict contract (docs/architecture.md, "The task contract"): ``score`` (alias ``combined_score``),
+        ``features``, ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
         A non-finite score or feature makes the result ``invalid``; a non-numeric one, ``error``.
         An evaluator may also set ``status`` (``ok``, ``invalid``, or ``error`` for a fault that is not the
         candidate's, e.g. a missing GPU) and ``error`` explicitly.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from evoforge.prompts.render import ProgramView, PromptContext
 
@@ -38,7 +38,7 @@ def _tiktoken_counter() -> Callable[[str], int] | None:
     return lambda text: len(encoding.encode(text, disallowed_special=()))
 
 
-_COUNTER: list = []
+_COUNTER: list[Callable[[str], int] | None] = []
 
 
 def estimate_tokens(text: str) -> int:
@@ -59,8 +59,8 @@ class FittedPrompt:
     steps: tuple[str, ...] = ()   # what was cut, for the record ("dropped inspiration 3", ...)
 
 
-def _cap_artifacts(view: ProgramView | None, cap: int) -> ProgramView | None:
-    if view is None or not view.artifacts:
+def _cap_artifacts(view: ProgramView, cap: int) -> ProgramView:
+    if not view.artifacts:
         return view
     artifacts: Mapping[str, str] = {} if cap == 0 else {
         k: (v if len(v) <= cap else v[:cap] + f"\n… ({len(v) - cap} more characters cut to fit the context window)")
@@ -68,7 +68,7 @@ def _cap_artifacts(view: ProgramView | None, cap: int) -> ProgramView | None:
     return dataclasses.replace(view, artifacts=artifacts)
 
 
-def _shrinks(context: PromptContext):
+def _shrinks(context: PromptContext) -> Iterator[tuple[PromptContext, str]]:
     """Successively smaller contexts, each with a note of what it cut."""
     ctx = context
     for i in range(len(ctx.inspirations), 0, -1):

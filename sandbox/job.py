@@ -15,7 +15,7 @@ class EvaluationJob:
 
     ``task_dir`` holds ``evaluator.py`` (and any data files it reads relative to itself).
     ``cascade_thresholds[k]`` gates stage ``k+1``: a candidate whose stage-``k+1`` score is below it
-    stops there (DESIGN.md §3). Limits carry their units in their names.
+    stops there (docs/architecture.md, "The task contract"). Limits carry their units in their names.
     """
 
     program_text: str

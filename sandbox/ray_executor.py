@@ -1,11 +1,11 @@
 """Ray placement (``--executor ray``): each evaluation is one Ray task, scheduled by Ray's own
 resource-aware scheduler — not a home-made one — so GPU evaluations land on GPU nodes.
 
-What travels with a task (DESIGN.md §6): the job (program text + limits, a few hundred bytes) and a
-*reference* to the task folder, which is packed once into a deterministic tar blob and put once in
-the object store. A worker unpacks it into a per-node cache directory keyed by the blob's SHA-256,
-so a node fetches the files once however many evaluations it runs. Nothing of the archive or the
-run directory ever leaves the driver.
+What travels with a task (docs/architecture.md, "Isolation and placement"): the job (program text + limits, a
+few hundred bytes) and a *reference* to the task folder, which is packed once into a deterministic tar blob
+and put once in the object store. A worker unpacks it into a per-node cache directory keyed by the blob's
+SHA-256, so a node fetches the files once however many evaluations it runs. Nothing of the archive or the run
+directory ever leaves the driver.
 
 Inside the worker the job still runs through an isolation backend (``process`` or ``docker``):
 Ray decides *where*, the sandbox decides *how*. One isolation backend is kept per Ray worker
@@ -126,7 +126,7 @@ def _isolation(name: str):
     """One isolation backend per worker process and GPU assignment. Ray sets CUDA_VISIBLE_DEVICES
     per task; the fork server copies it at start (sandbox.process.ENV_ALLOWLIST), so a worker that
     is handed a different GPU gets a server started with that GPU visible."""
-    from evoforge.sandbox.registry import make_isolation
+    from evoforge.sandbox.isolation import make_isolation
 
     key = (name, os.environ.get("CUDA_VISIBLE_DEVICES"))
     with _ISOLATIONS_LOCK:
@@ -304,7 +304,8 @@ class RayExecutor:
             if isinstance(cause, SandboxError):
                 raise SandboxError(f"on a Ray worker, after {self.max_retries} retries: {cause}") from exc
             raise SandboxError(
-                f"the Ray task failed outside the sandbox ({type(cause or exc).__name__}: {_first_line(cause or exc)}); "
+                f"the Ray task failed outside the sandbox "
+                f"({type(cause or exc).__name__}: {_first_line(cause or exc)}); "
                 "is the same evoforge installed on every node?") from exc
         except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
                 exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError) as exc:

@@ -1,27 +1,18 @@
-"""Isolation backends and executors by short name (``--sandbox``, ``--executor``)."""
+"""Isolation backends and executors by short name (``--sandbox``, ``--executor``).
+
+The isolation half lives in `evoforge.sandbox.isolation` (re-exported here), so that the Ray executor,
+which this module imports lazily, can build backends without importing this module back.
+"""
 
 from __future__ import annotations
 
 from evoforge.evaluators.types import ConfigError
-from evoforge.sandbox.local import Executor, Isolation, LocalExecutor
+from evoforge.sandbox.isolation import ISOLATIONS, make_isolation
+from evoforge.sandbox.local import Executor, LocalExecutor
 
 __all__ = ["ISOLATIONS", "EXECUTORS", "make_isolation", "make_executor"]
 
-ISOLATIONS = ("process", "docker")
 EXECUTORS = ("local", "ray")
-
-
-def make_isolation(name: str, **options) -> Isolation:
-    if name == "process":
-        from evoforge.sandbox.process import ProcessSandbox
-        return ProcessSandbox(**options)
-    if name == "docker":
-        try:
-            from evoforge.sandbox.docker import DockerSandbox
-        except ImportError as exc:
-            raise ConfigError(f"--sandbox docker is not available in this installation: {exc}") from exc
-        return DockerSandbox(**options)
-    raise ConfigError(f"--sandbox: unknown isolation {name!r} (known: {', '.join(ISOLATIONS)})")
 
 
 def make_executor(name: str, isolation_name: str, *, slots: int | None = None,

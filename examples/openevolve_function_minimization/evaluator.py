@@ -31,7 +31,7 @@ def _scores(results):
 def evaluate_stage1(program_path):
     try:
         x, y, value = _load(program_path).run_search(seed=0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a candidate that fails scores 0, with the reason
         return {"combined_score": 0.0, "error": f"{type(exc).__name__}: {exc}"}
     if not all(map(math.isfinite, (x, y, value))):
         return {"combined_score": 0.0, "error": "non-finite result"}

@@ -1,46 +1,28 @@
 """Evaluator for online bin packing (FunSearch, Romera-Paredes et al., Nature 2023), OR-Library distribution.
 
-The candidate supplies only ``priority(item, bins) -> scores``; this evaluator owns the packing loop, so
-a candidate cannot misreport the number of bins. The loop is FunSearch's ``online_binpack``::
+The packing loop, the checks of what ``priority(item, bins)`` returns, the score (``-mean(bins used)`` over
+training instances generated with a fixed seed) and the held-out metrics are the harness
+`evoforge.evaluators.harnesses.bin_packing` (read its docstring for the rules); the candidate runs in a
+nested process, so it cannot patch this evaluator or misreport the number of bins.
 
-    bins = np.full(num_items, capacity)              # one slot per item, remaining capacities
-    for item in items:                               # items arrive online, in order
-        valid = np.nonzero(bins - item >= 0)[0]      # bins the item fits into
-        scores = priority(item, bins[valid])         # one score per feasible bin
-        bins[valid[np.argmax(scores)]] -= item       # highest score wins, ties -> lowest index
-    used = (bins != capacity).sum()
+Training and held-out items come from the same distribution (uniform integer sizes 20..100, capacity 150).
+Held-out metrics: excess bins in percent on OR1-OR4 (binpack1-4, in ``data/``); they never enter the score.
 
-``scores`` must convert to a real (bool/int/float) array of shape ``(len(valid),)`` with every value finite;
-anything else makes the candidate invalid (the message names the item and what was wrong). A scalar is
-rejected too (write ``np.zeros_like(bins)``, not ``0``). Exceptions raised by the candidate propagate as
-`evoforge.evaluators.candidate.CandidateRaised` (the engine records them as errors).
-
-Score (maximise): ``-mean(bins used)`` over training instances generated here with a fixed seed from the
-same distribution as the held-out OR-Library sets (uniform integer sizes 20..100, capacity 150).
-Held-out metrics: the fraction of excess bins ``(mean_bins - mean_LB) / mean_LB`` with
-``LB = ceil(sum(items) / capacity)`` per instance (a ratio of data-set means) on OR1-OR4 (binpack1-4, in
-``data/``), reported in percent. They never enter the score.
-
-The candidate runs in its own process (`evoforge.evaluators.candidate.CandidateSession`, one per evaluation):
-``priority`` is called there with copies of ``item`` and ``bins`` and only plain data comes back, so it
-cannot patch this module, ``numpy`` or ``builtins``, read the items still to come from this loop's frame,
-or return an object that lies (a ``float`` subclass, an object array). A reply that is not plain data is
-invalid; a candidate that raises or crashes is an error, one that hangs a timeout. Standard library + numpy.
+``tasks/bin_packing_or`` and ``tasks/bin_packing_weibull`` differ only in the configuration block below.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
+from evoforge.evaluators.harnesses import bin_packing as _harness
+from evoforge.evaluators.harnesses.bin_packing import BinPackingTask, count_bins, lower_bound, online_binpack
 
-__all__ = ["evaluate", "online_binpack", "count_bins", "heldout_excess", "load_dataset", "train_instances",
-           "HELDOUT_SETS", "CAPACITY"]
+__all__ = ["evaluate", "online_binpack", "count_bins", "lower_bound", "heldout_excess", "load_dataset",
+           "train_instances", "HELDOUT_SETS", "CAPACITY", "SPEC"]
 
 # ---- task configuration -------------------------------------------------------------------------------
 DISTRIBUTION = "OR-Library: uniform integer item sizes 20..100, capacity 150"
@@ -60,142 +42,26 @@ def _generate_items(rng: np.random.Generator, n: int) -> list[int]:
     return rng.integers(20, 101, size=n).tolist()     # 20..100 inclusive, as OR-Library binpack1-4
 # -------------------------------------------------------------------------------------------------------
 
-DATA_DIR = Path(__file__).resolve().parent
-CALL_TIMEOUT_S = 10.0           # one priority() call; the whole evaluation is bounded by task.toml's timeout_s
-IMPORT_TIMEOUT_S = 30.0
 
-# Bound at import (defence in depth: the candidate runs in another process anyway).
-_asarray = np.asarray
-_full = np.full
-_nonzero = np.nonzero
-_argmax = np.argmax
-_isfinite = np.isfinite
-_all = np.all
-_int64 = np.int64
-_float64 = np.float64
-_ceil = math.ceil
-_fsum = math.fsum
-_len = len
-_int = int
-_float = float
-_sum = sum
-
-
-class CandidateViolation(ValueError):
-    """The candidate's ``priority`` returned something unusable."""
-
-
-def _check_scores(raw: Any, n_valid: int, item: int, step: int) -> np.ndarray:
-    try:
-        arr = _asarray(raw)
-    except Exception as exc:  # noqa: BLE001 - anything a candidate hands back
-        raise CandidateViolation(f"item #{step} (size {item}): priority() returned something that is not an "
-                             f"array: {type(exc).__name__}: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise CandidateViolation(f"item #{step} (size {item}): priority() must return real numbers, but the "
-                             f"array dtype is {arr.dtype} (kind {arr.dtype.kind!r})")
-    if arr.shape != (n_valid,):
-        raise CandidateViolation(f"item #{step} (size {item}): priority() must return one score per feasible bin, "
-                             f"shape ({n_valid},), but returned shape {arr.shape}"
-                             + (" (a scalar: use np.zeros_like(bins) etc.)" if arr.ndim == 0 else ""))
-    if arr.dtype.kind == "f" and not _all(_isfinite(arr)):
-        raise CandidateViolation(f"item #{step} (size {item}): priority() returned non-finite scores "
-                             f"(NaN or inf) for {n_valid} feasible bins")
-    return arr
-
-
-def online_binpack(items: list[int], capacity: int, priority: Callable) -> np.ndarray:
-    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item)."""
-    bins = _full(_len(items), capacity, dtype=_int64)
-    for step, item in enumerate(items):
-        valid = _nonzero(bins >= item)[0]
-        try:
-            raw = priority(item, bins[valid])
-        except CandidateInvalid as exc:            # not plain data (an object array, a float subclass...)
-            raise CandidateViolation(f"item #{step} (size {item}): {exc}") from None
-        scores = _check_scores(raw, _len(valid), item, step)
-        bins[valid[_argmax(scores)]] -= item
-    return bins
-
-
-def count_bins(items: list[int], capacity: int, priority: Callable) -> tuple[int, int]:
-    """(bins used, bins filled exactly to capacity)."""
-    bins = online_binpack(items, capacity, priority)
-    return _int((bins != capacity).sum()), _int((bins == 0).sum())
-
-
-def lower_bound(items: list[int], capacity: int) -> int:
-    return -(-_int(_sum(items)) // capacity)           # ceil(sum / capacity), exact in integers
+SPEC = BinPackingTask(distribution=DISTRIBUTION, capacity=CAPACITY, train_seed=TRAIN_SEED,
+                      train_instances=TRAIN_INSTANCES, train_items=TRAIN_ITEMS, generate_items=_generate_items,
+                      heldout_sets=HELDOUT_SETS, data_dir=Path(__file__).resolve().parent)
 
 
 def load_dataset(name: str) -> list[tuple[list[int], int]]:
     """A held-out set (key of ``HELDOUT_SETS``) as a list of ``(items, capacity)``."""
-    raw = json.loads((DATA_DIR / HELDOUT_SETS[name]).read_text())
-    return [(list(inst["items"]), _int(inst["capacity"])) for _, inst in sorted(raw.items())]
+    return _harness.load_dataset(SPEC, name)
 
 
 def train_instances() -> list[tuple[list[int], int]]:
-    rng = np.random.default_rng(TRAIN_SEED)
-    return [(_generate_items(rng, TRAIN_ITEMS), CAPACITY) for _ in range(TRAIN_INSTANCES)]
+    return _harness.train_instances(SPEC)
 
 
-def _excess(instances: list[tuple[list[int], int]], priority: Callable) -> float:
-    used = [count_bins(items, cap, priority)[0] for items, cap in instances]
-    lbs = [lower_bound(items, cap) for items, cap in instances]
-    mean_used, mean_lb = _fsum(used) / _len(used), _fsum(lbs) / _len(lbs)
-    return (mean_used - mean_lb) / mean_lb
-
-
-def heldout_excess(priority_fn: Callable, dataset: str) -> float:
+def heldout_excess(priority_fn: Callable[..., Any], dataset: str) -> float:
     """Fraction of excess bins (mean_bins - mean_LB) / mean_LB of ``priority_fn`` on a held-out set."""
-    return _excess(load_dataset(dataset), priority_fn)
-
-
-def _invalid(message: str) -> dict[str, Any]:
-    return {"status": "invalid", "error": message, "metrics": {}, "artifacts": {"violation": message[:2000]}}
+    return _harness.heldout_excess(SPEC, priority_fn, dataset)
 
 
 def evaluate(program_path: str) -> dict[str, Any]:
     """Pack the training instances with the candidate's ``priority``; score = -mean(bins used)."""
-    # Candidate errors other than bad replies (it raised, crashed, hung) propagate: the engine records them.
-    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
-        if not candidate.defines("priority"):
-            return _invalid("the program defines no callable priority(item, bins)")
-
-        def priority(item: int, bins: np.ndarray) -> Any:
-            return candidate.call("priority", item, bins)
-
-        train = train_instances()
-        try:
-            counts = [count_bins(items, cap, priority) for items, cap in train]
-            heldout = {name: _excess(load_dataset(name), priority) for name in HELDOUT_SETS}
-        except CandidateViolation as exc:
-            return _invalid(str(exc))
-
-    used = [u for u, _ in counts]
-    full = [f for _, f in counts]
-    mean_bins = _fsum(used) / _len(used)
-    lbs = [lower_bound(items, cap) for items, cap in train]
-    mean_lb = _fsum(lbs) / _len(lbs)
-    total_size = _fsum(_fsum(items) for items, _ in train)
-    mean_fill = total_size / (_fsum(used) * CAPACITY)      # mean fill fraction of the used bins
-    full_fraction = _fsum(full) / _fsum(used)               # share of used bins filled exactly
-
-    features = {
-        "full_bin_fraction": full_fraction,                 # in [0, 1] by construction
-    }
-    metrics: dict[str, float] = {
-        "train_mean_bins": mean_bins,
-        "train_mean_lower_bound": mean_lb,
-        "train_excess_pct": 100.0 * (mean_bins - mean_lb) / mean_lb,
-        "mean_fill": mean_fill,
-        "full_bin_fraction": full_fraction,
-    }
-    for name, value in heldout.items():
-        metrics[f"heldout_excess_pct_{name}"] = 100.0 * value
-    held = ", ".join(f"{name.upper()} {100.0 * v:.2f}%" for name, v in heldout.items())
-    summary = (f"valid; training ({TRAIN_INSTANCES} x {TRAIN_ITEMS} items, {DISTRIBUTION}): mean {mean_bins:.3f} "
-               f"bins vs lower bound {mean_lb:.3f} (excess {metrics['train_excess_pct']:.3f}%); mean fill of used "
-               f"bins {mean_fill:.4f}; {100.0 * full_fraction:.1f}% of used bins exactly full; held-out excess "
-               f"bins: {held}")
-    return {"score": -mean_bins, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+    return _harness.evaluate_priority(program_path, SPEC)

@@ -1,7 +1,7 @@
 """Evaluator for circle packing in the unit square (n = N_CIRCLES): maximise the sum of radii.
 
-The check and the score are `evoforge.evaluators.circle_packing` (read its docstring for the rules): every disc
-inside [0, 1]^2, no two overlapping, checked with zero tolerance in exact rational arithmetic on values
+The check and the score are `evoforge.evaluators.harnesses.circle_packing` (read its docstring for the rules):
+every disc inside [0, 1]^2, no two overlapping, checked with zero tolerance in exact rational arithmetic on values
 recomputed here; the score is the sum of the returned radii. The candidate's ``run_packing()`` runs in
 a nested process (`evoforge.evaluators.candidate`), so it cannot patch this evaluator or lie about its values.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evoforge.evaluators.circle_packing import BORDER_TOUCH, evaluate_packing
-from evoforge.evaluators.circle_packing import verify_packing as _verify_packing
+from evoforge.evaluators.harnesses.circle_packing import BORDER_TOUCH, evaluate_packing
+from evoforge.evaluators.harnesses.circle_packing import verify_packing as _verify_packing
 
 __all__ = ["evaluate", "verify_packing", "N_CIRCLES", "BEST_KNOWN", "BORDER_TOUCH"]
 

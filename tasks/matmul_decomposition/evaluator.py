@@ -6,9 +6,10 @@ A rank-R decomposition is three factor matrices U ``(n*m, R)``, V ``(m*p, R)``, 
 ``T = sum_r U[:, r] (x) V[:, r] (x) W[:, r]``; it is an algorithm for C with R scalar multiplications
 (Strassen 1969: <2,2,2> in 7 instead of 8). Known upper bounds: <2,2,2> rank 7, <3,3,3> rank 23.
 
-How a candidate is called (anti reward hacking, DESIGN.md §3): the candidate's frozen entry point
-``decompose(n, m, p) -> (U, V, W)`` runs in a nested process (`evoforge.evaluators.candidate.CandidateSession`), once
-per target, and only plain numeric arrays come back. Everything below is decided here, from those arrays:
+How a candidate is called (anti reward hacking; docs/architecture.md, "The task contract"): the candidate's
+frozen entry point ``decompose(n, m, p) -> (U, V, W)`` runs in a nested process
+(`evoforge.evaluators.candidate.CandidateSession`), once per target, and only plain numeric arrays come back.
+Everything below is decided here, from those arrays:
 
 * **Shape and range checks** (else ``invalid``): three real 2-D arrays with n*m, m*p, n*p rows and the same
   number of columns R, 1 <= R <= 2 * n*m*p; every entry finite and ``|x| <= 1000``.

@@ -23,7 +23,7 @@ forms at t ~ 1 / (2 pi A k) is resolved by the analytic formula, not by a grid.
 Metric (CodePDE): ``nRMSE = mean_b( RMSE_b(u - u_ref) / RMS_b(u_ref) )`` over all (t, x), initial frame
 included; a solver *passes* when nRMSE < 0.05 (CodePDE's rule).
 
-Score (maximise), computed by the harness (``evoforge.evaluators.pde``) from the training case only::
+Score (maximise), computed by the harness (``evoforge.evaluators.harnesses.pde``) from the training case only::
 
     accuracy = -log10(max(nRMSE, 1e-6))               # 1e-6 and better all count as "exact"
     speed    = 0.5 * log10(20 s / max(runtime_s, 1e-3))  if nRMSE < 0.05 else 0
@@ -36,8 +36,9 @@ fixed overhead of about 2-3 ms for sending the arrays to the candidate's process
 
 Anti reward hacking: the candidate runs in a nested process (``evoforge.evaluators.candidate``) and only its
 returned numbers cross back; it never sees the reference. Each call rotates the periodic grid by a
-secret number of cells (see ``evoforge.evaluators.pde._solve``), so answers tabulated in advance (e.g. at import time, which is
-not timed) for the fixed-seed problems do not line up, while a real solver is unaffected. Its output must be a real numeric array of
+secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance
+(e.g. at import time, which is not timed) for the fixed-seed problems do not line up, while a real solver is
+unaffected. Its output must be a real numeric array of
 exactly the right shape with every value finite and ``|u| <= 10 * max|u0|`` (per initial condition:
 viscous Burgers obeys a maximum principle, so more is a blow-up), otherwise the candidate is
 ``invalid`` with a message naming the problem. Exceptions, crashes and timeouts of the candidate
@@ -57,13 +58,14 @@ from typing import Any
 import numpy as np
 from scipy.special import ive
 
-from evoforge.evaluators.pde import (  # the harness the three PDE tasks share
+from evoforge.evaluators.harnesses.pde import (  # the harness the three PDE tasks share
     MIN_RUNTIME_S, NRMSE_CAP, NRMSE_FLOOR, PASS_NRMSE, SOLVER_TIMEOUT_S, Case, check_solution, evaluate_solver, grid,
     nrmse,
 )
-from evoforge.evaluators.pde import score_terms as _score
+from evoforge.evaluators.harnesses.pde import score_terms as _score  # noqa: F401 - the rule above, for tests
 
-__all__ = ["evaluate", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid"]
+__all__ = ["evaluate", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid",
+           "MIN_RUNTIME_S", "NRMSE_CAP", "NRMSE_FLOOR", "PASS_NRMSE", "SOLVER_TIMEOUT_S"]
 
 
 # ---- task configuration -------------------------------------------------------------------------------

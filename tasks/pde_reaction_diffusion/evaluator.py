@@ -24,7 +24,7 @@ References (computed here, never written to disk):
 Metric (CodePDE): ``nRMSE = mean_b( RMSE_b(u - u_ref) / RMS_b(u_ref) )`` over all (t, x), initial frame
 included; a solver *passes* when nRMSE < 0.05 (CodePDE's rule).
 
-Score (maximise), computed by the harness (``evoforge.evaluators.pde``) from the training case only::
+Score (maximise), computed by the harness (``evoforge.evaluators.harnesses.pde``) from the training case only::
 
     accuracy = -log10(max(nRMSE, 1e-6))               # 1e-6 and better all count as "exact"
     speed    = 0.5 * log10(20 s / max(runtime_s, 1e-3))  if nRMSE < 0.05 else 0
@@ -39,8 +39,9 @@ is where the room is.
 
 Anti reward hacking: the candidate runs in a nested process (``evoforge.evaluators.candidate``) and only its
 returned numbers cross back; it never sees the reference. Each call rotates the periodic grid by a
-secret number of cells (see ``evoforge.evaluators.pde._solve``), so answers tabulated in advance (e.g. at import time, which is
-not timed) for the fixed-seed problems do not line up, while a real solver is unaffected. Its output must be a real numeric array of
+secret number of cells (see ``evoforge.evaluators.harnesses.pde._solve``), so answers tabulated in advance
+(e.g. at import time, which is not timed) for the fixed-seed problems do not line up, while a real solver is
+unaffected. Its output must be a real numeric array of
 exactly the right shape with every value finite and ``|u| <= 10 * max|u0|`` (per initial condition:
 the true solution stays in [0, 1]), otherwise the candidate is ``invalid`` with a message naming the
 problem. Exceptions, crashes and timeouts of the candidate propagate as ``CandidateError``s (the
@@ -59,14 +60,15 @@ from typing import Any
 
 import numpy as np
 
-from evoforge.evaluators.pde import (  # the harness the three PDE tasks share
+from evoforge.evaluators.harnesses.pde import (  # the harness the three PDE tasks share
     MIN_RUNTIME_S, NRMSE_CAP, NRMSE_FLOOR, PASS_NRMSE, SOLVER_TIMEOUT_S, Case, check_solution, evaluate_solver, grid,
     nrmse,
 )
-from evoforge.evaluators.pde import score_terms as _score
+from evoforge.evaluators.harnesses.pde import score_terms as _score  # noqa: F401 - the rule above, for tests
 
 __all__ = ["evaluate", "CASES", "build_case", "logistic_exact", "spectral_reference", "nrmse", "check_solution",
-           "grid"]
+           "grid",
+           "MIN_RUNTIME_S", "NRMSE_CAP", "NRMSE_FLOOR", "PASS_NRMSE", "SOLVER_TIMEOUT_S"]
 
 
 # ---- task configuration -------------------------------------------------------------------------------

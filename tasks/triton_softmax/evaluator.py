@@ -11,9 +11,10 @@ CUDA tensor. The evaluation has three steps, each a clear verdict:
    (monkeypatching torch could fake the timing harness), and the frozen helpers ``run_softmax`` and
    ``benchmark`` are exactly the initial program's (compared as syntax trees).
 2. **Environment**: torch and triton importable and ``torch.cuda.is_available()``. Without them the result
-   has status ``error`` (not the candidate's fault) with a one-line error saying what is missing (e.g. ``triton_softmax needs an NVIDIA GPU
-   with torch and triton: torch is not installed``), so ``evoforge eval`` on a CPU-only machine reports that
-   instead of a traceback. The task declares ``[resources] num_gpus = 1`` so Ray places it on a GPU node.
+   has status ``error`` (not the candidate's fault) with a one-line error saying what is missing
+   (e.g. ``triton_softmax needs an NVIDIA GPU with torch and triton: torch is not installed``), so
+   ``evoforge eval`` on a CPU-only machine reports that instead of a traceback. The task declares
+   ``[resources] num_gpus = 1`` so Ray places it on a GPU node.
 3. **Correctness and speed** (GPU): the candidate runs in a nested process (`evoforge.evaluators.candidate`).
    ``run_softmax(x)`` on `CORRECTNESS_SHAPES` (seeded numpy inputs, scales 1 and 100) must match a float64
    numpy softmax within ``|y - ref| <= ATOL + RTOL |ref|``. Timing uses this process's clock only: a

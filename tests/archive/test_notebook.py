@@ -73,5 +73,5 @@ def test_inspect_run_notebook_executes_against_a_fresh_run(tmp_path):
         best = run.best()
         assert str(run_dir) in texts                                   # the notebook used our run
         assert f"program #{best.id}, iteration {best.iteration}, score {best.score:.6f}" in texts
-        assert f"evaluation" in texts and "qd_score" in texts
+        assert "evaluation" in texts and "qd_score" in texts
     assert (run_dir / "report.html").is_file()

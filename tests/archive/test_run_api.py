@@ -135,7 +135,8 @@ def test_progress_frame_is_monotone_and_ends_at_the_final_state(run, db):
     assert run.cells == 12 * 8
     assert frame["coverage"].tolist() == pytest.approx((frame["coverage_cells"] / 96).tolist())
     assert frame["status"].tolist() == [r[0] for r in db.execute("SELECT status FROM programs ORDER BY id")]
-    assert frame["cum_failures"].iloc[-1] == db.execute("SELECT COUNT(*) FROM programs WHERE status != 'ok'").fetchone()[0]
+    failed = db.execute("SELECT COUNT(*) FROM programs WHERE status != 'ok'").fetchone()[0]
+    assert frame["cum_failures"].iloc[-1] == failed
     assert frame["cum_tokens"].iloc[-1] == db.execute(
         "SELECT SUM(prompt_tokens + completion_tokens) FROM programs").fetchone()[0]
     assert frame["best_score"].iloc[-1] == run.best().score
@@ -179,7 +180,8 @@ def test_failures_and_spend_match_the_tables(run, db):
     counts = dict(db.execute("SELECT status, COUNT(*) FROM programs WHERE status != 'ok' GROUP BY status").fetchall())
     assert dict(zip(failures["status"], failures["count"])) == counts
     for _, row in failures.iterrows():
-        assert db.execute("SELECT status FROM programs WHERE id = ?", (int(row.example_id),)).fetchone()[0] == row.status
+        (status,) = db.execute("SELECT status FROM programs WHERE id = ?", (int(row.example_id),)).fetchone()
+        assert status == row.status
     spend = run.spend()
     calls = db.execute("SELECT * FROM llm_calls ORDER BY id").fetchall()
     assert list(spend.columns) == list(SPEND_COLUMNS)

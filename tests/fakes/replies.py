@@ -8,8 +8,9 @@ __all__ = ["user_prompt", "current_program", "current_a", "raise_a", "break_b", 
 
 
 def user_prompt(request: dict) -> str:
-    """The first user turn of a chat-completions or messages request."""
-    return next(m["content"] for m in request["messages"] if m["role"] == "user")
+    """The first user turn of a chat-completions or messages request (text blocks joined)."""
+    content = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
 def current_program(request: dict) -> str:
@@ -23,7 +24,8 @@ def current_a(request: dict) -> float:
 def raise_a(request: dict) -> str:
     """An edit that moves ``a`` halfway to 3 (the tiny task's target slope): it usually improves."""
     a = current_a(request)
-    return f"Move a towards 3.\n<<<<<<< SEARCH\n    a = {a}\n=======\n    a = {round(a + (3 - a) / 2, 6)}\n>>>>>>> REPLACE\n"
+    return (f"Move a towards 3.\n<<<<<<< SEARCH\n    a = {a}\n=======\n"
+            f"    a = {round(a + (3 - a) / 2, 6)}\n>>>>>>> REPLACE\n")
 
 
 def break_b(request: dict) -> str:

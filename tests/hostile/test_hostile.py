@@ -184,7 +184,7 @@ def isolation(request, world):
     try:
         box = make_isolation(request.param)
         if hasattr(box, "server_info"):
-            box.server_info  # start the fork server now, with this HOME
+            _ = box.server_info  # start the fork server now, with this HOME
     finally:
         os.environ["HOME"] = saved if saved is not None else ""
     yield box

@@ -246,7 +246,7 @@ def test_concurrent_calls_get_their_own_results(sandbox, task):
         try:
             for j in range(3):
                 results[t, j] = sandbox.run(_job(folder, f"def run():\n    return {t * 10 + j}\n"))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]

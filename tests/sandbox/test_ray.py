@@ -212,7 +212,8 @@ def test_ray_results_equal_local_results(local_ray, task):
             value = re.sub(r"/\S*/evoforge-[a-z0-9_]{8}", "WORKDIR", value)
             return value.replace("WORKDIR.task", "TASK")  # the sandbox's private copy of the task
         artifacts = {k: text(v) for k, v in r.artifacts.items()}
-        return (r.status, r.score, dict(r.features), dict(r.metrics), artifacts, r.stage, text(r.stdout), text(r.stderr))
+        return (r.status, r.score, dict(r.features), dict(r.metrics), artifacts, r.stage, text(r.stdout),
+                text(r.stderr))
     assert [comparable(r) for r in on_ray] == [comparable(r) for r in local]
     assert "TASK/evaluator.py" in comparable(on_ray[1])[4]["error"]
     assert ray.is_initialized()  # an executor that found Ray running leaves it running
@@ -320,7 +321,8 @@ def test_cancelling_an_evaluation_kills_its_worker(local_ray, task):
     executor = RayExecutor("process")
 
     async def main():
-        running = asyncio.ensure_future(executor.evaluate(_job(task(), "import time\ndef run():\n    time.sleep(60)\n")))
+        sleeper = _job(task(), "import time\ndef run():\n    time.sleep(60)\n")
+        running = asyncio.ensure_future(executor.evaluate(sleeper))
         while not _running_workers():
             await asyncio.sleep(0.02)
         workers = _running_workers()

@@ -48,7 +48,7 @@ def _assert_features_in_range(task: str, result: dict) -> None:
     for name, (low, high) in evaluator_features.items():
         assert low <= result["features"][name] <= high, (name, result["features"][name], low, high)
     if "code_length" in ranges:
-        from evoforge.evaluators.features import builtin_features
+        from evoforge.engine.features import builtin_features
 
         code = (TASKS / task / "initial_program.py").read_text()
         low, high = ranges["code_length"]
@@ -137,7 +137,8 @@ def test_bin_packing_training_instances_are_deterministic_and_in_distribution():
     ("def priority(item, bins):\n    return np.zeros((len(bins), 1))", "shape"),
     ("def priority(item, bins):\n    return np.array(['a'] * len(bins))", "dtype"),
     ("def priority(item, bins):\n    return [object()] * len(bins)", "not plain data"),
-    ("class F(float):\n    def __gt__(self, o): return True\n\ndef priority(item, bins):\n    return [F(0)] * len(bins)",
+    ("class F(float):\n    def __gt__(self, o): return True\n\n"
+     "def priority(item, bins):\n    return [F(0)] * len(bins)",
      "subclass of float"),
     ("def not_priority(item, bins):\n    return -bins", "priority"),
 ])

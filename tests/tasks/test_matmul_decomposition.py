@@ -232,7 +232,8 @@ def test_raising_candidate_propagates_as_candidate_error(tmp_path):
 def test_offline_run_and_tasks_listing(tmp_path):
     from evoforge.engine.task import builtin_tasks
 
-    assert "matmul_decomposition" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
+    # what `evoforge tasks` lists (the CLI itself: test_triton_softmax)
+    assert "matmul_decomposition" in builtin_tasks()
     done = subprocess.run([sys.executable, "-m", "evoforge", "run", "matmul_decomposition", "--iterations", "5",
                            "--quiet", "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO,
                           capture_output=True, text=True, timeout=300)

@@ -208,7 +208,8 @@ def test_raising_candidate_propagates(tmp_path):
 def test_offline_run_and_tasks_listing(tmp_path):
     from evoforge.engine.task import builtin_tasks
 
-    assert "optimizer_update_rule" in builtin_tasks()                  # what `evoforge tasks` lists (CLI: test_triton_softmax)
+    # what `evoforge tasks` lists (the CLI itself: test_triton_softmax)
+    assert "optimizer_update_rule" in builtin_tasks()
     done = subprocess.run([sys.executable, "-m", "evoforge", "run", "optimizer_update_rule", "--iterations", "5",
                            "--quiet", "--seed", "0", "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True,
                           text=True, timeout=300)

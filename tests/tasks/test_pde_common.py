@@ -56,7 +56,7 @@ def assert_invalid(result: dict, *needles: str) -> str:
 
 
 def test_the_three_task_folders_share_one_harness():
-    import evoforge.evaluators.pde as harness
+    import evoforge.evaluators.harnesses.pde as harness
     for task in PDE_TASKS:
         ev = EVALUATORS[task]
         assert ev.check_solution is harness.check_solution and ev.nrmse is harness.nrmse

@@ -1,4 +1,8 @@
-"""Built-in behaviour descriptors computed by evoforge itself, from the program text alone."""
+"""Built-in behaviour descriptors computed by evoforge itself, from the program text alone.
+
+The engine computes them on the child's text, outside the sandbox (so they live here, not in
+`evoforge.evaluators`); a task may declare them as descriptors without its evaluator returning them.
+"""
 
 from __future__ import annotations
 

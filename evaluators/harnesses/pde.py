@@ -91,7 +91,8 @@ def score_terms(err: float, runtime_s: float) -> tuple[float, float, float]:
     return accuracy + speed, accuracy, speed
 
 
-def _solve(session: CandidateSession, case: Case, build_case: BuildCase) -> tuple[np.ndarray | None, str, float, np.ndarray]:
+def _solve(session: CandidateSession, case: Case,
+           build_case: BuildCase) -> tuple[np.ndarray | None, str, float, np.ndarray]:
     """One timed call; returns (checked solution or None, reason, runtime_s, reference).
 
     The problems come from fixed seeds (comparable scores), so a program could tabulate the answers
