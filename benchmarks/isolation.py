@@ -5,8 +5,9 @@ the machinery's overhead: the process sandbox (a fork from the warm fork server)
 (a fresh container per evaluation) and Ray placement (a Ray task that runs the process sandbox on a
 worker). Two more process-sandbox rows show what candidates cost: the trivial evaluation plus one
 candidate process (``run_candidate``: forked from the job's zygote into its own namespaces and
-filesystem), and a real circle_packing evaluation of its initial program. Each backend is built through `evoforge.sandbox.registry`, exactly as ``--sandbox``/``--executor``
-build it; one that cannot start here is reported as ``unavailable: <reason>``, never a crash.
+filesystem), and a real circle_packing evaluation of its initial program. Each backend is built
+through `evoforge.sandbox.registry`, exactly as ``--sandbox``/``--executor`` build it; one that cannot
+start here is reported as ``unavailable: <reason>``, never a crash.
 """
 
 from __future__ import annotations

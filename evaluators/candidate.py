@@ -508,7 +508,8 @@ class _SpawnedCandidate:
         import shutil
         import tempfile
 
-        self._home = tempfile.mkdtemp(prefix="candidate-")   # in the workdir under the sandbox; only the child writes it
+        # In the workdir under the sandbox; only the child writes it.
+        self._home = tempfile.mkdtemp(prefix="candidate-")
         self._rmtree = shutil.rmtree
         try:
             self._popen = subprocess.Popen(

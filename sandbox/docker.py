@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.evaluators.types import EvaluationResult, SandboxError, Status
-from evoforge.sandbox.forkserver import MAX_RESULT_BYTES, OOM_MARKERS, STDERR_IN_ERROR_CHARS, TailBuffer, cpu_limit_s
+from evoforge.sandbox.forkserver import MAX_RESULT_BYTES, TailBuffer, cpu_limit_s
 from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.outcome import classify_exit
 from evoforge.evaluators.location import evaluators_dir

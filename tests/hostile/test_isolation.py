@@ -15,7 +15,6 @@ import os
 import socket
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -69,8 +68,7 @@ def _checkout() -> str | None:
 def test_a_candidate_cannot_rewrite_a_helper_the_evaluator_trusts(sandbox, task):
     """speedup_kernel's echo program sat in the shared workdir: a candidate rewrote it at import."""
     folder = task("""
-        from pathlib import Path
-        from evoforge.evaluators.candidate import CandidateSession
+                from evoforge.evaluators.candidate import CandidateSession
 
         def evaluate(program_path):
             helper = Path("helper_program.py").resolve()
@@ -148,7 +146,8 @@ def test_neither_evaluator_side_nor_candidate_reads_git_history_task_folder_or_h
             here = os.path.dirname(os.path.abspath(__file__))
             seen = run_candidate(program_path, "peek", [GIT, os.path.join(here, "answers.txt"), *HOME], timeout_s=20)
             mine = [p for p in (GIT, *HOME) if _readable(p)]
-            return {"score": float(not seen and not mine), "artifacts": {"candidate": repr(seen), "evaluator": repr(mine)}}
+            return {"score": float(not seen and not mine),
+                    "artifacts": {"candidate": repr(seen), "evaluator": repr(mine)}}
 
         def _readable(path):
             try:
@@ -317,7 +316,7 @@ def test_processes_held_by_one_server_s_job_do_not_starve_another_server_s_job(t
             return {"score": float(started), "uid": os.getuid()}
     """, max_processes=12)
     with ProcessSandbox() as first, ProcessSandbox() as second:
-        first.server_info, second.server_info          # both servers up before the race
+        assert first.server_info["ready"] and second.server_info["ready"]   # both up before the race
         outcome = {}
         threads = [threading.Thread(target=lambda k=k, b=b, j=j: outcome.__setitem__(k, b.run(j)))
                    for k, b, j in (("holder", first, holder), ("spawner", second, spawner))]

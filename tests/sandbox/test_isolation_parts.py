@@ -23,7 +23,8 @@ def test_the_exit_classifier_names_timeouts_oom_and_errors():
     oom = classify_exit(signal_number=signal.SIGKILL, exit_code=None, cpu_used_s=5.8, cpu_limit_s=6, oom_killed=True)
     assert oom.status == Status.OOM
     killed = classify_exit(signal_number=signal.SIGSEGV, exit_code=None, cpu_limit_s=6, stderr_text="boom")
-    assert killed.status == Status.ERROR and "SIGSEGV" in killed.artifacts["error"] and "boom" in killed.artifacts["error"]
+    assert killed.status == Status.ERROR
+    assert "SIGSEGV" in killed.artifacts["error"] and "boom" in killed.artifacts["error"]
     exited = classify_exit(signal_number=None, exit_code=3, stderr_text="MemoryError")
     assert exited.status == Status.OOM and "code 3" in exited.artifacts["error"]
 
