@@ -68,7 +68,8 @@ def _checkout() -> str | None:
 def test_a_candidate_cannot_rewrite_a_helper_the_evaluator_trusts(sandbox, task):
     """speedup_kernel's echo program sat in the shared workdir: a candidate rewrote it at import."""
     folder = task("""
-                from evoforge.evaluators.candidate import CandidateSession
+        from pathlib import Path
+        from evoforge.evaluators.candidate import CandidateSession
 
         def evaluate(program_path):
             helper = Path("helper_program.py").resolve()
