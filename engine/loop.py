@@ -32,6 +32,7 @@ from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Told
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
+from evoforge.engine.startup import job_for
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
 from evoforge.prompts import render_prompt, render_retry
@@ -336,12 +337,7 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
-        return EvaluationJob(program_text=code, task_dir=str(self.task.path),
-                             evaluator_file=self.task.evaluator_file, timeout_s=self.task.limits.timeout_s,
-                             memory_mb=self.task.limits.memory_mb,
-                             cascade_thresholds=self.task.cascade_thresholds,
-                             extra={"docker_image": self.task.sandbox_image,   # read by --sandbox docker
-                                    "num_cpus": self.task.resources.num_cpus})
+        return job_for(self.task, code)
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot

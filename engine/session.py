@@ -10,17 +10,20 @@ import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from evoforge.engine.config import RunConfig
-from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
-from evoforge.engine.loop import Engine, Reporter, Snapshot
+from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, llm_from_flags, make_llm
 from evoforge.engine.rundir import RunDir, default_run_dir
+from evoforge.engine.startup import job_for, prefetch_initial
 from evoforge.engine.task import Task, load_task
 from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
-from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.registry import make_executor
 
-__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config"]
+if TYPE_CHECKING:  # the loop (prompts, Jinja2) loads when a run starts, not for `evoforge eval`
+    from evoforge.engine.loop import Engine, Reporter, Snapshot
+
+__all__ = ["RunOutcome", "RunPlan", "plan_run", "start_run", "resume_run", "evaluate_file", "resolve_config"]
 
 _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
@@ -113,6 +116,48 @@ def resolve_config(config: RunConfig, task: Task, environ=None) -> tuple[RunConf
     return config.replace(**changes), note
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What `plan_run` resolved: the concrete config, the loaded task, and a line saying where the
+    models came from (empty when ``llm`` was given)."""
+
+    config: RunConfig
+    task: Task
+    note: str
+
+
+def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequence[str] | None = None,
+             seed: int | None = None, concurrency: int | None = None, eval_slots: int | None = None,
+             executor: str = "local", ray_address: str | None = None, sandbox: str = "process",
+             max_cost_usd: float | None = None, max_time_s: float | None = None,
+             max_tokens: int | None = None, environ=None) -> RunPlan:
+    """The options of ``evoforge run`` (CLI flags or `evoforge.run` keywords) → a `RunPlan`.
+
+    The one place their defaults live, so the command line and the Python API cannot drift: None
+    means "the default", which is 100 iterations and seed 0 (or an OpenEvolve folder's config.yaml
+    values), the models of `resolve_config`, and ``concurrency`` 2 × the evaluation slots with the
+    offline operator, 8 with an LLM. ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
+    """
+    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
+    from evoforge.sandbox.local import default_slots
+
+    specs, settings = llm_from_flags([llm] if isinstance(llm, str) else list(llm or ()))
+    loaded = load_task(task)
+    # An OpenEvolve folder's config.yaml supplies what the options leave open (engine.openevolve_compat).
+    defaults = run_defaults(loaded.path) if is_openevolve_folder(loaded.path) else {}
+    config = RunConfig(task=str(task), iterations=defaults.get("iterations", 100) if iterations is None else iterations,
+                       llm=specs, executor=executor, ray_address=ray_address, sandbox=sandbox,
+                       concurrency=concurrency or 1, eval_slots=eval_slots,
+                       seed=defaults.get("seed", 0) if seed is None else seed,
+                       max_cost_usd=max_cost_usd, max_time_s=max_time_s, max_total_tokens=max_tokens,
+                       **settings, **{k: v for k, v in defaults.items() if k == "reply_format"})
+    config, note = resolve_config(config, loaded, environ)
+    if not concurrency:
+        offline = all(as_spec(s).provider == "offline" for s in config.llm)
+        config = config.replace(concurrency=2 * (eval_slots or default_slots()) if offline else 8)
+    return RunPlan(config, loaded, note)
+
+
 def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, reporter: Reporter | None,
          executor=None) -> Snapshot:
     try:
@@ -123,6 +168,8 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
         if executor is not None:
             asyncio.run(executor.close())
         raise
+
+    from evoforge.engine.loop import Engine
 
     async def main() -> Snapshot:
         engine = Engine(config=config, task=task, run_dir=run_dir, llm=llm, executor=executor, reporter=reporter)
@@ -160,6 +207,9 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     _preflight_isolation(config.sandbox)
     path = Path(out) if out else default_run_dir(task.name)
     executor = _executor(config, task)  # an unreachable --ray-address fails before the run directory exists
+    # The fork server starts and evaluates the initial program on another core while this process
+    # imports the LLM SDK and builds the engine (engine.startup).
+    executor = prefetch_initial(executor, task)
     try:
         run_dir = RunDir.create(path, config.to_dict())
     except BaseException:
@@ -216,10 +266,7 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
         raise ConfigError(f"{program}: no such program file")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
-                        evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
-                        extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
+    job = job_for(task, program.read_text())
 
     async def main() -> EvaluationResult:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from evoforge.prompts.sanitize import code_safe
+
 __all__ = ["LLMClient", "Prompt", "Reply"]
 
 
@@ -78,6 +80,14 @@ class Reply:
                 "thinking": self.thinking, "cached_tokens": self.cached_tokens,
                 "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
                 "saved_usd": self.saved_usd, "truncated": self.truncated}
+
+    def __post_init__(self) -> None:
+        # A reply is untrusted text too, and JSON can carry a lone surrogate ("\udcff", e.g. copied
+        # from an escaped error in the prompt) that nothing downstream can encode: ast.parse, SQLite and
+        # the next request all raise, and the run crashed. Escaped once, here (prompts.sanitize).
+        for name in ("text", "thinking"):  # both are stored (SQLite) and may be sent back
+            value = getattr(self, name)
+            object.__setattr__(self, name, code_safe(value) if isinstance(value, str) else value)
 
 
 class LLMClient(ABC):
