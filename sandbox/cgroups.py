@@ -109,6 +109,26 @@ class CgroupSupport:
             return cls(1, parents["memory"], parents["pids"]), ""
         return None, f"{why_not_v2}, and no writable cgroup v1 memory+pids hierarchies"
 
+    def sweep(self, prefix: str = "evoforge-") -> int:
+        """Remove the empty job cgroups ``<prefix><pid>`` whose supervisor is gone (a fork server that
+        was killed cannot remove its jobs' cgroups); returns how many went."""
+        removed = 0
+        for parent in {self.memory_parent, self.pids_parent}:
+            try:
+                names = os.listdir(parent)
+            except OSError:
+                continue
+            for name in names:
+                pid = name[len(prefix):]
+                if not (name.startswith(prefix) and pid.isdigit()) or os.path.exists(f"/proc/{pid}"):
+                    continue
+                try:
+                    os.rmdir(os.path.join(parent, name))   # refused while any process is in it
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
     def create(self, name: str, *, memory_mb: int, max_processes: int) -> "JobCgroup":
         return JobCgroup.create(self, name, memory_mb=memory_mb, max_processes=max_processes)
 

@@ -116,6 +116,8 @@ def make_policy() -> Policy:
     cgroups, why = CgroupSupport.detect()
     if cgroups is None:
         notes.append(f"cgroups ({why})")
+    else:
+        cgroups.sweep()                      # left by fork servers that were killed
     if os.geteuid() != 0:
         return Policy(drop_uid=None, hidden=hidden, cgroups=None, notes=tuple(notes) + ("root",))
     masked = _probe(hidden, read_cap=False)

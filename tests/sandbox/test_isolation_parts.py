@@ -112,3 +112,25 @@ def test_a_job_cgroup_limits_processes_together_and_is_removed():
     group.kill()
     group.remove()
     assert not any(os.path.exists(d) for d in group.dirs)
+
+
+@ROOT_ONLY
+def test_the_sweep_removes_job_cgroups_of_dead_supervisors_only():
+    from evoforge.sandbox.cgroups import CgroupSupport
+
+    support, why = CgroupSupport.detect()
+    if support is None:
+        pytest.skip(f"no usable cgroups here: {why}")
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)                       # a pid that is surely dead now
+    dead = support.create(f"evoforge-{pid}", memory_mb=64, max_processes=4)
+    live = support.create(f"evoforge-{os.getpid()}", memory_mb=64, max_processes=4)
+    try:
+        support.sweep()
+        assert not any(os.path.exists(d) for d in dead.dirs)
+        assert all(os.path.exists(d) for d in live.dirs)
+    finally:
+        live.remove()
+        dead.remove()
