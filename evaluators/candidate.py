@@ -346,10 +346,20 @@ def _read_program(request_fd: int, workdir: str) -> str:
         if not chunk:
             raise EOFError("the evaluator closed the session before sending the program")
         buf += chunk
-    name, text = decode(buf[_SIZE.size:_SIZE.size + _SIZE.unpack_from(buf)[0]])
+    frame = decode(buf[_SIZE.size:_SIZE.size + _SIZE.unpack_from(buf)[0]])
+    name, text = frame[0], frame[1]
     path = os.path.join(workdir, os.path.basename(str(name)) or "program.py")
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as fh:
         fh.write(str(text))
+    # A program of several files (`siblings=True`): the other files of its folder, by relative path.
+    for rel, content in (frame[2] if len(frame) > 2 else {}).items():
+        parts = str(rel).split("/")
+        if str(rel).startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"a sibling file's path {rel!r} leaves the candidate's folder")
+        target = os.path.join(workdir, *parts)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8", errors="surrogatepass") as fh:
+            fh.write(str(content))
     return path
 
 
@@ -430,6 +440,18 @@ def _child_environment(home: str) -> dict[str, str]:
     env.setdefault("PATH", os.defpath)
     env.update(HOME=home, TMPDIR=home)
     return env
+
+
+def _sibling_files(program_path: str) -> dict[str, str]:
+    """Every other text file under the program's folder, by relative path (caches and hidden files left out)."""
+    root = Path(program_path).parent
+    out = {}
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if file.is_file() and str(file) != program_path and not any(
+                part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            out[rel.as_posix()] = file.read_text(errors="surrogateescape")
+    return out
 
 
 def _zygote_socket() -> int | None:
@@ -546,8 +568,11 @@ class CandidateSession:
 
     def __init__(self, program_path: str | os.PathLike[str], *, timeout_s: float = 60.0,
                  import_timeout_s: float | None = None, max_reply_mb: float = MAX_REPLY_MB,
-                 hidden_paths: Sequence[str | os.PathLike[str]] | None = None) -> None:
+                 hidden_paths: Sequence[str | os.PathLike[str]] | None = None, siblings: bool = False) -> None:
         self.program_path = str(Path(program_path).resolve())
+        # siblings=True: the program is one file of a folder (a task of several files, evaluators.bundle);
+        # every other file of that folder goes with it, so its imports of them work in its own folder too.
+        self._siblings = bool(siblings)
         if hidden_paths is None:   # in the sandbox: the task folder (set by sandbox.forkserver)
             hidden_paths = [p for p in os.environ.get("EVOFORGE_TASK_DIR", "").split(os.pathsep) if p]
         hidden = os.pathsep.join(str(Path(p).resolve()) for p in hidden_paths)
@@ -574,8 +599,11 @@ class CandidateSession:
         os.set_inheritable(request_w, False)
         if zygote is not None:    # the program travels as the first frame: the candidate's folder is its own
             try:
-                _write_all(request_w, _frame(encode([os.path.basename(self.program_path),
-                                                     Path(self.program_path).read_text(errors="surrogateescape")])))
+                first = [os.path.basename(self.program_path),
+                         Path(self.program_path).read_text(errors="surrogateescape")]
+                if self._siblings:
+                    first.append(_sibling_files(self.program_path))
+                _write_all(request_w, _frame(encode(first)))
             except BaseException:
                 self._process.kill()
                 os.close(reply_r)

@@ -2,8 +2,8 @@
 
 The program is a folder (a task whose ``initial_program`` is a folder: every file is sent, stored and
 materialised together; files without an EVOLVE-BLOCK are frozen). ``evaluate`` gets the folder's path and
-calls ``main.solve(values, weights, capacity)`` through `CandidateSession` (a nested process; ``main.py``
-imports its sibling modules as usual) on 40 seeded 0/1 knapsack instances of 50 items, weakly and strongly
+calls ``main.solve(values, weights, capacity)`` through `CandidateSession(..., siblings=True)` (a nested
+process that gets the folder's other files too, so ``main.py`` imports them as usual) on 40 seeded 0/1 knapsack instances of 50 items, weakly and strongly
 correlated (Pisinger 2005's classes; the hard ones for greedy rules). Each answer must be a list of
 distinct item indices within the capacity. score = mean of value / optimum, the optimum from an exact
 dynamic programme computed here (never sent to the candidate).
@@ -65,7 +65,7 @@ def evaluate(program_path: str) -> dict[str, Any]:
     main = os.path.join(program_path, "main.py")
     ratios, fills = [], []
     try:
-        with CandidateSession(main, timeout_s=20.0) as candidate:
+        with CandidateSession(main, timeout_s=20.0, siblings=True) as candidate:   # main.py imports the others
             for (values, weights, capacity), best in zip(INSTANCES, OPTIMA):
                 value, weight = _check(candidate.call("solve", values, weights, capacity), values, weights, capacity)
                 ratios.append(value / best)
