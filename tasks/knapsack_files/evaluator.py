@@ -4,9 +4,10 @@ The program is a folder (a task whose ``initial_program`` is a folder: every fil
 materialised together; files without an EVOLVE-BLOCK are frozen). ``evaluate`` gets the folder's path and
 calls ``main.solve(values, weights, capacity)`` through `CandidateSession(..., siblings=True)` (a nested
 process that gets the folder's other files too, so ``main.py`` imports them as usual) on 40 seeded 0/1
-knapsack instances of 50 items, weakly and strongly correlated (Pisinger 2005's classes; the hard ones for greedy rules). Each answer must be a list of
-distinct item indices within the capacity. score = mean of value / optimum, the optimum from an exact
-dynamic programme computed here (never sent to the candidate).
+knapsack instances of 50 items, weakly and strongly correlated (Pisinger 2005's classes; the hard ones
+for greedy rules). Each answer must be a list of distinct item indices within the capacity.
+score = mean of value / optimum, the optimum from an exact dynamic programme computed here (never sent
+to the candidate).
 """
 
 from __future__ import annotations
