@@ -271,7 +271,9 @@ class Run:
         """``(island, cell) -> program id`` of the current elites: the replay of the archive events."""
         holders: dict[tuple[int, int], int] = {}
         for event in self._events():
-            if event["status"] in ("new", "improved") and event["cell"] is not None:
+            if event["kind"] == "reset":   # an island emptied and reseeded (FunSearch's reset)
+                holders = {key: pid for key, pid in holders.items() if key[0] != event["island"]}
+            elif event["status"] in ("new", "improved") and event["cell"] is not None:
                 holders[(event["island"], event["cell"])] = event["program_id"]
         return holders
 

@@ -19,7 +19,13 @@ from evoforge.evaluators.types import StoreError
 
 __all__ = ["Store", "CandidateRecord", "ArchiveEvent", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since schema 1, with their definitions: `Store.open` adds them to an older run.db, so a
+# run started before them can be resumed and shown.
+_ADDED_COLUMNS = {
+    "private": "TEXT NOT NULL DEFAULT '{}'",     # metrics and texts for the user, never for a prompt
+    "explanation": "TEXT",                         # why the LLM says it made the change
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +52,8 @@ CREATE TABLE IF NOT EXISTS programs (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
     inspirations TEXT NOT NULL DEFAULT '[]',
+    private TEXT NOT NULL DEFAULT '{}',
+    explanation TEXT,
     created_at REAL NOT NULL,
     finished_at REAL NOT NULL
 );
@@ -105,6 +113,10 @@ class CandidateRecord:
     inspirations: Sequence[int] = ()
     created_at: float = 0.0
     id: int | None = None
+    # Name -> number or text the evaluator marked private (held-out results): shown to the user,
+    # never rendered into a prompt (docs/architecture.md, "The task contract").
+    private: Mapping[str, Any] = field(default_factory=dict)
+    explanation: str | None = None      # the LLM's own account of the change (its reply outside the edits)
 
 
 @dataclass(frozen=True)
@@ -119,13 +131,13 @@ class ArchiveEvent:
     iteration: int | None = None
 
 
-_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations")
+_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations", "private")
 
 
 def _row_to_record(row: sqlite3.Row) -> CandidateRecord:
     data = dict(row)
     for key in _JSON_COLUMNS:
-        data[key] = json.loads(data[key])
+        data[key] = json.loads(data.get(key) or ("[]" if key == "inspirations" else "{}"))
     data["inspirations"] = tuple(data["inspirations"])
     data.pop("finished_at", None)
     return CandidateRecord(**data)
@@ -176,7 +188,13 @@ class Store:
             version = store.get_meta("schema_version")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not an evoforge run database: {exc}") from exc
-        if version != SCHEMA_VERSION:
+        if version == 1 and not readonly:
+            have = {row["name"] for row in store._conn.execute("PRAGMA table_info(programs)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in have:
+                    store._conn.execute(f"ALTER TABLE programs ADD COLUMN {name} {definition}")
+            store.set_meta("schema_version", SCHEMA_VERSION)
+        elif version not in (1, SCHEMA_VERSION):   # a read-only schema-1 run reads with the defaults
             raise StoreError(f"{path}: expected schema version {SCHEMA_VERSION} but got {version}")
         return store
 
@@ -224,6 +242,7 @@ class Store:
             "stderr": record.stderr, "stage": record.stage, "eval_s": record.eval_s, "model": record.model,
             "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
+            "private": json.dumps(dict(record.private)), "explanation": record.explanation,
             "created_at": record.created_at or now, "finished_at": now,
         }
         if record.id is not None:
@@ -256,6 +275,18 @@ class Store:
                     self._insert_event(conn, event, event.program_id, now)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not store archive events: {exc}") from exc
+
+    def set_private(self, program_id: int, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into a stored program's private results (a held-out evaluation run later)."""
+        try:
+            with self._transaction() as conn:
+                row = conn.execute("SELECT private FROM programs WHERE id = ?", (program_id,)).fetchone()
+                if row is None:
+                    raise StoreError(f"{self.path}: no program #{program_id} to attach private results to")
+                merged = {**json.loads(row["private"] or "{}"), **dict(values)}
+                conn.execute("UPDATE programs SET private = ? WHERE id = ?", (json.dumps(merged), program_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not store private results of #{program_id}: {exc}") from exc
 
     def add_llm_call(self, *, iteration: int, model: str, prompt_tokens: int = 0, completion_tokens: int = 0,
                      cost_usd: float = 0.0, latency_s: float | None = None, error: str | None = None,
