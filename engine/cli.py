@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print the resolved config and an estimate of tokens and cost per iteration; call nothing, "
         "create no run directory"))
     run.add_argument("--quiet", action="store_true", help="no live progress display")
+    run.add_argument("--baseline", default=None, metavar="KIND", help=(
+        "a control run at the same budget: best-of-n (every proposal from the initial program, no archive "
+        "context) or random-parent (parents uniform over every valid program)"))
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run",
                             description="Continue a run from its run.db, to its original target, "
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("program", metavar="PROGRAM_FILE", type=Path)
     ev.add_argument("--sandbox", default="process", help="process | docker")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--heldout", action="store_true",
+                    help="also run the evaluator's evaluate_heldout (private held-out data; [heldout] timeout_s)")
 
     show = sub.add_parser("show", help="summarise a run: best, QD stats, islands, costs")
     show.add_argument("run_dir", metavar="RUN_DIR", type=Path)
@@ -117,7 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        executor=args.executor, ray_address=args.ray_address, sandbox=args.sandbox,
                        concurrency=args.concurrency or 1, eval_slots=args.eval_slots, seed=args.seed,
                        max_cost_usd=args.max_cost_usd, max_time_s=args.max_time,
-                       max_total_tokens=args.max_tokens, **settings,
+                       max_total_tokens=args.max_tokens, baseline=args.baseline, **settings,
                        **{k: v for k, v in defaults.items() if k == "reply_format"})
     config, note = resolve_config(config, task)
     if note:
@@ -167,7 +172,7 @@ def _report(outcome) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
-    result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
+    result = evaluate_file(args.task, args.program, sandbox=args.sandbox, heldout=args.heldout)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -178,6 +183,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 print(f"{title[:-1]} {name}: {value:.6g}")
         for name, text in sorted(result.artifacts.items()):
             print(f"{name}: {text}")
+        for name, value in sorted(result.private.items()):   # held-out: for the user, never for a prompt
+            print(f"private {name}: {value:.6g}" if isinstance(value, float) else f"private {name}: {value}")
         if result.status != "ok" and result.stderr.strip():
             print("stderr (tail):\n" + result.stderr[-2000:])
         print(f"evaluation took {result.eval_s:.3f} s")

@@ -236,7 +236,10 @@ class Evolution:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""
         if record.status != Status.OK or record.fitness is None:
             raise ValueError(f"expected an ok initial program but got status {record.status!r}")
-        return self._commit(record, islands=range(self.task.archive.islands), migrate=False)
+        told = self._commit(record, islands=range(self.task.archive.islands), migrate=False)
+        self._valid = [told.program_id]
+        self._best, self._since_best = record.fitness, 0
+        return told
 
     def tell(self, record: CandidateRecord) -> Told:
         """A proposal's outcome (evaluated or rejected): its id, its insertion into its island when it is

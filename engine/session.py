@@ -7,6 +7,7 @@ flight are abandoned (their isolated processes killed). Either way the run direc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,8 +192,11 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     return RunOutcome(Path(path), _run(run_dir, config, task, target, reporter))
 
 
-def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") -> EvaluationResult:
-    """One evaluation, exactly as a run does it (same job, same isolation)."""
+def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process",
+                  heldout: bool = False) -> EvaluationResult:
+    """One evaluation, exactly as a run does it (same job, same isolation). ``heldout``: then the evaluator's
+    ``evaluate_heldout`` too, under ``[heldout] timeout_s``; its results join ``private`` (as do the names
+    task.toml marks private), and a task without one is a `ConfigError`."""
     task = load_task(task_spec)
     program = Path(program)
     if not program.is_file():
@@ -204,10 +208,31 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
                         memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
                         extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
 
+    if heldout and not task.has_heldout:
+        raise ConfigError(f"{task.path / task.evaluator_file}: --heldout: the evaluator defines no "
+                          f"evaluate_heldout(program_path) (define one to score held-out data apart)")
+
     async def main() -> EvaluationResult:
         try:
-            return await executor.evaluate(job)
+            result = await executor.evaluate(job)
+            if heldout:
+                held = await executor.evaluate(dataclasses.replace(
+                    job, timeout_s=task.heldout.timeout_s, extra={**job.extra, "entry": "heldout"}))
+                extra = dict(held.private, heldout_eval_s=held.eval_s)
+                if not held.ok:
+                    extra.update(heldout_status=held.status,
+                                 heldout_error=(held.artifacts.get("error") or held.stderr)[-2000:])
+                result = dataclasses.replace(result, private={**result.private, **extra})
+            return result
         finally:
             await executor.close()
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    names = [n for n in [*result.metrics, *result.artifacts] if n != "error" and task.is_private(n)]
+    if not names:
+        return result
+    private = {**{n: result.metrics[n] for n in names if n in result.metrics},
+               **{n: result.artifacts[n] for n in names if n in result.artifacts}, **result.private}
+    return dataclasses.replace(result, private=private,
+                               metrics={k: v for k, v in result.metrics.items() if k not in names},
+                               artifacts={k: v for k, v in result.artifacts.items() if k not in names})
