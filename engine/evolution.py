@@ -30,6 +30,7 @@ from evoforge.archive.store import ArchiveEvent, CandidateRecord
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import code_hash
 from evoforge.engine.features import builtin_features
+from evoforge.engine.lessons import Lessons
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, Status
 from evoforge.prompts import ProgramView, PromptContext
@@ -111,6 +112,7 @@ class Evolution:
             lambda: collections.deque(maxlen=FEEDBACK_PER_PARENT))
         for record in failures:
             self._remember_failure(record)
+        self.lessons = Lessons(task.search.lessons_every if config.baseline is None else 0)
         self._children: collections.Counter[int] = collections.Counter()
         self._valid: list[int] = [1] if next_program_id > 1 else []   # the initial program is #1
         best = islands.best()
@@ -189,7 +191,7 @@ class Evolution:
         return PromptContext(
             task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
             inspirations=views, feedback=self.feedback(parent.id), reply_format=reply_format,
-            objective=self.task.objective, second_parent=second)
+            objective=self.task.objective, second_parent=second, lessons=self.lessons.lines)
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —
@@ -259,6 +261,10 @@ class Evolution:
         and the proposals since the last new best."""
         if record.parent_id is not None:
             self._children[record.parent_id] += 1
+            if record.status != Status.REJECTED and record.code and self.lessons.every:
+                parent = self._lookup(record.parent_id)
+                self.lessons.observe(parent_code=parent.code, child_code=record.code, parent_fitness=parent.fitness,
+                                     child_fitness=record.fitness, ok=record.status == Status.OK)
         if record.status == Status.OK and record.fitness is not None:
             self._valid.append(program_id)
             if self._best is None or record.fitness > self._best:

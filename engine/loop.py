@@ -30,6 +30,7 @@ from evoforge.archive.store import CandidateRecord, Store
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Told
+from evoforge.engine.lessons import explanation_of
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
 from evoforge.engine.task import Task
@@ -267,7 +268,8 @@ class Engine:
                     kind=retried.kind)
                 reply = second
         common.update(prompt_tokens=sum(r.prompt_tokens for r in spent), cost_usd=sum(r.cost_usd for r in spent),
-                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text)
+                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text,
+                      explanation=explanation_of(reply.text))
         if not edit.ok:
             self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
                                                  artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
@@ -330,8 +332,11 @@ class Engine:
 
     def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> Told:
         """Tell the core, store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
+        lessons = self.evolution.lessons.lines
         told = self.evolution.tell(record)
         self._store(told)
+        if self.evolution.lessons.lines != lessons:   # refreshed: `evoforge show` and the notebook read them here
+            self.store.set_meta("lessons", list(self.evolution.lessons.lines))
         self.llm.observe(client.name, improved=_improved(record.fitness, parent.fitness), cost_usd=record.cost_usd)
         bandit = getattr(self.llm, "bandit", None)
         if bandit is not None:

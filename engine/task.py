@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Task", "Limits", "Resources", "Heldout", "Stop", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+__all__ = ["Task", "Limits", "Resources", "Heldout", "Stop", "Search", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
 
 BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -70,6 +70,14 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Search:
+    """``[search]``: what the search feeds forward and filters. ``lessons_every``: refresh the prompts'
+    lessons (which kinds of change helped) every this many evaluated children (0: none)."""
+
+    lessons_every: int = 10
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     path: Path
@@ -90,6 +98,7 @@ class Task:
     heldout: Heldout = field(default_factory=Heldout)
     has_heldout: bool = False            # the evaluator defines evaluate_heldout
     stop: Stop = field(default_factory=Stop)
+    search: Search = field(default_factory=Search)
 
     def is_private(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.private)
@@ -102,13 +111,14 @@ class Task:
 
 _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
              "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm", "private",
-             "heldout", "stop"}
+             "heldout", "stop", "search"}
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
                 "top_fraction", "num_inspirations", "parent_selection", "power_law_alpha", "weighted_lambda",
                 "reset_interval"},
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
+    "search": {"lessons_every"},
     "limits": {"timeout_s", "memory_mb"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -262,7 +272,16 @@ def load_task(spec: str | Path) -> Task:
         llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
         private=private, heldout=_heldout(raw.get("heldout", {}), toml),
         has_heldout=_defines(path / evaluator_file, "evaluate_heldout"), stop=_stop(raw.get("stop", {}), toml),
+        search=_search(raw.get("search", {}), toml),
     )
+
+
+def _search(table: dict, toml: Path) -> Search:
+    every = _expect(table.get("lessons_every", Search.lessons_every), int, f"{toml}: [search] lessons_every",
+                    "a count of evaluated children >= 0 (0: no lessons)")
+    if every < 0:
+        raise ConfigError(f"{toml}: [search] lessons_every: expected a count >= 0 (0: no lessons) but got {every}")
+    return Search(lessons_every=every)
 
 
 def _heldout(table: dict, toml: Path) -> Heldout:

@@ -237,3 +237,17 @@ def test_a_schema_1_run_gets_the_new_columns_when_opened(tmp_path):
         assert store.get_meta("schema_version") == 2
         columns = {r["name"] for r in store._conn.execute("PRAGMA table_info(programs)")}
         assert {"private", "explanation"} <= columns
+
+
+def test_lessons_and_explanations_are_fed_forward_and_shown(tmp_path):
+    folder = tiny(tmp_path, extra="[search]\nlessons_every = 4\n")
+    _, rows, _, llm, _ = run(folder, tmp_path / "run", 16)
+    assert all(r.explanation == "Moved the slope." for r in rows[1:] if r.status != Status.REJECTED)
+    taught = [p for p in llm.prompts if "# What earlier changes on this task taught" in p.user]
+    assert taught and "constant tweaks:" in taught[-1].user and llm.prompts[0] not in taught
+    shown = format_summary(summarize(tmp_path / "run"))
+    assert "lessons (what the prompts were told" in shown and "constant tweaks:" in shown
+    assert "why: Moved the slope." in shown
+    off = tiny(tmp_path / "off", extra="[search]\nlessons_every = 0\n")
+    _, _, _, quiet, _ = run(off, tmp_path / "off" / "run", 8)
+    assert not any("taught" in p.user for p in quiet.prompts)
