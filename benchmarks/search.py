@@ -42,12 +42,10 @@ class Setup:
 
 SETUPS = (
     Setup("default"),
-    Setup("exploit", parent_selection="exploit"),
     Setup("power_law", parent_selection="power_law"),
     Setup("weighted", parent_selection="weighted"),
     Setup("uniform", parent_selection="uniform"),
     Setup("default, no lessons", lessons_every=0),
-    Setup("default, island reset", reset_interval=8),
     Setup("random-parent", baseline="random-parent"),
     Setup("best-of-n", baseline="best-of-n"),
     Setup("offline default", llm="offline"),
@@ -135,7 +133,7 @@ def table(results: list[dict], setups: tuple[Setup, ...], tasks: tuple[str, ...]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search", description=__doc__.splitlines()[0])
-    parser.add_argument("--proposals", type=int, default=24)
+    parser.add_argument("--proposals", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--setups", default="", help="comma-separated setup names (default: all)")
