@@ -38,6 +38,7 @@ class Setup:
     lessons_every: int | None = None           # None: the default
     baseline: str | None = None
     reset_interval: int | None = None
+    novelty_threshold: float | None = None     # None: the default
 
 
 SETUPS = (
@@ -46,6 +47,7 @@ SETUPS = (
     Setup("weighted", parent_selection="weighted"),
     Setup("uniform", parent_selection="uniform"),
     Setup("default, no lessons", lessons_every=0),
+    Setup("default, novelty 0.95", novelty_threshold=0.95),
     Setup("random-parent", baseline="random-parent"),
     Setup("best-of-n", baseline="best-of-n"),
     Setup("offline default", llm="offline"),
@@ -76,7 +78,7 @@ def one_run(args: tuple[str, Setup, int, int]) -> dict:
     from evoforge.engine.llm import make_llm
     from evoforge.engine.loop import Engine
     from evoforge.engine.rundir import RunDir
-    from evoforge.engine.task import Search, load_task
+    from evoforge.engine.task import load_task
 
     task_name, setup, seed, proposals = args
     task = load_task(task_name)
@@ -85,7 +87,11 @@ def one_run(args: tuple[str, Setup, int, int]) -> dict:
         archive = dataclasses.replace(archive, parent_selection=setup.parent_selection)
     if setup.reset_interval is not None:
         archive = dataclasses.replace(archive, reset_interval=setup.reset_interval)
-    search = task.search if setup.lessons_every is None else Search(lessons_every=setup.lessons_every)
+    search = task.search
+    if setup.lessons_every is not None:
+        search = dataclasses.replace(search, lessons_every=setup.lessons_every)
+    if setup.novelty_threshold is not None:
+        search = dataclasses.replace(search, novelty_threshold=setup.novelty_threshold)
     # No held-out evaluations: they never change the search, only cost time here.
     task = dataclasses.replace(task, archive=archive, search=search, has_heldout=False)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, SurrogateServer(seed=seed) as server:

@@ -31,6 +31,7 @@ from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import code_hash
 from evoforge.engine.features import builtin_features
 from evoforge.engine.lessons import Lessons
+from evoforge.engine.novelty import Embedder, NoveltyFilter
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, Status
 from evoforge.prompts import ProgramView, PromptContext
@@ -94,12 +95,13 @@ class Evolution:
         history: Every stored proposal (iteration > 0), oldest first: the children per parent (weighted
             selection), the valid programs (the random-parent baseline) and the proposals since the last
             new best (patience), so a resumed run decides exactly as the original.
+        embedder: What novelty rejection embeds programs with (default: `HashedNgramEmbedder`, local).
     """
 
     def __init__(self, *, task: Task, config: RunConfig, islands: IslandArchives,
                  lookup: Callable[[int], CandidateRecord], next_program_id: int = 1, done: int = 0,
                  hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = (),
-                 history: Iterable[CandidateRecord] = ()) -> None:
+                 history: Iterable[CandidateRecord] = (), embedder: Embedder | None = None) -> None:
         self.task = task
         self.config = config
         self.islands = islands
@@ -112,6 +114,7 @@ class Evolution:
             lambda: collections.deque(maxlen=FEEDBACK_PER_PARENT))
         for record in failures:
             self._remember_failure(record)
+        self.novelty = NoveltyFilter(task.search.novelty_threshold, embedder, code_of=lambda i: self._lookup(i).code)
         self.lessons = Lessons(task.search.lessons_every if config.baseline is None else 0)
         self._children: collections.Counter[int] = collections.Counter()
         self._valid: list[int] = [1] if next_program_id > 1 else []   # the initial program is #1
@@ -192,6 +195,15 @@ class Evolution:
             task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
             inspirations=views, feedback=self.feedback(parent.id), reply_format=reply_format,
             objective=self.task.objective, second_parent=second, lessons=self.lessons.lines)
+
+    def too_similar(self, code: str, island: int) -> str | None:
+        """Why ``code`` should not be evaluated because it is nearly a program of ``island`` (the reason, for
+        the rejected row and the parent's feedback), or None (ShinkaEvolve's novelty rejection)."""
+        hit = self.novelty.closest(code, (e.program_id for e in self.islands.elites(island)))
+        if hit is None:
+            return None
+        return (f"too similar to program #{hit[0]} of island {island} (cosine {hit[1]:.4f} >= novelty_threshold "
+                f"{self.novelty.threshold:g}): not evaluated; propose a more different change")
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —

@@ -107,7 +107,7 @@ class Engine:
 
     def __init__(self, *, config: RunConfig, task: Task, run_dir: RunDir, llm: LLMClient,
                  executor: Executor, reporter: Reporter | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, embedder: Any = None) -> None:
         self.config = config
         self.task = task
         self.run_dir = run_dir
@@ -122,7 +122,7 @@ class Engine:
             done=self.store.count("iteration > 0"), hashes=self.store.hashes(),
             # so a resumed run prompts exactly as the original would
             failures=self.store.candidates(where="status != 'ok' AND iteration > 0"),
-            history=self.store.candidates(where="iteration > 0"))
+            history=self.store.candidates(where="iteration > 0"), embedder=embedder)
         self._stop_requested = False
         self._stop_reason = ""
         self._last_llm_error = ""
@@ -273,6 +273,11 @@ class Engine:
         if not edit.ok:
             self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
                                                  artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
+            return
+        similar = self.evolution.too_similar(edit.code, proposal.island)
+        if similar is not None:   # stored with its reason and its cost; the next proposal is the resample
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
+                                                 edit_kind=edit.kind, artifacts={"error": similar}, **common), parent)
             return
         twin = self.evolution.claim(edit.code)
         if twin is not None:

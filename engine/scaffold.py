@@ -126,6 +126,7 @@ patience = 0                           # stop after N proposals without a new be
 
 [search]
 lessons_every = 10                     # refresh the prompts' lessons every N evaluated children (0: none)
+novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
 
 # Which LLMs propose edits (default: --llm flags, else a key in the environment, else offline).
 # Uncomment to pin them in the task; see `evoforge run --help` for the spec strings.

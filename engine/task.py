@@ -25,7 +25,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Task", "Limits", "Resources", "Heldout", "Stop", "Search", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+__all__ = ["Task", "Limits", "Resources", "Heldout", "Stop", "Search", "load_task", "builtin_tasks",
+           "BUILTIN_DESCRIPTORS"]
 
 BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -72,9 +73,12 @@ class Stop:
 @dataclass(frozen=True)
 class Search:
     """``[search]``: what the search feeds forward and filters. ``lessons_every``: refresh the prompts'
-    lessons (which kinds of change helped) every this many evaluated children (0: none)."""
+    lessons (which kinds of change helped) every this many evaluated children (0: none).
+    ``novelty_threshold``: a child whose embedding has cosine >= this with an elite of its island is
+    rejected before evaluation (engine.novelty; 0: off)."""
 
     lessons_every: int = 10
+    novelty_threshold: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ _SECTION_KEYS = {
                 "reset_interval"},
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
-    "search": {"lessons_every"},
+    "search": {"lessons_every", "novelty_threshold"},
     "limits": {"timeout_s", "memory_mb"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -281,7 +285,11 @@ def _search(table: dict, toml: Path) -> Search:
                     "a count of evaluated children >= 0 (0: no lessons)")
     if every < 0:
         raise ConfigError(f"{toml}: [search] lessons_every: expected a count >= 0 (0: no lessons) but got {every}")
-    return Search(lessons_every=every)
+    novelty = float(_expect(table.get("novelty_threshold", Search.novelty_threshold), (int, float),
+                            f"{toml}: [search] novelty_threshold", "a cosine in [0, 1] (0: off)"))
+    if not 0.0 <= novelty <= 1.0:
+        raise ConfigError(f"{toml}: [search] novelty_threshold: expected a cosine in [0, 1] (0: off) but got {novelty}")
+    return Search(lessons_every=every, novelty_threshold=novelty)
 
 
 def _heldout(table: dict, toml: Path) -> Heldout:

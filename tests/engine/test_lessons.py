@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from evoforge.engine.lessons import Lessons, change_kind, explanation_of
 
 PARENT = "def f(x):\n    a = 1.5\n    if x < 2:\n        return a * x\n    return x\n"
@@ -35,3 +37,19 @@ def test_explanation_is_the_prose_outside_the_edits():
              ">>>>>>> REPLACE\nThat should fit exactly.\n```python\nprint(1)\n```\n")
     assert explanation_of(reply) == "Raise the slope: the error is linear in it. That should fit exactly."
     assert explanation_of("<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n") is None
+
+
+def test_hashed_ngram_embedding_separates_constant_tweaks_from_rewrites():
+    from evoforge.engine.novelty import HashedNgramEmbedder, NoveltyFilter
+
+    e = HashedNgramEmbedder()
+    a, b = e.embed(PARENT), e.embed(PARENT.replace("1.5", "1.75"))
+    c = e.embed("def f(x):\n    total = 0\n    for k in range(3):\n        total += k * x\n    return total\n")
+    assert np.allclose(e.embed(PARENT), a) and abs(np.linalg.norm(a) - 1) < 1e-12
+    assert a @ b > 0.85 > a @ c
+    assert np.allclose(e.embed(PARENT + "# a comment\n"), a)            # comments do not count
+    programs = {1: PARENT}
+    near = NoveltyFilter(0.85, code_of=programs.__getitem__)
+    assert near.closest(PARENT.replace("1.5", "1.75"), [1])[0] == 1
+    assert near.closest("def g():\n    return [i * i for i in range(10)]\n", [1]) is None
+    assert NoveltyFilter(0.0, code_of=programs.__getitem__).closest(PARENT, [1]) is None

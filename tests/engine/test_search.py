@@ -49,7 +49,8 @@ def evaluate_heldout(program_path):
 def nudge(parent_code: str, seed: int) -> str:
     a = float(re.search(r"^    a = (.+)$", parent_code, re.MULTILINE).group(1))
     step = float(np.random.default_rng(seed).normal(0.0, 0.4))
-    return f"Moved the slope.\n<<<<<<< SEARCH\n    a = {a!r}\n=======\n    a = {round(a + step, 4)!r}\n>>>>>>> REPLACE\n"
+    return (f"Moved the slope.\n<<<<<<< SEARCH\n    a = {a!r}\n=======\n    a = {round(a + step, 4)!r}\n"
+            ">>>>>>> REPLACE\n")
 
 
 def garbage(parent_code: str, seed: int) -> str:
@@ -251,3 +252,42 @@ def test_lessons_and_explanations_are_fed_forward_and_shown(tmp_path):
     off = tiny(tmp_path / "off", extra="[search]\nlessons_every = 0\n")
     _, _, _, quiet, _ = run(off, tmp_path / "off" / "run", 8)
     assert not any("taught" in p.user for p in quiet.prompts)
+
+
+def test_novelty_rejects_near_copies_before_evaluation_and_says_why(tmp_path):
+    folder = tiny(tmp_path, extra="[search]\nnovelty_threshold = 0.85\n")   # a changed constant is ~0.90 here
+    _, rows, _, _, executor = run(folder, tmp_path / "run", 10)
+    rejected = [r for r in rows if "too similar to program #" in r.artifacts.get("error", "")]
+    assert len(rejected) == 10 and all(r.status == Status.REJECTED and r.code for r in rejected)
+    assert all(r.prompt_tokens > 0 for r in rejected)                  # stored with what it cost
+    assert len(executor.jobs) == 1                                     # only the initial program ran
+    off = tiny(tmp_path / "off")
+    _, rows_off, _, _, _ = run(off, tmp_path / "off" / "run", 10)
+    assert not any("too similar" in r.artifacts.get("error", "") for r in rows_off)
+
+
+class CountingEmbedder:
+    """An injected embedder (as a provider's embeddings client would be): every program maps to one vector."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, text: str) -> np.ndarray:
+        self.calls += 1
+        return np.ones(4)
+
+
+def test_an_injected_embedder_is_used(tmp_path):
+    folder = tiny(tmp_path, extra="[search]\nnovelty_threshold = 0.999\n")
+    task = load_task(str(folder))
+    config = RunConfig(task=str(folder), llm=("offline",), concurrency=1, iterations=3)
+    embedder = CountingEmbedder()
+    run_dir = RunDir.create(tmp_path / "run", config.to_dict())
+    try:
+        engine = Engine(config=config, task=task, run_dir=run_dir, llm=FakeLLM(),
+                        executor=RunnerExecutor(tmp_path / "work"), embedder=embedder)
+        asyncio.run(engine.run(3))
+        statuses = [r.status for r in run_dir.store.candidates()]
+    finally:
+        run_dir.close()
+    assert embedder.calls >= 4 and statuses == ["ok", "rejected", "rejected", "rejected"]
