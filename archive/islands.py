@@ -699,7 +699,7 @@ def validate_archive(descriptors: tuple[DescriptorSpec, ...], config: ArchiveCon
                          f"{', '.join(PARENT_SELECTIONS)})")
     for name in ("power_law_alpha", "weighted_lambda"):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < math.inf:
             raise ValueError(f"expected {name} to be a finite number >= 0 but got {value!r}")
     if isinstance(config.reset_interval, bool) or not isinstance(config.reset_interval, numbers.Integral) \
             or config.reset_interval < 0:
