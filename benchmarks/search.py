@@ -100,9 +100,15 @@ def one_run(args: tuple[str, Setup, int, int]) -> dict:
                            baseline=setup.baseline)
         run_dir = RunDir.create(Path(tmp) / "run", config.to_dict())
         try:
-            engine = Engine(config=config, task=task, run_dir=run_dir, llm=make_llm([spec]),
-                            executor=_InProcess(Path(tmp) / "work"))
-            snapshot = asyncio.run(engine.run(proposals))
+            llm = make_llm([spec])
+            engine = Engine(config=config, task=task, run_dir=run_dir, llm=llm, executor=_InProcess(Path(tmp) / "work"))
+
+            async def go():
+                try:
+                    return await engine.run(proposals)
+                finally:
+                    await llm.close()   # inside the loop: the SDK's HTTP client must not outlive it
+            snapshot = asyncio.run(go())
             statuses = dict(snapshot.statuses)
         finally:
             run_dir.close()
