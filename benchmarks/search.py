@@ -145,7 +145,7 @@ def table(results: list[dict], setups: tuple[Setup, ...], tasks: tuple[str, ...]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search", description=__doc__.splitlines()[0])
-    parser.add_argument("--proposals", type=int, default=16)
+    parser.add_argument("--proposals", type=int, default=24)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--setups", default="", help="comma-separated setup names (default: all)")

@@ -4,7 +4,8 @@ distribution, for measuring *search* (which parents, which context) without a re
 Each reply edits the program under "# Current program" in the prompt with one SEARCH/REPLACE block:
 
 * a local perturbation of one numeric literal of the evolvable region (floats ``x * exp(N(0, 0.25))`` or
-  ``x + N(0, 0.05 + 0.1 |x|)``; ints by ±1, kept >= 1 when they were), or
+  ``x + N(0, 0.05 + 0.1 |x|)``; ints by ±1, kept >= 1 when they were; integer literals are picked a
+  sixth as often as floats, tiny floats a tenth), or
 * a small structural edit: one operator or comparison of one line swapped (``+ -``, ``* /``, ``< <=``,
   ``min max``), which usually hurts and sometimes helps — as a model's guesses do.
 
@@ -64,9 +65,11 @@ def _perturb(text: str, rng: random.Random) -> str:
     except ValueError:
         x = float(text)
         new = x * math.exp(rng.gauss(0.0, 0.25)) if rng.random() < 0.5 else x + rng.gauss(0.0, 0.05 + 0.1 * abs(x))
-        return repr(round(new, 6))
+        text = repr(round(new, 6))
+        return text if float(text) != x else repr(round(x + 0.01, 6))
     step = rng.choice((-1, 1))
-    return str(max(value + step, 1) if value >= 1 else value + step)
+    new_int = max(value + step, 1) if value >= 1 else value + step
+    return str(new_int if new_int != value else value + 1)
 
 
 def propose(prompt: str, rng: random.Random) -> str:
@@ -85,7 +88,11 @@ def propose(prompt: str, rng: random.Random) -> str:
     pool = numbers if (constant and numbers) or not operators else operators
     if not pool:
         return "The current program has nothing I can tune."
-    tok = pool[rng.randrange(len(pool))]
+    # A model tunes parameters, not indices: integer literals get a sixth of a float's odds, tiny ones
+    # (safety margins) a tenth.
+    weights = [1.0 if t.type != tokenize.NUMBER else 0.15 if "." not in t.string and "e" not in t.string.lower()
+               else 0.1 if 0 < abs(float(t.string)) < 1e-6 else 1.0 for t in pool]
+    tok = rng.choices(pool, weights=weights)[0]
     row, (c0, c1) = tok.start[0] - 1, (tok.start[1], tok.end[1])
     line = lines[row]
     new = _perturb(tok.string, rng) if tok.type == tokenize.NUMBER else _SWAPS[tok.string]
