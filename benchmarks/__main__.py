@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, WORK_DIR, cores
 
-BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory")
+BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory", "startup")
 ISOLATION_BACKENDS = ("process", "local", "docker", "ray")
 
 
@@ -46,14 +46,17 @@ class Sizes:
     archive_samples: int
     memory_candidates: int
     memory_every: int
+    startup_repeats: int       # launches per start-up figure (medians are reported)
 
 
 FULL = Sizes(latencies_s=(0.0, 0.5), iterations=320, concurrency=16, capacity_evals=60, openevolve_seconds=8.0,
              burn_iterations=64, burn_units=2_500_000, isolation_evals=300, docker_evals=30,
-             archive_programs=100_000, archive_samples=5_000, memory_candidates=2_000, memory_every=250)
+             archive_programs=100_000, archive_samples=5_000, memory_candidates=2_000, memory_every=250,
+             startup_repeats=5)
 QUICK = Sizes(latencies_s=(0.05,), iterations=12, concurrency=4, capacity_evals=5, openevolve_seconds=1.0,
               burn_iterations=6, burn_units=20_000, isolation_evals=8, docker_evals=2,
-              archive_programs=400, archive_samples=100, memory_candidates=24, memory_every=8)
+              archive_programs=400, archive_samples=100, memory_candidates=24, memory_every=8,
+              startup_repeats=1)
 
 
 def _guarded(name: str, fn, *args, **kwargs) -> dict:
@@ -164,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = _guarded("5 engine memory", scale.engine_memory, work, candidates=candidates,
                                      every=sizes.memory_every if not args.full_memory else 1000,
                                      timeout_s=3600 if args.full_memory else 900)
+
+    if "startup" in only:
+        from benchmarks import startup
+
+        # OpenEvolve's start-up is timed next to ours unless it was left out.
+        results["startup"] = _guarded("6 start-up", startup.startup_times, work, repeats=sizes.startup_repeats,
+                                      openevolve="openevolve" in only)
 
     from benchmarks.report import render_table
 

@@ -18,6 +18,10 @@ def _pct(value: Any) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def _ratio(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
 def _why(section: dict) -> str | None:
     return section.get("unavailable") or section.get("error")
 
@@ -106,6 +110,24 @@ def render_table(results: dict) -> str:
                 f"extrapolated at {_num(mem['growth_kib_per_candidate'], '.2f')} KiB/candidate"
             rows.append((f"5 engine RSS at {mem['target']} candidates", f"{_num(mem['rss_mb_at_target'])} MiB",
                          how, ""))
+
+    st = results.get("startup")
+    if st is not None:
+        if _why(st):
+            rows.append(("6 start-up", f"unavailable: {_why(st)}", "", ""))
+        else:
+            oe = st.get("openevolve", {})
+            reference = (f"OpenEvolve {oe['version']}: {_num(oe.get('first_request_s'), '.2f')} s to its first request "
+                         f"({_num(oe.get('first_request_cpu_s'), '.2f')} s of its CPU)"
+                         if "version" in oe else f"OpenEvolve unavailable: {_why(oe)}")
+            rows.append(("6 launch → first LLM request (fake server)",
+                         f"{_num(st['evoforge_first_request_s'], '.2f')} s, median of {st['repeats']} "
+                         f"({_num(st.get('evoforge_first_request_cpu_s'), '.2f')} s of the engine's CPU)",
+                         reference, _ratio(st.get("first_request_ratio"))))
+            rows.append(("6 `evoforge show`", f"{_num(st['evoforge_show_s'], '.2f')} s", reference,
+                         _ratio(st.get("show_ratio"))))
+            rows.append(("6 `evoforge run --iterations 0`, offline", f"{_num(st['evoforge_iterations_0_s'], '.2f')} s",
+                         "the whole command", ""))
 
     header = ("benchmark", "measured", "reference", "ratio")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

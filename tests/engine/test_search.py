@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from evoforge.archive.islands import PARENT_SELECTIONS
-from evoforge.archive.store import Store
+from evoforge.archive.store import SCHEMA_VERSION, Store
 from evoforge.engine.config import RunConfig
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.loop import Engine
@@ -225,17 +225,17 @@ def test_eval_heldout_on_demand(tmp_path):
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
-def test_a_schema_1_run_gets_the_new_columns_when_opened(tmp_path):
+def test_a_schema_2_run_gets_the_new_columns_when_opened(tmp_path):
     path = tmp_path / "run.db"
     store = Store.create(path, {"task": "x"})
     store._conn.execute("ALTER TABLE programs DROP COLUMN private")
     store._conn.execute("ALTER TABLE programs DROP COLUMN explanation")
-    store.set_meta("schema_version", 1)
+    store.set_meta("schema_version", 2)
     store.close()
     with Store.open(path, readonly=True) as old:                        # read as it is
         assert list(old.candidates()) == []
     with Store.open(path) as store:
-        assert store.get_meta("schema_version") == 2
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
         columns = {r["name"] for r in store._conn.execute("PRAGMA table_info(programs)")}
         assert {"private", "explanation"} <= columns
 
