@@ -33,7 +33,8 @@ from typing import Any
 
 __all__ = ["SurrogateServer", "propose"]
 
-_CURRENT = re.compile(r"^# Current program[^\n]*\n.*?```[\w+-]*\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
+# The parent is the first ```python block after the heading (evaluator feedback before it is fenced as text).
+_CURRENT = re.compile(r"^# Current program[^\n]*\n.*?^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 _BLOCK = re.compile(r"# EVOLVE-BLOCK-START\n(?P<body>.*?)# EVOLVE-BLOCK-END", re.DOTALL)
 _LESSON = re.compile(r"^- (?P<label>[^:]+): (?P<tried>\d+) tried, (?P<improved>\d+) improved", re.MULTILINE)
 _SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "<": "<=", "<=": "<", ">": ">=", ">=": ">",

@@ -23,7 +23,8 @@ from evoforge.prompts import ProgramView, PromptContext, render_prompt  # noqa: 
 def _prompt(task_name: str, lessons=()) -> tuple[str, str]:
     task = load_task(task_name)
     context = PromptContext(task_name=task.name, task_description=task.description,
-                            parent=ProgramView(code=task.initial_program, score=1.0), lessons=lessons)
+                            parent=ProgramView(code=task.initial_program, score=1.0,
+                                               artifacts={"summary": "x = 0.5\n```\ny = 2\n```"}), lessons=lessons)
     return task.initial_program, render_prompt(context)[1]
 
 
