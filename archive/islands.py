@@ -459,8 +459,8 @@ class IslandArchives:
     def clear(self, island: int) -> None:
         """Empties one island (the result archive keeps everything it saw)."""
         cells = self._islands[self._check_island(island)]
-        cells.archive.clear()
         cells.threshold[:] = -np.inf
+        cells.ids[:] = 0
         cells.version += 1
 
     # -- sampling --------------------------------------------------------------------------------

@@ -123,7 +123,8 @@ def _context(run: Any) -> dict[str, Any]:
             "private": {k: _fmt(v) if isinstance(v, (int, float)) else str(v)[:_DIFF_CHARS]
                         for k, v in sorted(best.private.items())},
         },
-        "lineage": steps, "lessons": run.meta("lessons") or [], "models": models, "failures": failures, "figures": figures,
+        "lineage": steps, "lessons": run.meta("lessons") or [], "models": models, "failures": failures,
+        "figures": figures,
     }
 
 
