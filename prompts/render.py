@@ -57,6 +57,8 @@ class PromptContext:
     marker_comment: str = "#"
     # A program of several files, each after a line "=== FILE: path ===" (evoforge.evaluators.bundle).
     multi_file: bool = False
+    # Which kinds of change have helped or hurt so far on this task (evoforge.engine.lessons).
+    lessons: Sequence[str] = ()
 
 
 @functools.lru_cache(maxsize=32)
