@@ -179,7 +179,7 @@ class Evolution:
             parent_id: int | None = self._valid[int(rng.integers(len(self._valid)))]
         else:
             parent_id = self.islands.sample_parent(island, rng, children=self._children)
-        if self.fronts is not None:
+        if self.fronts is not None and baseline is None:
             # A share of parents from the island's Pareto front, drawn from a stream of its own so the
             # other draws of the iteration stay what they are.
             pareto = np.random.default_rng([self.config.seed, iteration, _PARETO_STREAM])
