@@ -36,6 +36,10 @@ class RunConfig:
     full_rewrite_share: float | None = None    # share of prompts asking for a full rewrite
     crossover_share: float | None = None       # share of prompts showing two parents
     retry_failed_edit: bool | None = None      # send an edit that did not apply back once, with the error
+    # --env NAME: host environment variables the evaluator may see, beside the task's [sandbox] pass_env.
+    pass_env: tuple[str, ...] = ()
+    # Holds "task_args" ({"program", "evaluator", "config"}) for `evoforge run PROGRAM EVALUATOR
+    # --config FILE` (engine.openevolve_compat), so a resumed run loads the same task.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +72,7 @@ class RunConfig:
         data = asdict(self)
         data["llm"] = [v if isinstance(v, str) else dict(v) for v in self.llm]
         data["extra"] = dict(self.extra)
+        data["pass_env"] = list(self.pass_env)
         return data
 
     @classmethod
@@ -75,6 +80,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["llm"] = tuple(values.get("llm", ()))
+        values["pass_env"] = tuple(values.get("pass_env", ()))
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":

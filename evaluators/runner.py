@@ -117,6 +117,13 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
     except BaseException as exc:
         return _failure_from_exception(exc, None, f"writing {job.program_name}")
 
+    # Variables the task named ([sandbox] pass_env, --env), and nothing else (docs/architecture.md).
+    os.environ.update({str(k): str(v) for k, v in dict(getattr(job, "env", None) or {}).items()})
+    dialect = (getattr(job, "extra", None) or {}).get("openevolve")
+    if dialect is not None:  # an OpenEvolve folder: its contract, its cascade, its import of openevolve
+        from evoforge.evaluators import openevolve
+
+        openevolve.make_importable()
     evaluator_path = os.path.join(job.task_dir, job.evaluator_file)
     try:
         module = load_evaluator(evaluator_path)
@@ -128,6 +135,10 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
         return EvaluationResult.failure(
             Status.ERROR, f"evaluator {evaluator_path} defines no evaluate(program_path) function")
 
+    if dialect is not None:
+        return openevolve.evaluate(module, program_path, thresholds=tuple(job.cascade_thresholds),
+                                   cascade=bool(dialect.get("cascade", True)),
+                                   features=tuple(dialect.get("features", ())), failure=_failure_from_exception)
     stages = stage_functions(module) if job.cascade_thresholds else []
     thresholds = tuple(job.cascade_thresholds)
     for k, stage_fn in enumerate(stages, start=1):
