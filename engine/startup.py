@@ -30,7 +30,7 @@ def job_for(task: Task, code: str, environ: Mapping[str, str] | None = None) -> 
 
     The variables ``task.pass_env`` names travel with their values from ``environ`` (default: this
     process's); a named variable that is not set is left out (`evoforge.engine.session` refuses an
-    unset ``--env``). Nothing else of the environment does (docs/architecture.md, "Isolation")."""
+    unset ``--env``). Nothing else of the environment does (docs/architecture.md, "Isolation and placement")."""
     environ = os.environ if environ is None else environ
     extra: dict[str, Any] = {"docker_image": task.sandbox_image,   # read by --sandbox docker
                              "num_cpus": task.resources.num_cpus}
