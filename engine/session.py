@@ -185,7 +185,8 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
     loaded = with_env(load_task(task, **task_args), pass_env, environ)
     # An OpenEvolve folder's config.yaml supplies what the options leave open (engine.openevolve_compat).
     defaults = run_defaults(loaded.path, task_args.get("config")) if loaded.openevolve is not None else {}
-    config = RunConfig(task=str(task), pass_env=tuple(pass_env), extra=extra, iterations=defaults.get("iterations", 100) if iterations is None else iterations,
+    config = RunConfig(task=str(task), pass_env=tuple(pass_env), extra=extra,
+                       iterations=defaults.get("iterations", 100) if iterations is None else iterations,
                        llm=specs, executor=executor, ray_address=ray_address, sandbox=sandbox,
                        concurrency=concurrency or 1, eval_slots=eval_slots,
                        seed=defaults.get("seed", 0) if seed is None else seed,

@@ -50,7 +50,7 @@ def _split(raw: Any) -> tuple[dict[str, float], dict[str, str]] | None:
     artifacts: dict[str, str] = {}
     if hasattr(raw, "metrics") and not isinstance(raw, Mapping):
         artifacts = {str(k): _as_text(v) for k, v in dict(getattr(raw, "artifacts", None) or {}).items()}
-        raw = getattr(raw, "metrics")
+        raw = raw.metrics
     if not isinstance(raw, Mapping):
         return None
     raw = dict(raw)

@@ -185,8 +185,8 @@ def test_only_named_variables_reach_the_evaluator_and_cwd_is_a_read_only_task_vi
 
 def test_task_toml_pass_env_and_unset_env_flag(tmp_path, monkeypatch):
     folder = make_folder(tmp_path, "import os\ndef evaluate(p):\n"
-                                   "    return {'score': 1.0, 'artifacts': {'env': ','.join(sorted(k for k in os.environ"
-                                   " if k.startswith('OE_')))}}\n")
+                                   "    names = sorted(k for k in os.environ if k.startswith('OE_'))\n"
+                                   "    return {'score': 1.0, 'artifacts': {'env': ','.join(names)}}\n")
     (folder / "task.toml").write_text('name = "ours"\n[sandbox]\npass_env = ["OE_DATA"]\n')
     monkeypatch.setenv("OE_DATA", "x")
     monkeypatch.setenv("OE_OTHER", "y")
