@@ -293,9 +293,31 @@ def test_openevolve_command_line_with_any_paths_and_a_read_only_folder(tmp_path)
     assert not [r for (r,) in conn.execute("SELECT artifacts FROM programs WHERE status = 'rejected'") if "#-1" in r]
     assert conn.execute("SELECT stage FROM programs WHERE id = 1").fetchone() == (2,)
     conn.close()
+    resumed = subprocess.run([sys.executable, "-m", "evoforge", "resume", str(tmp_path / "run"), "--iterations", "1",
+                              "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr           # the stored PROGRAM EVALUATOR --config load again
     bad = subprocess.run([sys.executable, "-m", "evoforge", "run", str(programs / "seed_program.py"),
                           str(folder / "nope.py"), "--llm", "offline"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope.py" in bad.stderr
+
+
+def test_eval_takes_an_evaluator_file_a_config_and_env_flags(tmp_path, monkeypatch, capsys):
+    from evoforge.engine.cli import main
+
+    folder = make_folder(tmp_path, CASCADE_EVALUATOR, name="evaluators")
+    config = tmp_path / "configs" / "phase_2.yaml"
+    config.parent.mkdir()
+    config.write_text("evaluator:\n  cascade_thresholds: [0.5]\n")
+    other = tmp_path / "elsewhere.py"
+    other.write_text(PROGRAM)
+    monkeypatch.setenv("STAGE1", "0.3")
+    assert main(["eval", str(folder / "evaluator.py"), str(other), "--config", str(config), "--env", "STAGE1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["status"], result["stage"], result["score"]) == ("ok", 1, 0.3)
+    monkeypatch.delenv("STAGE1")
+    assert main(["eval", str(folder / "evaluator.py"), str(other), "--config", str(config), "--env", "STAGE1"]) == 2
+    assert "--env STAGE1: not set" in capsys.readouterr().err
 
 
 # -- 7. descriptors that separate constant-tuning children ------------------------------------------
