@@ -11,7 +11,9 @@ and its result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` an
 ``thresholds[k-1]``, evaluation stops there with ``stage = k``. Stages beyond the thresholds are gated only by
 being ``ok``; thresholds beyond the defined stages are ignored. After every stage passes, ``evaluate`` runs as
 the final stage, ``stage = (number of stages) + 1``. Without a cascade (no thresholds, or no stage functions)
-only ``evaluate`` runs and ``stage`` is ``None``.
+only ``evaluate`` runs and ``stage`` is ``None``. An OpenEvolve task (``job.extra["openevolve"]``) follows
+OpenEvolve's contract and cascade instead (`evoforge.evaluators.openevolve`). The variables in ``job.env`` (those
+the task named) are set before the evaluator is imported; nothing else of the host's environment is there.
 """
 
 from __future__ import annotations
