@@ -233,6 +233,44 @@ def test_a_candidate_that_stops_reading_requests_cannot_outlast_the_call_timeout
     assert result.artifacts["why"] == "CandidateTimeout", result.artifacts
 
 
+@ROOT_ONLY
+def test_socket_families_outside_the_allow_list_fail_for_a_candidate(sandbox, task):
+    """Broke: a candidate created AF_VSOCK sockets, and vsock is not confined by a network namespace
+    (on a virtual machine it reaches the hypervisor's services; not contacted here, only created),
+    nor were AF_ALG or AF_PACKET refused by anything but capabilities. Fixed: the seccomp filter
+    allows the families UNIX, INET, INET6 and NETLINK only (`evoforge.sandbox.seccomp.SOCKET_FAMILIES`)."""
+    folder = task("""
+        from evoforge.evaluators.candidate import run_candidate
+
+        def evaluate(program_path):
+            return {"score": 1.0, "artifacts": run_candidate(program_path, "families", timeout_s=20)}
+    """)
+    result = sandbox.run(_job(folder, """
+        import errno, socket
+
+        def families():
+            seen = {}
+            for name, family, kind in (("vsock", 40, socket.SOCK_STREAM), ("alg", 38, socket.SOCK_SEQPACKET),
+                                       ("packet", 17, socket.SOCK_DGRAM), ("unix", 1, socket.SOCK_STREAM),
+                                       ("inet", 2, socket.SOCK_STREAM)):
+                try:
+                    socket.socket(family, kind).close()
+                    seen[name] = "created"
+                except OSError as exc:
+                    seen[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+            try:
+                socket.socketpair(40)
+                seen["vsock pair"] = "created"
+            except OSError as exc:
+                seen["vsock pair"] = errno.errorcode.get(exc.errno, str(exc.errno))
+            return seen
+    """))
+    assert result.status == Status.OK, result
+    seen = result.artifacts
+    assert seen["unix"] == "created" and seen["inet"] == "created", seen    # what candidates may use
+    assert all(seen[name] != "created" for name in ("vsock", "alg", "packet", "vsock pair")), seen
+
+
 @pytest.mark.parametrize("reply", [
     b"l" + struct.pack("<I", 1) * 1 + b"l\x01\x00\x00\x00" * 200 + b"N",          # nested past MAX_DEPTH
     b"l" + struct.pack("<I", 0xFFFFFFFF) + b"N",                                # claims 4e9 elements
