@@ -18,6 +18,7 @@ interpreter evoforge runs on, and this list is small and fixed. Needs ``no_new_p
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import struct
 
@@ -68,7 +69,26 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def seccomp_supported() -> bool:
-    return platform.machine() in _ARCH
+    """Whether the filter can be installed here: an architecture with a table above, and a kernel
+    that accepts it (tried once, in a child that exits at once), so a kernel without seccomp
+    filters is reported as a missing protection instead of being assumed."""
+    global _SUPPORTED
+    if _SUPPORTED is None:
+        _SUPPORTED = platform.machine() in _ARCH and _probe()
+    return _SUPPORTED
+
+
+_SUPPORTED: bool | None = None
+
+
+def _probe() -> bool:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if _install() else 1)
+        finally:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _program() -> list[tuple[int, int, int, int]]:
@@ -110,8 +130,10 @@ def _program() -> list[tuple[int, int, int, int]]:
 def install_filter() -> bool:
     """Install the filter on this thread and every process it starts, for good. Returns whether it
     is in force (False on an architecture without a table here, or a kernel without seccomp)."""
-    if not seccomp_supported():
-        return False
+    return platform.machine() in _ARCH and _install()
+
+
+def _install() -> bool:
     insns = _program()
     raw = b"".join(struct.pack("<HBBI", *insn) for insn in insns)
     buf = ctypes.create_string_buffer(raw, len(raw))

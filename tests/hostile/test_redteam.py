@@ -337,3 +337,22 @@ def test_the_engine_s_api_key_is_nowhere_a_candidate_can_look(tmp_path):
     result = json.loads(done.stdout)
     assert "CANARY []" in result["stderr"], result["stderr"][-2000:]
     assert result["status"] == "ok" and abs(result["score"] - 0.26) < 1e-9, result
+
+
+def test_a_kernel_that_refuses_the_seccomp_filter_is_reported_as_missing(monkeypatch):
+    """Broke: "seccomp" was reported held on every x86_64/aarch64 machine (an architecture check),
+    and the evaluator ignored a refused filter, so a kernel without seccomp filters degraded
+    silently. Fixed: `seccomp_supported` installs the filter once in a child. Such a kernel cannot
+    run here, so the install itself is replaced by a refusal (in the probing child, via fork)."""
+    from evoforge.sandbox import seccomp
+    from evoforge.sandbox.protections import missing_line
+
+    monkeypatch.setattr(seccomp, "_SUPPORTED", None)
+    assert seccomp.seccomp_supported() == (os.uname().machine in ("x86_64", "aarch64"))   # the real kernel
+    monkeypatch.setattr(seccomp, "_SUPPORTED", None)
+    monkeypatch.setattr(seccomp, "_install", lambda: False)
+    assert seccomp.seccomp_supported() is False
+    report = {"root": True, "uid per job": True, "cgroups": True, "mount namespaces": True, "landlock": True,
+              "seccomp": seccomp.seccomp_supported()}
+    line = missing_line(report)
+    assert line is not None and "no seccomp" in line and "\n" not in line, line
