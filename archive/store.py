@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS programs (
     cost_usd REAL NOT NULL DEFAULT 0,
     inspirations TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    placement TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS programs_hash ON programs (code_hash);
 CREATE INDEX IF NOT EXISTS programs_iteration ON programs (iteration);
@@ -105,6 +106,8 @@ class CandidateRecord:
     inspirations: Sequence[int] = ()
     created_at: float = 0.0
     id: int | None = None
+    # Where it was evaluated (Ray: node id and address, GPUs, attempts); never part of a prompt.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,13 @@ class ArchiveEvent:
     iteration: int | None = None
 
 
-_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations")
+_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations", "placement")
 
 
 def _row_to_record(row: sqlite3.Row) -> CandidateRecord:
     data = dict(row)
     for key in _JSON_COLUMNS:
-        data[key] = json.loads(data[key])
+        data[key] = json.loads(data.get(key, "{}"))
     data["inspirations"] = tuple(data["inspirations"])
     data.pop("finished_at", None)
     return CandidateRecord(**data)
@@ -178,7 +181,15 @@ class Store:
             raise StoreError(f"{path}: not an evoforge run database: {exc}") from exc
         if version != SCHEMA_VERSION:
             raise StoreError(f"{path}: expected schema version {SCHEMA_VERSION} but got {version}")
+        if not readonly:
+            store._add_missing_columns()
         return store
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a run was made (additive, so the schema version stays): ``placement``."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        if "placement" not in have:
+            self._conn.execute("ALTER TABLE programs ADD COLUMN placement TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         self._conn.close()
@@ -225,6 +236,7 @@ class Store:
             "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
             "created_at": record.created_at or now, "finished_at": now,
+            "placement": json.dumps(dict(record.placement)),
         }
         if record.id is not None:
             values["id"] = record.id

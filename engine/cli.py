@@ -125,6 +125,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.concurrency:
         offline = all(as_spec(s).provider == "offline" for s in config.llm)
         config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
+        if config.executor == "ray" and not args.eval_slots:
+            # Sized from the cluster once connected (engine.session.size_concurrency), not from this machine.
+            config = config.replace(extra={**config.extra, "auto_concurrency": "offline" if offline else "llm"})
     if args.dry_run:
         from evoforge.engine.dryrun import dry_run_report
         print(dry_run_report(config, task, out=str(args.out) if args.out else None))

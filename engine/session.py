@@ -20,7 +20,7 @@ from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
 from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.registry import make_executor
 
-__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config"]
+__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config", "size_concurrency"]
 
 _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
@@ -113,11 +113,24 @@ def resolve_config(config: RunConfig, task: Task, environ=None) -> tuple[RunConf
     return config.replace(**changes), note
 
 
+def size_concurrency(config: RunConfig, executor) -> RunConfig:
+    """With Ray and no ``--concurrency``, candidates in flight come from the cluster's slots (the CLI
+    marks such a config ``auto_concurrency``): twice the slots offline, as for local slots, and at least
+    8 LLM calls otherwise. The engine re-reads the slots before each launch, so the bound follows the
+    cluster as it grows or shrinks."""
+    auto = config.extra.get("auto_concurrency")
+    if not auto or config.executor != "ray":
+        return config
+    slots = int(getattr(executor, "slots", 1))
+    return config.replace(concurrency=2 * slots if auto == "offline" else max(8, slots))
+
+
 def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, reporter: Reporter | None,
          executor=None) -> Snapshot:
     try:
         llm = make_llm([as_spec(s) for s in config.llm], ensemble=config.setting("ensemble"))
         executor = executor or _executor(config, task)
+        config = size_concurrency(config, executor)
     except BaseException:
         run_dir.close()
         if executor is not None:

@@ -60,6 +60,9 @@ class EvaluationResult:
     stdout: str = ""
     stage: int | None = None
     eval_s: float = 0.0
+    # Where it ran, set by the placement (never by the evaluator): on Ray the node id and address, the
+    # GPUs it saw and the attempts it took. Stored with the candidate, never shown to the LLM.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -143,11 +146,12 @@ class EvaluationResult:
             "status": self.status, "score": self.score, "features": dict(self.features),
             "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
             "stderr": self.stderr, "stdout": self.stdout, "stage": self.stage, "eval_s": self.eval_s,
+            "placement": dict(self.placement),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
         """Inverse of `to_dict` (trusted data from our own sandbox)."""
         fields = ("status", "score", "features", "metrics", "artifacts", "stderr", "stdout",
-                  "stage", "eval_s")
+                  "stage", "eval_s", "placement")
         return cls(**{k: data[k] for k in fields if k in data})

@@ -162,7 +162,7 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, num_gpus=1, resources={"special": 1}, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, object_store_memory=100 * 1024 * 1024)
+             logging_level=logging.WARNING, object_store_memory=100 * 1024 * 1024, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
 
