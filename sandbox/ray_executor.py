@@ -229,7 +229,8 @@ class RayExecutor:
             raise ConfigError("--executor ray needs Ray: pip install 'evoforge[ray]'") from exc
         self._ray = ray
         self.isolation_name = isolation_name
-        self.address = address
+        # Inside a Ray job (`ray job submit -- evoforge run ...`) Ray sets RAY_ADDRESS: join that cluster.
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.max_retries = int(max_retries)
         self.request = resource_request(resources)
         self._owns_connection = False
