@@ -44,7 +44,10 @@ OBJECT_STORE_BYTES = 80 * 1024 * 1024
 WORKER_TITLE = b"ray::evoforge_evaluate"
 # Ray rewrites 127.0.0.1 to the interface address unless this is off; every process the cluster
 # starts inherits it from the test's environment.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                # The Ray Client server starts a Python process per client and gives it 30 s to answer;
+                # on two shared cores that start-up alone can take longer.
+                "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "180"}
 # A lost node is noticed within a couple of seconds instead of Ray's default of half a minute.
 FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
                       "health_check_failure_threshold": 4}
