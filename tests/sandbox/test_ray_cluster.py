@@ -290,6 +290,37 @@ def test_a_run_submitted_as_a_ray_job(cluster, tmp_path):
         assert store.get_meta("config")["executor"] == "ray"
 
 
+# -- the docker sandbox on the workers ------------------------------------------------------------
+
+def _docker_why_not() -> str:
+    try:
+        from evoforge.sandbox.docker import docker_available
+    except ImportError as exc:
+        return f"the docker SDK is not importable ({exc})"
+    available, why = docker_available()
+    return "" if available else why
+
+
+IN_CONTAINER = TINY_EVALUATOR.replace('"metrics": {"error": error}',
+                                      '"metrics": {"error": error, "in_container": float(os.path.exists("/.dockerenv"))}'
+                                      ).replace("import importlib.util", "import importlib.util, os")
+
+
+def test_the_docker_sandbox_runs_on_ray_workers(cluster, tmp_path):
+    why = _docker_why_not()
+    if why:
+        pytest.skip(f"docker sandbox unavailable: {why} (as root, `sandbox/ci_docker.sh start` installs and "
+                    "starts one)")
+    task = write_tiny_task(tmp_path / "docker", evaluator=IN_CONTAINER)
+    program = (task / "initial_program.py").read_text()
+    executor = RayExecutor("docker", resources={"num_cpus": 1, "num_gpus": 1})
+    jobs = [EvaluationJob(program_text=program, task_dir=str(task), timeout_s=60, memory_mb=256) for _ in range(2)]
+    results = _evaluate_all(executor, jobs)
+    assert [r.status for r in results] == [Status.OK] * 2, [r.artifacts for r in results]
+    assert all(r.metrics["in_container"] == 1.0 for r in results)  # inside a container, not a forked process
+    assert {r.placement["node_id"] for r in results} <= cluster.gpu_node_ids
+
+
 # -- losing and adding nodes (last: it changes the cluster) --------------------------------------
 
 def _worker_on(cache: Path) -> int | None:
