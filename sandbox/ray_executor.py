@@ -20,7 +20,8 @@ an attempt whose worker or node is lost is submitted again and placed on the nod
 
 Errors, translated here once (httpx style, see evaluators.types)::
 
-    unreachable / malformed --ray-address, a request no node can satisfy  -> ConfigError
+    unreachable / malformed --ray-address, one that never completes Ray's handshake,
+        a request no node can satisfy  -> ConfigError
     worker or node lost (WorkerCrashedError, NodeDiedError, ObjectLostError, OutOfMemoryError...)
         -> submitted again (``max_retries``), then an ``error`` EvaluationResult: the run goes on
     SandboxError inside the worker -> submitted again, then SandboxError, as the local executor raises it
@@ -55,6 +56,7 @@ __all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_reques
 
 DEFAULT_MAX_RETRIES = 2        # attempts after the first when a worker or node is lost
 CONNECT_TIMEOUT_S = 5.0        # TCP probe of a host:port address before ray.init (which would hang)
+CONNECT_LIMIT_S = 120.0        # ray.init on an address that accepts TCP: Ray itself would retry for ever
 FIRST_NODE_TIMEOUT_S = 60.0    # after connecting, for the cluster to list a live node
 RESULT_GRACE_S = 120.0         # per attempt, on top of the job's timeout_s: scheduling, worker start, transfer
 NO_NODE_GRACE_S = 120.0        # how long an evaluation waits while no live node can run its request
@@ -222,7 +224,8 @@ class RayExecutor:
     def __init__(self, isolation_name: str = "process", *, address: str | None = None,
                  slots: int | None = None, resources: Any = None,
                  max_retries: int = DEFAULT_MAX_RETRIES, num_cpus: int | None = None,
-                 first_node_timeout_s: float = FIRST_NODE_TIMEOUT_S) -> None:
+                 first_node_timeout_s: float = FIRST_NODE_TIMEOUT_S,
+                 connect_timeout_s: float = CONNECT_LIMIT_S) -> None:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - ray is a declared extra
@@ -237,7 +240,7 @@ class RayExecutor:
         self._blobs: dict[str, tuple[tuple, str, Any]] = {}   # task_dir -> (fingerprint, digest, ObjectRef)
         self._fixed_slots = slots
         self._in_flight = 0
-        self._connect(num_cpus)
+        self._connect(num_cpus, connect_timeout_s)
         self.cluster = ClusterView(ray)
         try:
             self._wait_for_nodes(first_node_timeout_s)
@@ -260,7 +263,7 @@ class RayExecutor:
 
     # -- lifecycle
 
-    def _connect(self, num_cpus: int | None) -> None:
+    def _connect(self, num_cpus: int | None, timeout_s: float = CONNECT_LIMIT_S) -> None:
         ray = self._ray
         if ray.is_initialized():
             return  # someone else's connection: use it, leave it open
@@ -283,7 +286,15 @@ class RayExecutor:
                 _probe(self.address)
             options["address"] = self.address
         try:
-            ray.init(**options)
+            if self.address is None:
+                ray.init(**options)  # starts its own processes, with Ray's own time limits
+            else:
+                _init_within(ray, options, timeout_s)
+        except _NoHandshake as exc:
+            raise ConfigError(
+                f"--ray-address {self.address}: something answers there but no Ray cluster joined within "
+                f"{timeout_s:g} s (a wrong port, another Ray version, or a cluster that wants its token: "
+                "RAY_AUTH_MODE=token with ~/.ray/auth_token); check `ray status` on the head") from exc
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if self.address is None:
@@ -437,6 +448,41 @@ class RayExecutor:
         finally:
             if not future.done():
                 future.cancel()
+
+
+class _NoSigtermWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+class _NoHandshake(Exception):
+    """ray.init did not return within its limit."""
+
+
+def _init_within(ray: Any, options: dict[str, Any], timeout_s: float) -> None:
+    """``ray.init(**options)`` with a limit. Ray's connect to a GCS address retries for ever when the
+    port accepts connections but never answers; the call runs in a daemon thread that is abandoned
+    on expiry (the caller reports and exits; Ray's state in this process is then unusable)."""
+    outcome: dict[str, BaseException] = {}
+    # Off the main thread Ray skips its SIGTERM handler (sys.exit) and warns; evoforge's session
+    # handles SIGTERM itself (a graceful stop), so the warning says nothing the user must act on.
+    worker_log = logging.getLogger("ray._private.worker")
+    if not any(isinstance(f, _NoSigtermWarning) for f in worker_log.filters):
+        worker_log.addFilter(_NoSigtermWarning())
+
+    def connect() -> None:
+        try:
+            ray.init(**options)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=connect, name="evoforge-ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise _NoHandshake(f"ray.init gave no answer within {timeout_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 class _Lost(Exception):

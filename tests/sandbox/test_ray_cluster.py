@@ -301,9 +301,9 @@ def _docker_why_not() -> str:
     return "" if available else why
 
 
-IN_CONTAINER = TINY_EVALUATOR.replace('"metrics": {"error": error}',
-                                      '"metrics": {"error": error, "in_container": float(os.path.exists("/.dockerenv"))}'
-                                      ).replace("import importlib.util", "import importlib.util, os")
+IN_CONTAINER = TINY_EVALUATOR.replace(
+    '"metrics": {"error": error}', '"metrics": {"error": error, "in_container": float(os.path.exists("/.dockerenv"))}',
+).replace("import importlib.util", "import importlib.util, os")
 
 
 def test_the_docker_sandbox_runs_on_ray_workers(cluster, tmp_path):
