@@ -1,7 +1,9 @@
 """Island MAP-Elites archives over program ids (pure logic, no I/O).
 
-Each island is a pyribs archive (:class:`ribs.archives.GridArchive` or
-:class:`ribs.archives.CVTArchive`) keyed by the task's behaviour descriptors. The archive holds
+Each island is a MAP-Elites archive with pyribs' semantics (a uniform grid as
+:class:`ribs.archives.GridArchive` maps it, or a CVT as :class:`ribs.archives.CVTArchive` does)
+keyed by the task's behaviour descriptors, kept in plain numpy arrays so that a grid run never
+imports pyribs (start-up: see ``_Cells``). The archive holds
 only program *ids* and numbers -- program texts live in the store. A passive *result archive*
 with the same geometry receives every :meth:`IslandArchives.add` of every island and gives the
 QD statistics of the run as a whole (the islands themselves are what parents are drawn from).
@@ -13,7 +15,7 @@ Conventions (as in pyribs):
   equal-fitness candidate never displaces the incumbent and replays are deterministic;
 * features outside a descriptor's declared ``[low, high]`` are clipped to it, so they land in the
   edge cells (never an error);
-* nothing here draws from pyribs' internal RNGs: selection uses the ``rng`` the caller passes,
+* nothing here draws from an internal RNG: selection uses the ``rng`` the caller passes,
   over data ordered by ``(island, cell)``, and CVT centroids are computed once from ``seed``.
 
 Two :class:`IslandArchives` built with the same arguments and fed the same sequence of
@@ -27,9 +29,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -187,51 +188,80 @@ class _View:
 
 
 class _Cells:
-    """One pyribs archive plus a mirror of its cell thresholds for a fast rejection path.
+    """One archive's cells as plain arrays: the elite of each cell and its threshold.
 
-    With pyribs' defaults (``learning_rate=1``, ``threshold_min=-inf``) a cell's threshold is
-    exactly the objective of its elite, so ``fitness > threshold[cell]`` decides insertion
-    without calling into pyribs; pyribs is only called to actually insert.
+    The insertion rule is pyribs' MAP-Elites rule with its defaults (``learning_rate=1``,
+    ``threshold_min=-inf``): a cell's threshold is exactly the objective of its elite, a candidate
+    enters only when strictly better, and the returned value is the improvement over the old
+    threshold (over 0.0 for an empty cell, as pyribs computes it). The arrays are ours rather than a
+    pyribs archive's so that a grid run never imports pyribs (3-4 s of scikit-learn and numba at
+    start-up); the cell mapping is pyribs' own formula (`_GridIndex`, `_CVTIndex`), and
+    tests/archive/test_islands.py checks both against pyribs.
     """
 
-    def __init__(self, archive: Any, n_cells: int) -> None:  # a pyribs GridArchive or CVTArchive
-        self.archive = archive
+    def __init__(self, n_cells: int, dim: int) -> None:
         self.threshold = np.full(n_cells, -np.inf)
+        self.ids = np.zeros(n_cells, dtype=np.int64)
+        self.raw = np.zeros((n_cells, dim), dtype=np.float64)
+        self.island = np.zeros(n_cells, dtype=np.int64)
         self.version = 0
         self._view: _View | None = None
         self._view_version = -1
 
-    def insert(self, cell: int, program_id: int, fitness: float, clipped: np.ndarray,
-               raw: np.ndarray, island: int) -> tuple[int, float]:
-        """Returns (pyribs status, pyribs value)."""
+    def insert(self, cell: int, program_id: int, fitness: float, raw: np.ndarray,
+               island: int) -> tuple[int, float]:
+        """Returns (status: 0 not added, 1 improved, 2 new; improvement value)."""
         incumbent = self.threshold[cell]
         if not fitness > incumbent:
             return 0, fitness - float(incumbent)
-        info = self.archive.add_single(
-            np.array([program_id], dtype=np.float64), fitness, clipped,
-            raw_features=raw, island=island,
-        )
-        status = int(info["status"])
-        if status == 0:  # pragma: no cover - the mirror and pyribs disagree
-            raise RuntimeError(f"expected pyribs to insert program {program_id} into cell {cell} "
-                               f"but got status 0")
+        new = incumbent == -np.inf
+        value = fitness if new else fitness - float(incumbent)
         self.threshold[cell] = fitness
+        self.ids[cell] = program_id
+        self.raw[cell] = raw
+        self.island[cell] = island
         self.version += 1
-        return status, float(info["value"])
+        return (2 if new else 1), value
 
     def view(self) -> _View:
         if self._view is None or self._view_version != self.version:
-            data = self.archive.data(["index", "solution", "objective", "raw_features", "island"])
-            order = np.argsort(data["index"], kind="stable")
-            self._view = _View(
-                cells=data["index"][order].astype(np.int64),
-                ids=data["solution"][order, 0].astype(np.int64),
-                fitness=data["objective"][order].astype(np.float64),
-                features=data["raw_features"][order].astype(np.float64),
-                islands=data["island"][order].astype(np.int64),
-            )
+            cells = np.flatnonzero(self.threshold != -np.inf).astype(np.int64)
+            self._view = _View(cells=cells, ids=self.ids[cells].copy(), fitness=self.threshold[cells].copy(),
+                               features=self.raw[cells].copy(), islands=self.island[cells].copy())
             self._view_version = self.version
         return self._view
+
+
+class _GridIndex:
+    """Cell of a point in a uniform grid: pyribs' ``GridArchive.index_of`` formula (epsilon 1e-6
+    against floating-point error at cell boundaries; int32 cast; clipped; row-major)."""
+
+    _EPSILON = 1e-6
+
+    def __init__(self, descriptors: Sequence[DescriptorSpec]) -> None:
+        self._dims = np.array([d.bins for d in descriptors], dtype=np.int32)
+        self._low = np.array([d.low for d in descriptors], dtype=np.float64)
+        self._size = np.array([d.high for d in descriptors], dtype=np.float64) - self._low
+        self._epsilon = np.asarray(self._EPSILON, dtype=np.float64)
+
+    def __call__(self, point: np.ndarray) -> int:
+        index = ((self._dims * (point - self._low) + self._epsilon) / self._size).astype(np.int32)
+        index = np.clip(index, 0, self._dims - 1)
+        return int(np.ravel_multi_index(index, self._dims))
+
+
+class _CVTIndex:
+    """Cell of a point in a CVT: the nearest centroid by a SciPy k-d tree, as pyribs'
+    ``CVTArchive`` (its default ``nearest_neighbors="scipy_kd_tree"``) finds it."""
+
+    def __init__(self, centroids: np.ndarray) -> None:
+        from scipy.spatial import KDTree  # only CVT tasks pay for it
+
+        self._tree = KDTree(centroids)
+
+    def __call__(self, point: np.ndarray) -> int:
+        _, index = self._tree.query(point[None])
+        return int(index[0])
 
 
 class IslandArchives:
@@ -240,7 +270,7 @@ class IslandArchives:
     Args:
         descriptors: The behaviour descriptors, in feature order (at least one; unique names).
         config: Archive settings.
-        seed: Seeds the CVT centroids (when not given) and the pyribs archives. Selection never
+        seed: Seeds the CVT centroids (when not given). Selection never
             uses it: sampling methods take the caller's ``rng``.
         centroids: ``(cvt_cells, len(descriptors))`` CVT centroids from a previous run (see
             :attr:`centroids`); None computes them. Must be None for ``kind="grid"``.
@@ -257,8 +287,6 @@ class IslandArchives:
         seed: int,
         centroids: np.ndarray | None = None,
     ) -> None:
-        from ribs.archives import CVTArchive, GridArchive  # heavy import (sklearn, scipy)
-
         self._descriptors = tuple(descriptors)
         self._config = config
         self._seed = seed
@@ -267,26 +295,24 @@ class IslandArchives:
         dim = len(self._descriptors)
         self._low = np.array([d.low for d in self._descriptors], dtype=np.float64)
         self._high = np.array([d.high for d in self._descriptors], dtype=np.float64)
-        ranges = [(d.low, d.high) for d in self._descriptors]
-        extra: dict[str, Any] = {"raw_features": ((dim,), np.float64), "island": ((), np.int64)}
 
+        self._index_of: Callable[[np.ndarray], int]
         if config.kind == "grid":
             if centroids is not None:
                 raise ValueError("expected centroids=None for kind='grid' but got an array of "
                                  f"shape {np.shape(centroids)}")
             self._centroids = None
-            dims = [d.bins for d in self._descriptors]
-            self._n_cells = int(np.prod(dims))
-
-            def make(s: int) -> Any:
-                return GridArchive(solution_dim=1, dims=dims, ranges=ranges, seed=s,
-                                   qd_score_offset=-config.qd_offset, extra_fields=extra)
+            self._n_cells = int(np.prod([d.bins for d in self._descriptors]))
+            self._index_of = _GridIndex(self._descriptors)
         else:
             if centroids is None:
+                # k-means over uniform samples of the declared ranges (pyribs' helper, so the same
+                # seed gives the same centroids as before); scikit-learn loads only here, once per run.
                 from ribs.archives import k_means_centroids
 
                 samples = min(100_000, max(20_000, 200 * config.cvt_cells))
-                centroids, _ = k_means_centroids(centroids=config.cvt_cells, ranges=ranges,
+                centroids, _ = k_means_centroids(centroids=config.cvt_cells,
+                                                 ranges=[(d.low, d.high) for d in self._descriptors],
                                                  samples=samples, seed=seed)
             centroids = np.array(centroids, dtype=np.float64)
             if centroids.shape != (config.cvt_cells, dim):
@@ -297,17 +323,12 @@ class IslandArchives:
             centroids.setflags(write=False)
             self._centroids = centroids
             self._n_cells = config.cvt_cells
+            self._index_of = _CVTIndex(centroids)
 
-            def make(s: int) -> Any:
-                return CVTArchive(solution_dim=1, centroids=centroids, ranges=ranges, seed=s,
-                                  qd_score_offset=-config.qd_offset, extra_fields=extra)
-
-        # pyribs archives own their RNGs; seed them anyway so nothing is left unseeded.
-        seeds = np.random.SeedSequence(seed).spawn(config.islands + 1)
-        self._islands = [_Cells(make(int(s.generate_state(1)[0])), self._n_cells)
-                         for s in seeds[:-1]]
-        self._result = _Cells(make(int(seeds[-1].generate_state(1)[0])), self._n_cells)
-        self._index_of = self._result.archive.index_of_single
+        # Nothing here is random (selection takes the caller's rng), so ``seed`` only seeds the
+        # CVT centroids.
+        self._islands = [_Cells(self._n_cells, dim) for _ in range(config.islands)]
+        self._result = _Cells(self._n_cells, dim)
 
     # -- properties ------------------------------------------------------------------------------
 
@@ -357,8 +378,8 @@ class IslandArchives:
         raw = self._features(features)
         clipped = np.clip(raw, self._low, self._high)
         cell = int(self._index_of(clipped))
-        status, value = self._islands[island].insert(cell, program_id, fitness, clipped, raw, island)
-        self._result.insert(cell, program_id, fitness, clipped, raw, island)
+        status, value = self._islands[island].insert(cell, program_id, fitness, raw, island)
+        self._result.insert(cell, program_id, fitness, raw, island)
         return Insertion(status=_STATUS[status], improvement=value, cell=cell, island=island)
 
     def migrate(self) -> list[Migration]:
@@ -385,8 +406,7 @@ class IslandArchives:
         migrations = []
         for i, program_id, fitness, raw, cell in sources:
             to = (i + 1) % n
-            clipped = np.clip(raw, self._low, self._high)
-            status, value = self._islands[to].insert(cell, program_id, fitness, clipped, raw, to)
+            status, value = self._islands[to].insert(cell, program_id, fitness, raw, to)
             insertion = Insertion(status=_STATUS[status], improvement=value, cell=cell, island=to)
             migrations.append(Migration(program_id=program_id, from_island=i, to_island=to,
                                         insertion=insertion))

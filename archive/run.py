@@ -56,7 +56,8 @@ PROGRESS_COLUMNS = (
 #: The columns of :meth:`Run.spend`, in order.
 SPEND_COLUMNS = (
     "id", "created_at", "elapsed_s", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_s", "error", "cum_prompt_tokens", "cum_completion_tokens", "cum_tokens", "cum_cost_usd",
+    "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd", "cum_prompt_tokens", "cum_completion_tokens",
+    "cum_tokens", "cum_cost_usd",
 )
 #: The columns of :meth:`Run.failures`, in order.
 FAILURE_COLUMNS = ("status", "count", "example_id", "example_error")
@@ -340,12 +341,18 @@ class Run:
 
     def models(self) -> list[dict[str, Any]]:
         """Per model, from the LLM calls: ``model, calls, failed, prompt_tokens, completion_tokens,
-        cost_usd, mean_latency_s`` (None without a successful call), and ``improvements``: its ok
+        cost_usd, mean_latency_s`` (None without a successful call), ``cached_tokens,
+        cache_write_tokens, reasoning_tokens, saved_usd`` (prompt caching; 0 before run.db schema 2),
+        and ``improvements``: its ok
         children fitter than their parent (what an ensemble's bandit learns from)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
+        # prompt-cache and reasoning usage (run.db schema 2; 0 for an older run)
+        cache = "".join(f", COALESCE(SUM({c}), 0) AS {c}" if c in present else f", 0 AS {c}"
+                        for c in ("cached_tokens", "cache_write_tokens", "reasoning_tokens", "saved_usd"))
         calls = self._conn.execute(
             "SELECT model, COUNT(*) AS calls, SUM(error IS NOT NULL) AS failed, SUM(prompt_tokens) AS prompt_tokens,"
             " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd,"
-            " AVG(latency_s) AS mean_latency_s FROM llm_calls GROUP BY model ORDER BY model").fetchall()
+            " AVG(latency_s) AS mean_latency_s" + cache + " FROM llm_calls GROUP BY model ORDER BY model").fetchall()
         improved = dict(self._conn.execute(
             "SELECT c.model, COUNT(*) FROM programs c JOIN programs p ON c.parent_id = p.id"
             " WHERE c.status = 'ok' AND c.fitness > p.fitness GROUP BY c.model").fetchall())
@@ -487,16 +494,18 @@ class Run:
     def spend(self) -> pd.DataFrame:
         """The LLM calls in order: ``id, created_at, elapsed_s`` (since the run was created),
         ``iteration, program_id, model, prompt_tokens, completion_tokens, cost_usd, latency_s,
-        error`` and the running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens,
-        cum_cost_usd``."""
+        error, cached_tokens, saved_usd`` (0 for a run.db from before prompt caching was read) and the
+        running totals ``cum_prompt_tokens, cum_completion_tokens, cum_tokens, cum_cost_usd``."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
         columns = ["id", "created_at", "iteration", "program_id", "model", "prompt_tokens", "completion_tokens",
-                   "cost_usd", "latency_s", "error"]
-        rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM llm_calls ORDER BY id").fetchall()
+                   "cost_usd", "latency_s", "error", "cached_tokens", "saved_usd"]
+        select = [c if c in present else f"0 AS {c}" for c in columns]
+        rows = self._conn.execute(f"SELECT {', '.join(select)} FROM llm_calls ORDER BY id").fetchall()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
         frame["program_id"] = frame["program_id"].astype("Int64")
-        for column in ("created_at", "cost_usd", "latency_s"):
+        for column in ("created_at", "cost_usd", "latency_s", "saved_usd"):
             frame[column] = frame[column].astype(float)
-        for column in ("prompt_tokens", "completion_tokens"):
+        for column in ("prompt_tokens", "completion_tokens", "cached_tokens"):
             frame[column] = frame[column].astype(int)
         frame.insert(2, "elapsed_s", frame["created_at"] - self._origin(frame["created_at"].tolist()))
         frame["cum_prompt_tokens"] = frame["prompt_tokens"].cumsum()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, WORK_DIR, cores
 
-BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory", "placement")
+BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory", "startup", "placement")
 ISOLATION_BACKENDS = ("process", "local", "docker", "ray")
 
 
@@ -46,6 +46,7 @@ class Sizes:
     archive_samples: int
     memory_candidates: int
     memory_every: int
+    startup_repeats: int       # launches per start-up figure (medians are reported)
     placement_nodes: tuple[int, ...] = (1, 2, 4)   # simulated Ray nodes per placement figure
     placement_evals_per_node: int = 8              # sleeping evaluations per node, all submitted at once
     placement_overhead_evals: int = 20             # trivial evaluations, one at a time
@@ -53,11 +54,12 @@ class Sizes:
 
 FULL = Sizes(latencies_s=(0.0, 0.5), iterations=320, concurrency=16, capacity_evals=60, openevolve_seconds=8.0,
              burn_iterations=64, burn_units=2_500_000, isolation_evals=300, docker_evals=30,
-             archive_programs=100_000, archive_samples=5_000, memory_candidates=2_000, memory_every=250)
+             archive_programs=100_000, archive_samples=5_000, memory_candidates=2_000, memory_every=250,
+             startup_repeats=5)
 QUICK = Sizes(latencies_s=(0.05,), iterations=12, concurrency=4, capacity_evals=5, openevolve_seconds=1.0,
               burn_iterations=6, burn_units=20_000, isolation_evals=8, docker_evals=2,
               archive_programs=400, archive_samples=100, memory_candidates=24, memory_every=8,
-              placement_nodes=(2,), placement_evals_per_node=2, placement_overhead_evals=3)
+              startup_repeats=1, placement_nodes=(2,), placement_evals_per_node=2, placement_overhead_evals=3)
 
 
 def _guarded(name: str, fn, *args, **kwargs) -> dict:
@@ -169,10 +171,17 @@ def main(argv: list[str] | None = None) -> int:
                                      every=sizes.memory_every if not args.full_memory else 1000,
                                      timeout_s=3600 if args.full_memory else 900)
 
+    if "startup" in only:
+        from benchmarks import startup
+
+        # OpenEvolve's start-up is timed next to ours unless it was left out.
+        results["startup"] = _guarded("6 start-up", startup.startup_times, work, repeats=sizes.startup_repeats,
+                                      openevolve="openevolve" in only)
+
     if "placement" in only:
         from benchmarks import placement
 
-        results["placement"] = _guarded("6 Ray placement over simulated nodes", placement.placement, work,
+        results["placement"] = _guarded("7 Ray placement over simulated nodes", placement.placement, work,
                                         node_counts=sizes.placement_nodes,
                                         evaluations_per_node=sizes.placement_evals_per_node,
                                         sleep_s=0.2 if args.quick else 0.5,

@@ -1,4 +1,4 @@
-"""Benchmark 6: Ray placement over several (simulated) nodes.
+"""Benchmark 7: Ray placement over several (simulated) nodes.
 
 Ray's own multi-node harness (``ray.cluster_utils.Cluster``) starts a head and N-1 worker nodes on this
 machine, each a raylet with one logical CPU, all on 127.0.0.1. Two figures:

@@ -18,6 +18,10 @@ def _pct(value: Any) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def _ratio(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
 def _why(section: dict) -> str | None:
     return section.get("unavailable") or section.get("error")
 
@@ -107,18 +111,36 @@ def render_table(results: dict) -> str:
             rows.append((f"5 engine RSS at {mem['target']} candidates", f"{_num(mem['rss_mb_at_target'])} MiB",
                          how, ""))
 
+    st = results.get("startup")
+    if st is not None:
+        if _why(st):
+            rows.append(("6 start-up", f"unavailable: {_why(st)}", "", ""))
+        else:
+            oe = st.get("openevolve", {})
+            reference = (f"OpenEvolve {oe['version']}: {_num(oe.get('first_request_s'), '.2f')} s to its first request "
+                         f"({_num(oe.get('first_request_cpu_s'), '.2f')} s of its CPU)"
+                         if "version" in oe else f"OpenEvolve unavailable: {_why(oe)}")
+            rows.append(("6 launch → first LLM request (fake server)",
+                         f"{_num(st['evoforge_first_request_s'], '.2f')} s, median of {st['repeats']} "
+                         f"({_num(st.get('evoforge_first_request_cpu_s'), '.2f')} s of the engine's CPU)",
+                         reference, _ratio(st.get("first_request_ratio"))))
+            rows.append(("6 `evoforge show`", f"{_num(st['evoforge_show_s'], '.2f')} s", reference,
+                         _ratio(st.get("show_ratio"))))
+            rows.append(("6 `evoforge run --iterations 0`, offline", f"{_num(st['evoforge_iterations_0_s'], '.2f')} s",
+                         "the whole command", ""))
+
     pl = results.get("placement")
     if pl is not None:
         if _why(pl):
-            rows.append(("6 Ray placement", f"unavailable: {_why(pl)}", "", ""))
+            rows.append(("7 Ray placement", f"unavailable: {_why(pl)}", "", ""))
         else:
             for r in pl["runs"]:
-                rows.append((f"6 Ray placement, {r['nodes']} simulated nodes",
+                rows.append((f"7 Ray placement, {r['nodes']} simulated nodes",
                              f"{_num(r['evals_per_s'], '.2f')} evaluations/s ({r['evaluations']} sleeping "
                              f"{pl['sleep_s']:g} s, {r['nodes_used']} nodes used)",
                              f"bound {r['slots']} slots / {pl['sleep_s']:g} s = {_num(r['bound_per_s'], '.2f')}/s",
                              _pct(r["ratio"])))
-                rows.append((f"6 multi-node overhead, {r['nodes']} nodes",
+                rows.append((f"7 multi-node overhead, {r['nodes']} nodes",
                              f"+{_num(r['overhead_ms'])} ms per evaluation",
                              f"trivial evaluation on Ray {_num(r['trivial_median_ms'])} ms vs local process "
                              f"sandbox {_num(pl['local_trivial_median_ms'])} ms (medians)", ""))

@@ -110,7 +110,6 @@ def pipeline_throughput(work: Path, *, latencies_s: tuple[float, ...], iteration
     task_dir = write_task(work / "task-cheap", CHEAP_EVALUATOR, name="bench_cheap")
     # One-time imports up front, so the engine's CPU per candidate is the pipeline's, not Python's.
     import openai  # noqa: F401
-    import ribs.archives  # noqa: F401
     import evoforge.engine.session  # noqa: F401
     runs = []
     for latency in latencies_s:

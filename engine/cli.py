@@ -3,6 +3,10 @@
 Exit codes: 0 done, 1 run failed, 2 bad usage/config.
 
 Errors users can cause are one line naming the file or flag and the fix; ``--debug`` shows the traceback.
+
+Whatever goes to the terminal or out as JSON may hold a candidate's text (its stderr, exception messages,
+artifacts, metric names): `_out` and `_json` pass it through `evoforge.prompts.sanitize` first, so no
+escape sequence reaches the terminal and the JSON is strict and valid UTF-8.
 """
 
 from __future__ import annotations
@@ -15,8 +19,18 @@ from pathlib import Path
 from typing import Sequence
 
 from evoforge.evaluators.types import ConfigError, EvoforgeError, StoreError, TaskError
+from evoforge.prompts.sanitize import clean, json_safe, one_line
 
 __all__ = ["main", "build_parser"]
+
+
+def _out(text: object = "", *, file=None) -> None:
+    """print() for anything that may carry candidate text: control characters shown as escapes."""
+    print(clean(text), file=file or sys.stdout)
+
+
+def _json(data: object) -> str:
+    return json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False)
 
 
 def _positive_int(text: str) -> int:
@@ -89,6 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     report.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
 
+    replay = sub.add_parser("replay", help="re-run a run from its stored replies, calling no model",
+                            description="Re-run RUN_DIR's proposals from the replies stored in its run.db, into a "
+                                        "new run directory: the same edits against a changed evaluator, sandbox "
+                                        "or engine. No model is called; says where the stored replies run out.")
+    replay.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    replay.add_argument("--out", type=Path, required=True, help="the new run directory")
+    replay.add_argument("--iterations", type=_positive_int, default=None,
+                        help="proposals to replay (default: as many as the original made)")
+    replay.add_argument("--task", default=None, help="task folder to evaluate with (default: the original's)")
+    replay.add_argument("--sandbox", default=None, help="process | docker (default: the original's)")
+    replay.add_argument("--executor", default=None, help="local | ray (default: the original's)")
+    replay.add_argument("--concurrency", type=_positive_int, default=None,
+                        help="candidates in flight (default: the original's; 1 replays exactly)")
+    replay.add_argument("--quiet", action="store_true")
+
+    export = sub.add_parser("export", help="write a run's proposals as JSONL for fine-tuning the proposer",
+                            description="Write RUN_DIR's proposals as JSONL (prompt, completion, score, parent "
+                                        "score, improvement): sft (improving proposals), dpo (preference pairs of "
+                                        "siblings of the same parent) or rewards (every proposal). See README.")
+    export.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    export.add_argument("--format", required=True, choices=("sft", "dpo", "rewards"))
+    export.add_argument("-o", "--output", type=Path, default=None,
+                        help="JSONL file (default RUN_DIR/export-FORMAT.jsonl)")
+
     sub.add_parser("tasks", help="list the built-in tasks")
 
     init = sub.add_parser("init", help="scaffold a custom task folder")
@@ -97,37 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evoforge.engine.config import RunConfig
-    from evoforge.engine.llm import as_spec, llm_from_flags
-    from evoforge.engine.session import resolve_config, start_run
-    from evoforge.engine.task import load_task
-    from evoforge.sandbox.local import default_slots
+    from evoforge.engine.session import plan_run, start_run
 
-    # --llm SPEC... or --llm FILE.toml; none: the task's [[llm.models]], else a key in the environment.
-    llm, settings = llm_from_flags(args.llm or [])
-    task = load_task(args.task)
-    # An OpenEvolve folder's config.yaml supplies what the flags leave open (engine.openevolve_compat).
-    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
-    defaults = run_defaults(task.path) if is_openevolve_folder(task.path) else {}
-    if args.iterations is None:
-        args.iterations = defaults.pop("iterations", 100)
-    if args.seed is None:
-        args.seed = defaults.pop("seed", 0)
-    config = RunConfig(task=args.task, iterations=args.iterations, llm=llm,
-                       executor=args.executor, ray_address=args.ray_address, sandbox=args.sandbox,
-                       concurrency=args.concurrency or 1, eval_slots=args.eval_slots, seed=args.seed,
-                       max_cost_usd=args.max_cost_usd, max_time_s=args.max_time,
-                       max_total_tokens=args.max_tokens, **settings,
-                       **{k: v for k, v in defaults.items() if k == "reply_format"})
-    config, note = resolve_config(config, task)
-    if note:
-        print(f"evoforge: {note}", file=sys.stderr)
-    if not args.concurrency:
-        offline = all(as_spec(s).provider == "offline" for s in config.llm)
-        config = config.replace(concurrency=2 * (args.eval_slots or default_slots()) if offline else 8)
-        if config.executor == "ray" and not args.eval_slots:
-            # Sized from the cluster once connected (engine.session.size_concurrency), not from this machine.
-            config = config.replace(extra={**config.extra, "auto_concurrency": "offline" if offline else "llm"})
+    # The options' defaults live in plan_run, shared with the Python API (evoforge.run).
+    plan = plan_run(args.task, iterations=args.iterations, llm=args.llm, seed=args.seed,
+                    concurrency=args.concurrency, eval_slots=args.eval_slots, executor=args.executor,
+                    ray_address=args.ray_address, sandbox=args.sandbox, max_cost_usd=args.max_cost_usd,
+                    max_time_s=args.max_time, max_tokens=args.max_tokens)
+    config, task = plan.config, plan.task
+    if plan.note:
+        print(f"evoforge: {plan.note}", file=sys.stderr)
     if args.dry_run:
         from evoforge.engine.dryrun import dry_run_report
         print(dry_run_report(config, task, out=str(args.out) if args.out else None))
@@ -157,13 +174,32 @@ def _report(outcome) -> int:
     from evoforge.engine.progress import describe
 
     s = outcome.snapshot
-    print(f"run directory: {outcome.run_dir}")
-    print(f"stopped: {s.stop_reason}")
-    print(f"iterations: {s.done}")
-    print(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
-          f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
-    print(describe(s))
-    print(f"best program: {outcome.run_dir / 'best_program.py'}")
+    _out(f"run directory: {outcome.run_dir}")
+    _out(f"stopped: {one_line(s.stop_reason, max_chars=2000)}")
+    _out(f"iterations: {s.done}")
+    _out(f"best score: {s.best_score if s.best_score is not None else 'n/a'} "
+         f"(initial program: {s.initial_score if s.initial_score is not None else 'n/a'})")
+    _out(describe(s))
+    _out(f"best program: {outcome.run_dir / 'best_program.py'}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from evoforge.engine.replay import replay_run
+
+    outcome = _with_reporter(args.quiet, lambda reporter: replay_run(
+        args.run_dir, out=args.out, iterations=args.iterations, task=args.task, sandbox=args.sandbox,
+        executor=args.executor, concurrency=args.concurrency, reporter=reporter))
+    _report(outcome)
+    print(outcome.describe())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from evoforge.engine.export import export_run
+
+    path, count = export_run(args.run_dir, args.format, args.output)
+    print(f"wrote {count} {args.format} record(s) to {path}")
     return 0
 
 
@@ -172,18 +208,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        print(_json(result.to_dict()))
     else:
-        print(f"status: {result.status}")
-        print(f"score: {result.score}")
+        _out(f"status: {result.status}")
+        _out(f"score: {result.score}")
         for title, values in (("features", result.features), ("metrics", result.metrics)):
             for name, value in sorted(values.items()):
-                print(f"{title[:-1]} {name}: {value:.6g}")
+                _out(f"{title[:-1]} {one_line(name, max_chars=120)}: {value:.6g}")
         for name, text in sorted(result.artifacts.items()):
-            print(f"{name}: {text}")
+            _out(f"{one_line(name, max_chars=120)}: {text}")
         if result.status != "ok" and result.stderr.strip():
-            print("stderr (tail):\n" + result.stderr[-2000:])
-        print(f"evaluation took {result.eval_s:.3f} s")
+            _out("stderr (tail):\n" + result.stderr[-2000:])
+        _out(f"evaluation took {result.eval_s:.3f} s")
     return 0
 
 
@@ -191,7 +227,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from evoforge.engine.summary import summarize, format_summary
 
     summary = summarize(args.run_dir, top=args.top)
-    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
+    if args.json:
+        print(_json(summary))
+    else:
+        _out(format_summary(summary))
     return 0
 
 
@@ -218,13 +257,14 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from evoforge.engine.scaffold import scaffold_task
 
     path = scaffold_task(args.name)
-    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml)")
+    print(f"created {path}/ (initial_program.py, evaluator.py, task.toml, README.md)")
     print(f"try it: evoforge eval {path} {path}/initial_program.py && evoforge run {path} --iterations 50")
     return 0
 
 
 _COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "show": _cmd_show,
-             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init}
+             "tasks": _cmd_tasks, "report": _cmd_report, "init": _cmd_init, "replay": _cmd_replay,
+             "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,12 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TaskError, StoreError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"evoforge: error: {exc}", file=sys.stderr)
+        _out(f"evoforge: error: {exc}", file=sys.stderr)
         return 2
     except EvoforgeError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"evoforge: run failed: {exc}", file=sys.stderr)
+        _out(f"evoforge: run failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("evoforge: interrupted", file=sys.stderr)

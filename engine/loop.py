@@ -32,6 +32,7 @@ from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Told
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
+from evoforge.engine.startup import job_for
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
 from evoforge.prompts import render_prompt, render_retry
@@ -57,6 +58,9 @@ class Snapshot:
     evals_per_s: float = 0.0
     cost_usd: float = 0.0
     tokens: int = 0
+    prompt_tokens: int = 0                # of the LLM calls, and how many of them the provider's cache served
+    cached_tokens: int = 0
+    saved_usd: float = 0.0                # what prompt caching saved against full price
     max_cost_usd: float | None = None     # the budgets, so the display can show how much is left
     max_tokens: int | None = None
     stop_reason: str = ""
@@ -238,7 +242,8 @@ class Engine:
                                                  **common), parent)
             return
         prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
-                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed)
+                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
+                        iteration=iteration)
         reply = await self._call(client, prompt, iteration)
         if reply is None:
             error = self._last_llm_error
@@ -290,12 +295,14 @@ class Engine:
         except LLMError as exc:
             self._llm_failures += 1
             self._last_llm_error = str(exc)
-            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc))
+            self.store.add_llm_call(iteration=iteration, model=client.name, error=str(exc), **prompt.stored())
             return None
         self._llm_successes += 1
-        self.store.add_llm_call(iteration=iteration, model=reply.model, prompt_tokens=reply.prompt_tokens,
-                                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                latency_s=reply.latency_s)
+        self.store.add_llm_call(iteration=iteration, **prompt.stored(), **reply.stored())
+        s = self.snapshot
+        s.prompt_tokens += reply.prompt_tokens
+        s.cached_tokens += reply.cached_tokens
+        s.saved_usd += reply.saved_usd
         return reply
 
     def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> None:
@@ -339,12 +346,7 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
-        return EvaluationJob(program_text=code, task_dir=str(self.task.path),
-                             evaluator_file=self.task.evaluator_file, timeout_s=self.task.limits.timeout_s,
-                             memory_mb=self.task.limits.memory_mb,
-                             cascade_thresholds=self.task.cascade_thresholds,
-                             extra={"docker_image": self.task.sandbox_image,   # read by --sandbox docker
-                                    "num_cpus": self.task.resources.num_cpus})
+        return job_for(self.task, code)
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot
@@ -381,6 +383,8 @@ class Engine:
         totals = self.store.totals()
         s.cost_usd = totals["cost_usd"]
         s.tokens = int(totals["prompt_tokens"] + totals["completion_tokens"])
+        s.prompt_tokens, s.cached_tokens, s.saved_usd = (int(totals["prompt_tokens"]), int(totals["cached_tokens"]),
+                                                         float(totals["saved_usd"]))
         stats = self.islands.stats()
         s.coverage, s.qd_score = stats.coverage, stats.qd_score
 

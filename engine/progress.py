@@ -1,11 +1,17 @@
-"""The live progress line (rich) for `evoforge run`."""
+"""The live progress line (rich) for `evoforge run`.
+
+The line is cleaned (`evoforge.prompts.sanitize.one_line`) and its rich markup escaped before it is
+drawn: whatever text reaches it, no escape sequence or ``[markup]`` gets to the terminal.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evoforge.engine.loop import Snapshot
+from evoforge.prompts.sanitize import one_line
 
 __all__ = ["RichReporter", "describe"]
 
@@ -25,8 +31,10 @@ def describe(s: Snapshot) -> str:
         cost = f"${s.cost_usd:.4f}" + (f"/${s.max_cost_usd:g}" if s.max_cost_usd is not None else "")
         tokens = _tokens(s.tokens) + (f"/{_tokens(s.max_tokens)}" if s.max_tokens is not None else "")
         money = f" · {cost} · {tokens} tok"
-    return (f"best {_fmt(s.best_score)} (initial {_fmt(s.initial_score)}) · coverage {s.coverage:.0%} · "
-            f"{s.evals_per_s:.1f} eval/s{money} · {statuses}")
+    if s.cached_tokens:
+        money += f" · cache {s.cached_tokens / max(s.prompt_tokens, 1):.0%} (saved ${s.saved_usd:.4f})"
+    return one_line(f"best {_fmt(s.best_score)} (initial {_fmt(s.initial_score)}) · coverage {s.coverage:.0%} · "
+                    f"{s.evals_per_s:.1f} eval/s{money} · {statuses}", max_chars=400)
 
 
 class RichReporter:
@@ -48,4 +56,4 @@ class RichReporter:
 
     def update(self, snapshot: Snapshot) -> None:
         self._progress.update(self._task, completed=snapshot.done, total=snapshot.target or None,
-                              line=describe(snapshot))
+                              line=escape(describe(snapshot)))

@@ -7,8 +7,11 @@ to a CI job or opened offline. Sections carry stable ids (``summary``, ``best-pr
 ``progress``, ``heatmap``, ``lineage``, ``costs``, ``failures``) so tools can find them.
 
 The template is ``engine/templates/report.html.j2`` (Jinja2 with autoescaping: program text and
-error messages are data, never markup). Figures are drawn on `matplotlib.figure.Figure` directly,
-without pyplot, so rendering neither needs a display nor touches a notebook's current figure.
+error messages are data, never markup). Every value the template prints also passes through
+`evoforge.prompts.sanitize.clean` (the environment's ``finalize``): a candidate's lone surrogates,
+NULs and control characters are shown as escapes, never written raw into the page. Figures are drawn
+on `matplotlib.figure.Figure` directly, without pyplot, so rendering neither needs a display nor
+touches a notebook's current figure.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from evoforge.prompts.sanitize import clean
 
 __all__ = ["render_report", "write_report", "TEMPLATE"]
 
@@ -79,7 +84,10 @@ def _context(run: Any) -> dict[str, Any]:
             models.append({"model": model, "calls": len(calls), "prompt_tokens": int(calls["prompt_tokens"].sum()),
                            "completion_tokens": int(calls["completion_tokens"].sum()),
                            "cost_usd": f"{calls['cost_usd'].sum():.4f}",
-                           "errors": int(calls["error"].notna().sum())})
+                           "errors": int(calls["error"].notna().sum()),
+                           # share of prompt tokens the provider's cache served, and what that saved
+                           "cache_hit": f"{calls['cached_tokens'].sum() / max(calls['prompt_tokens'].sum(), 1):.1%}",
+                           "saved_usd": f"{calls['saved_usd'].sum():.4f}"})
     failures = [{"status": r.status, "count": int(r.count), "example_id": int(r.example_id),
                  "example_error": str(r.example_error)[-1500:]} for r in run.failures().itertuples()]
     has_descriptors = bool(run.descriptor_names)
@@ -115,12 +123,18 @@ def _context(run: Any) -> dict[str, Any]:
     }
 
 
+def _finalize(value: Any) -> Any:
+    """Applied by Jinja2 to every printed value, before escaping: candidate text is shown, never acted on."""
+    return clean(value) if isinstance(value, str) else value
+
+
 def render_report(run_dir: str | Path) -> str:
     """The HTML page for a run directory (raises `StoreError` if it is not one)."""
     from evoforge.archive import Run
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             finalize=_finalize)
     with Run.open(run_dir) as run:
         return env.get_template(TEMPLATE.name).render(**_context(run))
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from evoforge.archive.store import CandidateRecord, Store
 from evoforge.evaluators.types import StoreError
+from evoforge.prompts.sanitize import json_safe
 
 __all__ = ["RunDir", "default_run_dir"]
 
@@ -80,7 +81,8 @@ class RunDir:
             "features": dict(record.features), "metrics": dict(record.metrics), "eval_s": record.eval_s,
             "model": record.model, "cost_usd": record.cost_usd, "time": time.time(),
         }
-        self._events.write(json.dumps(line) + "\n")
+        # Metric names and the like may be candidate text: strict, clean JSON (prompts.sanitize).
+        self._events.write(json.dumps(json_safe(line), allow_nan=False) + "\n")
 
     def close(self) -> None:
         self._events.close()

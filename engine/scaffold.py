@@ -29,36 +29,67 @@ What it may return: "The task contract" in evoforge's docs/architecture.md.
 
 It runs inside evoforge's sandbox with a temporary working directory; read data files relative to
 this file (Path(__file__).parent), not the working directory.
+
+The candidate is never imported here. `run_candidate` imports it in a nested process, calls its
+run() there and hands back plain data (numbers, lists, dicts), so nothing the candidate does can
+change this evaluator: a candidate that sets `math.sin = lambda x: 0.0` patches only its own copy
+of `math`, and is scored against the real sine like any other.
 """
 
-import importlib.util
 import math
 
+from evoforge.evaluators import run_candidate
 
-def _load(program_path):
-    spec = importlib.util.spec_from_file_location("candidate", program_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+XS = [math.pi * i / 100 for i in range(101)]
 
 
 def evaluate(program_path):
-    program = _load(program_path)
-    xs = [math.pi * i / 100 for i in range(101)]
-    ys = program.run(xs)
-    if len(ys) != len(xs):
-        return {{"status": "invalid", "error": f"run() returned {{len(ys)}} values, expected {{len(xs)}}"}}
-    errors = [abs(float(y) - math.sin(x)) for x, y in zip(xs, ys)]
+    # A candidate that raises, crashes, hangs past timeout_s or returns something that is not plain
+    # data raises a CandidateError here; evoforge records it as error / timeout / invalid.
+    ys = run_candidate(program_path, "run", XS, timeout_s=5)
+    if not isinstance(ys, (list, tuple)) or len(ys) != len(XS):
+        return {{"status": "invalid", "error": f"run() must return {{len(XS)}} numbers"}}
+    if not all(isinstance(y, (int, float)) and not isinstance(y, bool) for y in ys):
+        return {{"status": "invalid", "error": "run() must return plain numbers"}}
+    errors = [abs(float(y) - math.sin(x)) for x, y in zip(XS, ys)]
     if not all(math.isfinite(e) for e in errors):
         return {{"status": "invalid", "error": "non-finite output"}}
     max_error = max(errors)
-    worst = xs[errors.index(max_error)]
+    worst = XS[errors.index(max_error)]
     return {{
         "score": -max_error,                       # higher is better
         "features": {{"mean_error": sum(errors) / len(errors)}},
         "metrics": {{"max_error": max_error}},
         "artifacts": {{"worst_case": f"largest error {{max_error:.3g}} at x = {{worst:.3f}}"}},
     }}
+'''
+
+_README = '''# {name}
+
+A task folder for evoforge, made by `evoforge init {name}`:
+
+- `initial_program.py` -- the starting program; only the region between `# EVOLVE-BLOCK-START` and
+  `# EVOLVE-BLOCK-END` changes during a run.
+- `evaluator.py` -- `evaluate(program_path) -> dict` scores one candidate (`score`, higher is better,
+  plus `features`, `metrics`, `artifacts`).
+- `task.toml` -- the description the LLM sees, the archive's behaviour descriptors, limits.
+
+Try it:
+
+    evoforge eval {name} {name}/initial_program.py
+    evoforge run {name} --iterations 50
+
+## Why the evaluator never imports the candidate
+
+Candidates are written by an LLM, and an LLM that is rewarded for a score finds the cheapest way to
+the score. An evaluator that imports the candidate shares one interpreter with it, so the candidate
+can patch what the evaluator uses: a candidate that runs `math.sin = lambda x: 0.0` makes an
+in-process evaluator compare 0 with 0 and score a perfect `-0.0` (the initial program honestly
+scores about -2.03). So `evaluator.py` calls the candidate through
+`evoforge.evaluators.run_candidate(program_path, "run", ...)`: the candidate runs in its own nested
+process, isolated like the evaluator itself, and only plain data comes back. Keep it that way when
+you change the evaluator; for many calls to one candidate, `evoforge.evaluators.CandidateSession`
+keeps one process alive.
 '''
 
 _TOML = '''# Task folder for evoforge (see README: "The task contract"). Every key has a default.
@@ -131,4 +162,5 @@ def scaffold_task(name: str, parent: Path = Path(".")) -> Path:
     (path / "initial_program.py").write_text(_PROGRAM.format(name=name))
     (path / "evaluator.py").write_text(_EVALUATOR.format(name=name))
     (path / "task.toml").write_text(_TOML.format(name=name))
+    (path / "README.md").write_text(_README.format(name=name))
     return path

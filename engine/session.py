@@ -10,17 +10,21 @@ import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from evoforge.engine.config import RunConfig
-from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, make_llm
-from evoforge.engine.loop import Engine, Reporter, Snapshot
+from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, llm_from_flags, make_llm
 from evoforge.engine.rundir import RunDir, default_run_dir
+from evoforge.engine.startup import job_for, prefetch_initial
 from evoforge.engine.task import Task, load_task
 from evoforge.evaluators.types import ConfigError, EvaluationResult, TaskError
-from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.registry import make_executor
 
-__all__ = ["RunOutcome", "start_run", "resume_run", "evaluate_file", "resolve_config", "size_concurrency"]
+if TYPE_CHECKING:  # the loop (prompts, Jinja2) loads when a run starts, not for `evoforge eval`
+    from evoforge.engine.loop import Engine, Reporter, Snapshot
+
+__all__ = ["RunOutcome", "RunPlan", "plan_run", "start_run", "resume_run", "evaluate_file", "resolve_config",
+           "size_concurrency"]
 
 _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
@@ -113,6 +117,52 @@ def resolve_config(config: RunConfig, task: Task, environ=None) -> tuple[RunConf
     return config.replace(**changes), note
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What `plan_run` resolved: the concrete config, the loaded task, and a line saying where the
+    models came from (empty when ``llm`` was given)."""
+
+    config: RunConfig
+    task: Task
+    note: str
+
+
+def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequence[str] | None = None,
+             seed: int | None = None, concurrency: int | None = None, eval_slots: int | None = None,
+             executor: str = "local", ray_address: str | None = None, sandbox: str = "process",
+             max_cost_usd: float | None = None, max_time_s: float | None = None,
+             max_tokens: int | None = None, environ=None) -> RunPlan:
+    """The options of ``evoforge run`` (CLI flags or `evoforge.run` keywords) → a `RunPlan`.
+
+    The one place their defaults live, so the command line and the Python API cannot drift: None
+    means "the default", which is 100 iterations and seed 0 (or an OpenEvolve folder's config.yaml
+    values), the models of `resolve_config`, and ``concurrency`` 2 × the evaluation slots with the
+    offline operator, 8 with an LLM (with Ray, from the cluster's slots once connected: `size_concurrency`).
+    ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
+    """
+    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
+    from evoforge.sandbox.local import default_slots
+
+    specs, settings = llm_from_flags([llm] if isinstance(llm, str) else list(llm or ()))
+    loaded = load_task(task)
+    # An OpenEvolve folder's config.yaml supplies what the options leave open (engine.openevolve_compat).
+    defaults = run_defaults(loaded.path) if is_openevolve_folder(loaded.path) else {}
+    config = RunConfig(task=str(task), iterations=defaults.get("iterations", 100) if iterations is None else iterations,
+                       llm=specs, executor=executor, ray_address=ray_address, sandbox=sandbox,
+                       concurrency=concurrency or 1, eval_slots=eval_slots,
+                       seed=defaults.get("seed", 0) if seed is None else seed,
+                       max_cost_usd=max_cost_usd, max_time_s=max_time_s, max_total_tokens=max_tokens,
+                       **settings, **{k: v for k, v in defaults.items() if k == "reply_format"})
+    config, note = resolve_config(config, loaded, environ)
+    if not concurrency:
+        offline = all(as_spec(s).provider == "offline" for s in config.llm)
+        config = config.replace(concurrency=2 * (eval_slots or default_slots()) if offline else 8)
+        if config.executor == "ray" and not eval_slots:
+            # Sized from the cluster once connected (`size_concurrency`), not from this machine.
+            config = config.replace(extra={**config.extra, "auto_concurrency": "offline" if offline else "llm"})
+    return RunPlan(config, loaded, note)
+
+
 def size_concurrency(config: RunConfig, executor) -> RunConfig:
     """With Ray and no ``--concurrency``, candidates in flight come from the cluster's slots (the CLI
     marks such a config ``auto_concurrency``): twice the slots offline, as for local slots, and at least
@@ -137,6 +187,8 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
             asyncio.run(executor.close())
         raise
 
+    from evoforge.engine.loop import Engine
+
     async def main() -> Snapshot:
         engine = Engine(config=config, task=task, run_dir=run_dir, llm=llm, executor=executor, reporter=reporter)
         try:
@@ -153,6 +205,19 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
         run_dir.close()
 
 
+def llm_prices(specs) -> dict:
+    """USD per 1M tokens (input, output, cached input, cache write) of each model, as this run prices
+    its calls — kept in run.db, so a run's costs stay what they were when the table changes."""
+    from evoforge.engine.llm.prices import price_per_mtok
+
+    out = {}
+    for spec in (as_spec(s) for s in specs):
+        if spec.provider != "offline":
+            price = price_per_mtok(spec.model, None if spec.prices is None else {spec.model: spec.prices})
+            out[spec.label] = None if price is None else price.as_dict()
+    return out
+
+
 def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter | None = None) -> RunOutcome:
     task = load_task(config.task)
     config, _ = resolve_config(config, task)
@@ -160,6 +225,9 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
     _preflight_isolation(config.sandbox)
     path = Path(out) if out else default_run_dir(task.name)
     executor = _executor(config, task)  # an unreachable --ray-address fails before the run directory exists
+    # The fork server starts and evaluates the initial program on another core while this process
+    # imports the LLM SDK and builds the engine (engine.startup).
+    executor = prefetch_initial(executor, task)
     try:
         run_dir = RunDir.create(path, config.to_dict())
     except BaseException:
@@ -172,6 +240,7 @@ def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter 
         {"name": d.name, "low": d.low, "high": d.high, "bins": d.bins} for d in task.descriptors])
     run_dir.store.set_meta("archive", {"kind": task.archive.kind, "islands": task.archive.islands,
                                        "qd_offset": task.archive.qd_offset})
+    run_dir.store.set_meta("llm_prices", llm_prices(config.llm))
     run_dir.store.set_meta("state", "running")
     try:
         return RunOutcome(path, _run(run_dir, config, task, config.iterations, reporter, executor))
@@ -189,6 +258,9 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     run_dir = RunDir.open(Path(path))
     try:
         config = RunConfig.from_dict(run_dir.store.get_meta("config"))
+        if (config.extra or {}).get("replay_of"):
+            raise ConfigError(f"{path} is a replay of {config.extra['replay_of']}: resuming it would call the real "
+                              f"models; replay the original again with `evoforge replay ... --iterations N`")
         placement = {k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None}
         if placement:
             config = config.replace(**placement)
@@ -212,10 +284,7 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
         raise ConfigError(f"{program}: no such program file")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = EvaluationJob(program_text=program.read_text(), task_dir=str(task.path),
-                        evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
-                        extra={"docker_image": task.sandbox_image, "num_cpus": task.resources.num_cpus})
+    job = job_for(task, program.read_text())
 
     async def main() -> EvaluationResult:
         try:

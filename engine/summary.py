@@ -40,7 +40,10 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
                 "prompt_tokens": sum(m["prompt_tokens"] or 0 for m in models),
                 "completion_tokens": sum(m["completion_tokens"] or 0 for m in models),
                 "cost_usd": float(sum(m["cost_usd"] or 0.0 for m in models)),
-                "llm_calls": sum(m["calls"] for m in models)},
+                "llm_calls": sum(m["calls"] for m in models),
+                "reasoning_tokens": sum(m["reasoning_tokens"] or 0 for m in models)},
+            "cache": _cache(models),
+            "prices": run.meta("llm_prices"),
             "models": models,
             "budgets": {"max_cost_usd": config.max_cost_usd, "max_tokens": config.max_total_tokens,
                         "max_time_s": config.max_time_s, "iterations": config.iterations},
@@ -48,6 +51,16 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
             "bandit": run.meta("llm_bandit"),
             "placement": run.placements(),
         }
+
+
+def _cache(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Prompt-cache use over the run: the share of prompt tokens the providers' caches served and the
+    money that saved (priced per call, at the rates the run used)."""
+    prompt = sum(m["prompt_tokens"] or 0 for m in models)
+    cached = sum(m["cached_tokens"] or 0 for m in models)
+    return {"hit_rate": cached / prompt if prompt else 0.0, "cached_tokens": cached,
+            "cache_write_tokens": sum(m["cache_write_tokens"] or 0 for m in models),
+            "saved_usd": float(sum(m["saved_usd"] or 0.0 for m in models))}
 
 
 def _label(value: Any) -> str:
@@ -75,10 +88,19 @@ def format_summary(s: dict[str, Any]) -> str:
     t = s["llm_totals"]
     lines.append(f"LLM: {t['llm_calls']} calls, {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
                  f" tokens, ${t['cost_usd']:.4f}")
+    cache = s.get("cache") or {}
+    if cache.get("cached_tokens") or cache.get("cache_write_tokens") or t.get("reasoning_tokens"):
+        lines.append(f"  prompt cache: {cache['hit_rate']:.1%} of prompt tokens read from the cache "
+                     f"({cache['cached_tokens']} read, {cache['cache_write_tokens']} written), "
+                     f"${cache['saved_usd']:.4f} saved against full price"
+                     + (f"; {t['reasoning_tokens']} reasoning tokens (billed as completion)"
+                        if t.get("reasoning_tokens") else ""))
     for m in s.get("models", []):
         latency = "" if m["mean_latency_s"] is None else f", {m['mean_latency_s']:.2f} s mean latency"
+        cached = (f", {m['cached_tokens'] / m['prompt_tokens']:.0%} cached (${m['saved_usd']:.4f} saved)"
+                  if m.get("cached_tokens") and m["prompt_tokens"] else "")
         lines.append(f"  {m['model']}: {m['calls']} calls ({m['failed']} failed), {m['prompt_tokens']} + "
-                     f"{m['completion_tokens']} tokens, ${m['cost_usd']:.4f}{latency}, "
+                     f"{m['completion_tokens']} tokens, ${m['cost_usd']:.4f}{cached}{latency}, "
                      f"{m['improvements']} improvements over the parent")
     b = s.get("budgets") or {}
     limits = [f"${b['max_cost_usd']:g}" if b.get("max_cost_usd") is not None else "",

@@ -7,9 +7,14 @@ that nothing but ``evoforge`` lands at the top of site-packages (docs/architectu
 The public API, for notebooks and scripts::
 
     import evoforge
-    run = evoforge.run("circle_packing", iterations=200)      # -> evoforge.Run
+    run = evoforge.run("circle_packing", iterations=200)      # -> evoforge.Run (same options as the CLI)
     run.best().score
+    evoforge.resume(run.path, iterations=100)                  # 100 proposals more
+    evoforge.evaluate("circle_packing", "my_program.py")       # one evaluation, as a run does it
+    evoforge.evolve_function(initial_fn, score_fn, iterations=50)   # no task folder to write
     evoforge.Run.open("runs/circle_packing-...")               # inspect any run, live or finished
+
+`evoforge.engine.api` documents the launching functions, `evoforge.archive.run` the `Run`.
 
 Names load on first use (PEP 562), so ``import evoforge`` stays cheap and the sandbox, which imports
 only ``evoforge.evaluators``, never pulls in the engine, the LLM SDKs or pyribs.

@@ -3,20 +3,28 @@
 A task folder may override ``system.j2`` or ``user.j2`` by shipping a file of the same name; the
 task folder is searched before ours. ``StrictUndefined`` turns a typo in a template into an error
 rather than a silently empty prompt.
+
+Candidate-controlled text (artifacts, failure notes with stderr, metric names) is data, never
+instructions: templates show it through the ``quoted`` filter (a labelled, fenced block it cannot
+close) and names through ``label`` (one short clean line); see `evoforge.prompts.sanitize`.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import jinja2
 
+from evoforge.prompts.sanitize import clean, code_safe, one_line
+
 __all__ = ["ProgramView", "PromptContext", "render_prompt", "render_retry", "TEMPLATES_DIR"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent
+_BACKTICKS = re.compile("`+")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,30 @@ def _environment(template_dirs: tuple[str, ...]) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["num"] = _number
+    env.filters["label"] = _label
+    env.filters["quoted"] = quoted
+    env.filters["code"] = code_safe
     return env
+
+
+# Per quoted block: an artifact or a failure note is evidence for the model, not a log to replay;
+# `prompts.fit` shrinks further when a model's window needs it.
+QUOTED_MAX_CHARS = 4000
+
+
+def _label(value: object) -> str:
+    """A metric, feature or artifact name: one short line, nothing that acts."""
+    return one_line(value, max_chars=80)
+
+
+def quoted(text: object, max_chars: int = QUOTED_MAX_CHARS) -> str:
+    """Candidate-controlled text as a fenced block of data: cleaned (`prompts.sanitize.clean`), clipped,
+    and fenced with more backticks than any run inside it, so the text cannot close its own fence and
+    continue as prompt (the CommonMark rule for fences)."""
+    body = clean(text, max_chars=max_chars).rstrip("\n")
+    longest = max((len(run) for run in _BACKTICKS.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
 
 
 def _number(value: float | None) -> str:
@@ -73,12 +104,15 @@ def render_prompt(context: PromptContext, *, task_dir: Path | None = None) -> tu
     dirs = ([task_dir] if task_dir is not None else []) + [TEMPLATES_DIR]
     env = _environment(tuple(str(d) for d in dirs))
     values = {"ctx": context, "parent": context.parent, "inspirations": list(context.inspirations)}
-    return env.get_template("system.j2").render(values), env.get_template("user.j2").render(values)
+    # Last line of defence for a task folder's own templates, which may print artifacts raw: no lone
+    # surrogate ever reaches an SDK (it cannot be encoded as UTF-8, and the request would fail).
+    return (code_safe(env.get_template("system.j2").render(values)),
+            code_safe(env.get_template("user.j2").render(values)))
 
 
 def render_retry(reason: str, *, reply_format: str = "diff", truncated: bool = False,
                  task_dir: Path | None = None) -> str:
     """The follow-up turn that sends a failed edit back to the model with the reason it failed."""
     dirs = ([task_dir] if task_dir is not None else []) + [TEMPLATES_DIR]
-    return _environment(tuple(str(d) for d in dirs)).get_template("retry.j2").render(
-        reason=reason, reply_format=reply_format, truncated=truncated)
+    return code_safe(_environment(tuple(str(d) for d in dirs)).get_template("retry.j2").render(
+        reason=reason, reply_format=reply_format, truncated=truncated))

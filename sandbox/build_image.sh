@@ -7,9 +7,11 @@
 #   EVOFORGE_DEBIAN_MIRROR=http://... sandbox/build_image.sh
 #
 # Equivalent to sandbox/Dockerfile for what evoforge needs: python3 (3.11 on bookworm) and numpy, and
-# a `nobody` user (uid/gid 65534, which Debian's base-passwd always has). The repo's `evaluators`
-# package is not baked in: DockerSandbox mounts it read-only per evaluation, so the image never goes
-# stale when the code changes. Needs root (debootstrap chroots) and a running Docker engine.
+# a `nobody` user (uid/gid 65534, which Debian's base-passwd always has), whose HOME (/nonexistent) is
+# on the read-only root; user site-packages off (PYTHONNOUSERSITE), so no start-up hook can be planted.
+# The repo's `evaluators` package is not baked in: DockerSandbox mounts it read-only per evaluation,
+# so the image never goes stale when the code changes. Needs root (debootstrap chroots) and a running
+# Docker engine.
 set -euo pipefail
 
 IMAGE="${EVOFORGE_DOCKER_IMAGE:-evoforge-sandbox:latest}"
@@ -43,6 +45,7 @@ echo "build_image: docker import -> $IMAGE" >&2
 tar -C "$ROOTFS" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
+  --change 'ENV PYTHONNOUSERSITE=1' \
   --change 'USER 65534:65534' \
   --change 'CMD ["python3"]' \
   - "$IMAGE" >/dev/null

@@ -5,29 +5,44 @@ carried in ``job.extra["docker_image"]``; default ``evoforge-sandbox:latest``, b
 ``sandbox/build_image.sh`` or from ``sandbox/Dockerfile``) and runs the same `evoforge.evaluators.runner.run_job`
 the process sandbox runs, so both backends score a candidate the same way. The container gets:
 
-- no network (``network_mode="none"``), a read-only root file system, all capabilities dropped,
-  ``no-new-privileges``, and a non-root user (``nobody``, 65534:65534, by default);
+- no network (``network_mode="none"``), a read-only root file system, ``no-new-privileges``, a private
+  IPC namespace and a ``/dev/shm`` of its own (``SHM_MB``), all capabilities dropped but the
+  supervisor's four (below), which the evaluator and the candidate never hold;
 - a cgroup memory limit of ``memory_mb`` with swap off, a CPU quota (the task's ``num_cpus``), a
   pids limit of ``max_processes``, and rlimits for CPU seconds, file size, open files and cores;
 - a ``tmpfs`` work directory (``/work``, ``max_file_mb`` large, ``noexec``) holding the candidate;
   tmpfs pages are charged to the container's memory cgroup, so it cannot outgrow the memory limit;
 - read-only bind mounts: the repo's ``evaluators`` package, the task folder and a per-job input folder
-  holding ``job.json`` (the job itself, plus the marker that frames the result; see below);
+  holding ``job.json`` (modes 0700/0600: only the supervisor reads it);
+- HOME on the read-only root and ``PYTHONNOUSERSITE``, and the supervisor runs ``python3 -s`` in ``/``:
+  no user site-packages and nothing writable on ``sys.path``, so no start-up hook (``usercustomize``,
+  a ``.pth``) can be planted for a later interpreter;
 - no log driver: output is read live from an attach stream into bounded tail buffers, so a candidate
   that prints gigabytes costs neither memory nor the daemon's disk.
 
-Results travel on stdout after a per-job random marker (a 128-bit nonce, made with ``secrets`` so a
-candidate cannot predict it before the job starts). Whatever precedes the marker is the candidate's
-stdout. As with the process sandbox's fd 3, a candidate running inside the evaluator's interpreter
-could read the marker and forge a result; that is the evaluator's threat model, not the sandbox's.
-Before writing the result, the entry program SIGKILLs every other process in the container, so
-nothing can interleave with it. It runs under Docker's init (``init=True``, tini) rather than as PID 1:
-the kernel drops default-action signals sent to a namespace's PID 1, and RLIMIT_CPU's SIGXCPU would
-be lost. When the entry program exits, tini exits with its status and the kernel kills the rest.
+Two uids (issue 12: under the old design a candidate read the result marker from a job file it could
+read, printed a forged "ok, 123456" after it and killed the evaluator). A *supervisor* (``_ENTRY``)
+runs as the container's root with only CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH and
+never runs task or candidate code. It reads the job, forks the *evaluator*, which drops to ``user``
+(65534 by default; every capability goes with the uid) and runs the same
+`evoforge.evaluators.runner.run_job` the process sandbox runs, with its stdout and stderr on pipes to
+the supervisor and its result on a third, close-on-exec pipe. The supervisor alone holds the
+container's stdout and writes frames there (``o`` stdout, ``e`` stderr, ``r`` result, ``x`` "ended
+without a result" with the wait status), so nothing a candidate prints can pass for a result, and a
+candidate can neither signal nor ptrace the supervisor (another uid, non-dumpable) nor read the job.
+When the evaluator ends, the supervisor SIGKILLs every other process in the container, then reports.
+It runs under Docker's init (``init=True``, tini) rather than as PID 1: the kernel drops
+default-action signals sent to a namespace's PID 1, and RLIMIT_CPU's SIGXCPU would be lost.
 
-Outcome mapping: the result the entry program wrote wins (but an ``error`` while the cgroup OOM
-killer fired becomes ``oom``: the killer may pick the evaluator's candidate child rather than PID 1);
-otherwise the wall clock passed -> ``timeout`` (container killed); OOM-killed -> ``oom``; killed by
+What this does not separate: an evaluator that imports the candidate into its own interpreter shares
+its uid (the evaluator's threat model; built-in tasks use ``run_candidate``), and the task folder is
+readable by the evaluator's uid — a nested candidate is kept from it by its own Landlock layer
+(`evoforge.evaluators.confine`) where the container's kernel and seccomp profile allow Landlock.
+
+Outcome mapping, in this order: the wall clock passed -> ``timeout`` (container killed), whatever was
+printed; a container that did not end cleanly (killed, OOM) never yields a result it may have sent;
+otherwise the supervisor's result wins (an ``error`` while the cgroup OOM killer fired becomes
+``oom``); an evaluator that ended without one is classified by how it ended: OOM-killed -> ``oom``;
 SIGXCPU -> ``timeout``; any other exit -> ``error`` with the exit code and the stderr tail. Every
 container is removed (forced) when its evaluation ends, whatever happened, and `close` removes those
 still running.
@@ -45,7 +60,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import stat
@@ -65,7 +79,7 @@ __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_availabl
 
 DEFAULT_IMAGE = "evoforge-sandbox:latest"
 DEFAULT_USER = "65534:65534"          # nobody:nogroup in Debian's base-passwd
-CONTAINER_LABEL = "evoforge.sandbox"  # every container we make carries it (clean-up, tests)
+CONTAINER_LABEL = "evoforge.sandbox"  # on every container we make (clean-up, tests); value: the engine's pid
 WORKDIR = "/work"                     # the tmpfs; not an image WORKDIR (Docker would reset its mode)
 LIB_DIR = "/opt/evoforge"             # evoforge/evaluators/ is mounted under it (a namespace package); on PYTHONPATH
 TASK_DIR = f"{LIB_DIR}/task"
@@ -73,46 +87,141 @@ IN_DIR = f"{LIB_DIR}/in"
 API_TIMEOUT_S = 60.0                  # one docker API call (create, start, remove), not the evaluation
 EXIT_GRACE_S = 30.0                   # after the output ends or a kill, for the daemon to report the exit
 SIGXCPU_EXIT = 128 + 24               # RLIMIT_CPU soft limit hit
+SUPERVISOR_CAPS = ["SETUID", "SETGID", "KILL", "DAC_READ_SEARCH"]  # the supervisor's only ones; see _ENTRY
+SHM_MB = 64                           # the container's own /dev/shm (tmpfs, charged to its memory cgroup)
+READONLY_HOME = "/nonexistent"        # HOME on the read-only root: nothing can be planted in it
 DAEMON_HINT = ("start one (as root: `sandbox/ci_docker.sh start`, or `systemctl start docker`), "
                "or use --sandbox process")
 
-# Runs as PID 2 inside the container, under tini (``python3 -c``). Standard library only, then the mounted
-# `evaluators` package. ``os.dup(1)`` keeps a private copy of stdout: the result still gets out if
-# the candidate closes or redirects fd 1.
+# The supervisor: PID 2 inside the container, under tini, as the container's root with only CAP_SETUID,
+# CAP_SETGID, CAP_KILL and CAP_DAC_READ_SEARCH (``python3 -s`` in ``/``: no user site, nothing writable
+# on sys.path; not ``-I``, which would also drop PYTHONHASHSEED=0 and make scores depend on hash order).
+# It never runs task or candidate code: it reads the job (a file only it can read), forks the evaluator,
+# which drops to the job's uid (every capability goes with the uid; if the drop fails, `run_job` never
+# starts) and runs `run_job`, and relays the evaluator's stdout, stderr and result as frames on the
+# container's stdout, which only it holds. Frame: 1 kind byte (o stdout, e stderr, r result, x "no result", with
+# the evaluator's wait status), 4-byte big-endian length, payload. Standard library only, then the
+# mounted `evaluators` package (imported by the evaluator, after the drop).
 _ENTRY = r"""
-import faulthandler, json, os, signal, sys, tempfile, types
+import ctypes, faulthandler, json, os, select, signal, struct, sys, tempfile, time, types
 faulthandler.enable()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no same-uid /proc/<pid>/fd, mem, environ of ours
 with open(%(job_file)r, encoding="utf-8") as fh:
     spec = json.load(fh)
+uid, gid, max_result = spec["uid"], spec["gid"], spec["max_result_bytes"]
 out = os.dup(1)
 os.set_inheritable(out, False)
-tempfile.tempdir = %(workdir)r
-try:
-    sys.path.insert(0, %(lib_dir)r)
-    from evoforge.evaluators.runner import run_job
-    result = run_job(types.SimpleNamespace(**spec["job"]), %(workdir)r).to_dict()
-except BaseException as exc:
-    result = {"status": "error", "artifacts": {
-        "error": "sandbox container set-up failed: %%s: %%s" %% (type(exc).__name__, exc)}}
-for stream in (sys.stdout, sys.stderr):
+pipes = {kind: os.pipe() for kind in "oer"}
+wake_r, wake_w = os.pipe()  # SIGCHLD wakes the relay loop at once (signal.set_wakeup_fd)
+os.set_blocking(wake_r, False)
+os.set_blocking(wake_w, False)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+signal.set_wakeup_fd(wake_w)
+pid = os.fork()
+if pid == 0:
+    data = b""
+    result_fd = pipes["r"][1]
     try:
-        stream.flush()
-    except BaseException:
-        pass
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(wake_r)
+        os.close(wake_w)
+        os.close(out)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(pipes["o"][1], 1)
+        os.dup2(pipes["e"][1], 2)
+        for r, w in pipes.values():
+            os.close(r)
+        os.set_inheritable(result_fd, False)  # a nested candidate (an exec) never holds it
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)  # from root to another uid: every capability is dropped with it
+        libc.prctl(4, 0, 0, 0, 0)
+        os.chdir(%(workdir)r)
+        tempfile.tempdir = %(workdir)r
+        # What a nested candidate (run_candidate) hides from itself with Landlock: the task folder
+        # and the job's input folder (the contract sandbox.forkserver sets for the process sandbox).
+        os.environ["EVOFORGE_TASK_DIR"] = %(task_dir)r + os.pathsep + %(in_dir)r
+        sys.path.insert(0, %(lib_dir)r)
+        from evoforge.evaluators.runner import run_job
+        result = run_job(types.SimpleNamespace(**spec["job"]), %(workdir)r).to_dict()
+        try:
+            data = json.dumps(result).encode("utf-8")
+        except BaseException as exc:
+            data = json.dumps({"status": "error", "artifacts": {
+                "error": "the result is not JSON-serialisable: %%s" %% exc}}).encode("utf-8")
+    except BaseException as exc:
+        data = json.dumps({"status": "error", "artifacts": {
+            "error": "sandbox container set-up failed: %%s: %%s" %% (type(exc).__name__, exc)}}).encode("utf-8")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    view = memoryview(data)
+    while view:
+        view = view[os.write(result_fd, view):]
+    os._exit(0)
+
+for r, w in pipes.values():
+    os.close(w)
+kind_of = {pipes[k][0]: k for k in "oer"}
+result = bytearray()
+oversized = False
+
+def frame(kind, payload):
+    view = memoryview(kind.encode() + struct.pack(">I", len(payload)) + payload)
+    while view:
+        view = view[os.write(out, view):]
+
+def pump(timeout):
+    global oversized
+    ready = select.select(list(kind_of) + [wake_r], [], [], timeout)[0]
+    for fd in ready:
+        if fd == wake_r:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            del kind_of[fd]
+        elif kind_of[fd] == "r":
+            if len(result) + len(chunk) > max_result:
+                oversized = True
+                result.clear()
+            elif not oversized:
+                result.extend(chunk)
+        else:
+            frame(kind_of[fd], chunk)
+    return bool(ready)
+
+status = None
+while status is None:
+    pump(0.5)  # a bound, not a pace: output and SIGCHLD wake it
+    done, wait_status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = wait_status
 try:
-    os.kill(-1, signal.SIGKILL)  # every process in the container except tini (PID 1) and us
+    os.kill(-1, signal.SIGKILL)  # every process but tini (PID 1) and us: nothing outlives the evaluator
 except OSError:
-    pass
-try:
-    data = (spec["marker"] + json.dumps(result)).encode("utf-8")
-except BaseException as exc:
-    data = (spec["marker"] + json.dumps({"status": "error", "artifacts": {
-        "error": "the result is not JSON-serialisable: %%s" %% exc}})).encode("utf-8")
-view = memoryview(data)
-while view:
-    view = view[os.write(out, view):]
+    pass  # none left
+deadline = time.monotonic() + 5.0  # the killed close their ends at once; a bound all the same
+while kind_of and time.monotonic() < deadline:
+    pump(0.05)  # what the evaluator wrote before it ended, then end of file on every pipe
+if oversized:
+    frame("r", json.dumps({"status": "error", "artifacts": {"error": "the result was larger than %%d MiB" %% (
+        max_result // 1048576)}}).encode())
+elif result:
+    frame("r", bytes(result))
+else:
+    frame("x", json.dumps({"wait_status": status}).encode())
 os._exit(0)
-""" % {"job_file": f"{IN_DIR}/job.json", "workdir": WORKDIR, "lib_dir": LIB_DIR}
+""" % {"job_file": f"{IN_DIR}/job.json", "workdir": WORKDIR, "lib_dir": LIB_DIR, "task_dir": TASK_DIR,
+       "in_dir": IN_DIR}
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -163,41 +272,46 @@ def docker_available(*, probe: bool = True) -> tuple[bool, str]:
     return True, ""
 
 
-class _StdoutSplitter:
-    """Splits the container's stdout into the candidate's output (a bounded tail) and the result
-    (everything after ``marker``, capped at ``MAX_RESULT_BYTES``). The marker may straddle chunks."""
+class _FrameReader:
+    """Reads the supervisor's frames from the container's stdout (the only writer there): the
+    evaluator's stdout and stderr into bounded tails, its result (capped at ``MAX_RESULT_BYTES``), or
+    the wait status of an evaluator that ended without one. A frame may straddle chunks."""
 
-    def __init__(self, marker: bytes, cap_bytes: int) -> None:
-        self.marker = marker
-        self.tail = TailBuffer(cap_bytes)
-        self.pending = b""
-        self.result: bytearray | None = None
-        self.oversized = False
+    _HEADER = 5  # kind byte + 4-byte big-endian length
+
+    def __init__(self, cap_bytes: int) -> None:
+        self.stdout = TailBuffer(cap_bytes)
+        self.stderr = TailBuffer(cap_bytes)
+        self.pending = bytearray()
+        self.result: bytes | None = None
+        self.no_result: dict | None = None
+        self.corrupt = False
 
     def add(self, data: bytes) -> None:
-        if self.result is not None:
-            if len(self.result) + len(data) > MAX_RESULT_BYTES:
-                self.oversized = True
-                self.result.clear()
-            elif not self.oversized:
-                self.result += data
+        if self.corrupt:
             return
-        buf = self.pending + data
-        at = buf.find(self.marker)
-        if at >= 0:
-            self.tail.add(buf[:at])
-            self.pending = b""
-            self.result = bytearray()
-            self.add(buf[at + len(self.marker):])
-            return
-        keep = len(self.marker) - 1  # a prefix of the marker may end this chunk
-        self.tail.add(buf[:-keep] if len(buf) > keep else b"")
-        self.pending = buf[-keep:] if len(buf) > keep else buf
-
-    def finish(self) -> None:
-        if self.result is None:
-            self.tail.add(self.pending)
-            self.pending = b""
+        self.pending += data
+        while len(self.pending) >= self._HEADER:
+            kind, size = self.pending[:1], int.from_bytes(self.pending[1:self._HEADER], "big")
+            if kind not in (b"o", b"e", b"r", b"x") or size > MAX_RESULT_BYTES:
+                self.corrupt = True   # only our supervisor writes here: this is a bug, not a candidate
+                self.pending.clear()
+                return
+            if len(self.pending) < self._HEADER + size:
+                return
+            payload = bytes(self.pending[self._HEADER:self._HEADER + size])
+            del self.pending[:self._HEADER + size]
+            if kind == b"o":
+                self.stdout.add(payload)
+            elif kind == b"e":
+                self.stderr.add(payload)
+            elif kind == b"r":
+                self.result = payload
+            else:
+                try:
+                    self.no_result = json.loads(payload)
+                except ValueError:
+                    self.corrupt = True
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -282,14 +396,12 @@ class DockerSandbox:
             raise SandboxError("this DockerSandbox is closed")
         image = str(job.extra.get("docker_image") or self.image)
         self._check_image(image)
-        # A fresh unpredictable marker per job (security, not an algorithmic random choice: no seed).
-        marker = f"\n\x1eevoforge-result-{secrets.token_hex(16)}\n"
-        indir = tempfile.mkdtemp(prefix="evoforge-docker-")
+        indir = tempfile.mkdtemp(prefix="evoforge-docker-")  # 0700: only the supervisor reads it
         try:
-            task_dir = self._stage_inputs(job, marker, indir)
+            task_dir = self._stage_inputs(job, indir)
             container = self._create(job, image, indir, task_dir)
             try:
-                return self._drive(container, job, marker.encode("utf-8"))
+                return self._drive(container, job)
             finally:
                 self._remove(container)
         finally:
@@ -311,9 +423,10 @@ class DockerSandbox:
         with self._lock:
             self._images_ok.add(image)
 
-    def _stage_inputs(self, job: EvaluationJob, marker: str, indir: str) -> str:
-        """Write job.json into ``indir`` (mounted read-only); return the host task folder to mount,
-        copied into ``indir`` when the container's user could not read it in place."""
+    def _stage_inputs(self, job: EvaluationJob, indir: str) -> str:
+        """Write job.json into ``indir`` (mounted read-only, 0700/0600: the supervisor reads it with
+        its own uid or CAP_DAC_READ_SEARCH, the evaluator's and candidate's uid cannot); return the host
+        task folder to mount, copied into ``indir`` when the evaluator's uid could not read it in place."""
         task_dir = Path(job.task_dir).resolve()
         if not task_dir.is_dir():
             raise SandboxError(f"task folder {task_dir} does not exist")
@@ -325,10 +438,9 @@ class DockerSandbox:
             task_dir = copy
         spec = job.to_dict()
         spec["task_dir"] = TASK_DIR
-        with open(os.path.join(indir, "job.json"), "w", encoding="utf-8") as fh:
-            json.dump({"job": spec, "marker": marker}, fh)
-        os.chmod(indir, 0o755)  # mkdtemp's 0700 would hide it from the container's user
-        os.chmod(os.path.join(indir, "job.json"), 0o644)
+        path = os.path.join(indir, "job.json")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
+            json.dump({"job": spec, "uid": self._uid, "gid": self._gid, "max_result_bytes": MAX_RESULT_BYTES}, fh)
         return str(task_dir)
 
     def _create(self, job: EvaluationJob, image: str, indir: str, task_dir: str) -> Any:
@@ -336,15 +448,20 @@ class DockerSandbox:
         mib = 1024 * 1024
         cpus = float(job.extra.get("num_cpus") or self.cpus)
         cpu_s = cpu_limit_s(job)
-        env = dict(FIXED_ENV, HOME=WORKDIR, TMPDIR=WORKDIR, PYTHONPATH=LIB_DIR,
+        # HOME on the read-only root and user site off: no start-up hook (usercustomize, .pth) can be
+        # planted for a later interpreter; PYTHONSTARTUP is never set (and only read interactively).
+        env = dict(FIXED_ENV, HOME=READONLY_HOME, TMPDIR=WORKDIR, PYTHONPATH=LIB_DIR, PYTHONNOUSERSITE="1",
                    PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         try:
             container = self._client.containers.create(
-                image, ["python3", "-c", _ENTRY],
-                user=self.user, working_dir=WORKDIR, environment=env, hostname="evoforge",
-                labels={CONTAINER_LABEL: "1"}, init=True,
-                network_mode="none", read_only=True, cap_drop=["ALL"],
+                image, ["python3", "-s", "-c", _ENTRY],
+                # The supervisor is the container's root with four capabilities; the evaluator and the
+                # candidate run as ``self.user`` with none (the drop happens in _ENTRY).
+                user="0:0", working_dir="/", environment=env, hostname="evoforge",
+                labels={CONTAINER_LABEL: str(os.getpid())}, init=True,  # the engine that made it
+                network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=SUPERVISOR_CAPS,
                 security_opt=["no-new-privileges"],
+                ipc_mode="private", shm_size=f"{SHM_MB}m",   # a /dev/shm and SysV IPC of its own
                 mem_limit=f"{int(job.memory_mb)}m", memswap_limit=f"{int(job.memory_mb)}m",
                 nano_cpus=int(cpus * 1e9) if cpus > 0 else None,
                 pids_limit=int(job.max_processes),
@@ -372,10 +489,10 @@ class DockerSandbox:
                                 f"or `docker build -t {image} sandbox/`")
         return SandboxError(f"docker: {what} failed: {_one_line(exc)}")
 
-    def _drive(self, container: Any, job: EvaluationJob, marker: bytes) -> EvaluationResult:
+    def _drive(self, container: Any, job: EvaluationJob) -> EvaluationResult:
         """Attach, start, read the output until the container ends or the wall clock passes."""
-        splitter = _StdoutSplitter(marker, job.max_output_bytes)
-        stderr = TailBuffer(job.max_output_bytes)
+        frames = _FrameReader(job.max_output_bytes)
+        stderr = TailBuffer(job.max_output_bytes)   # the supervisor's own (and tini's): a crash of ours
         try:
             # Attached before start, so no output is lost (what `docker run` does).
             stream = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=False)
@@ -387,7 +504,7 @@ class DockerSandbox:
             try:
                 for out, err in stream:
                     if out:
-                        splitter.add(out)
+                        frames.add(out)
                     if err:
                         stderr.add(err)
             except BaseException as exc:  # the connection broke: reported below, after the exit code
@@ -413,18 +530,18 @@ class DockerSandbox:
             reader.join(EXIT_GRACE_S)
         finally:
             stream.close()
-        if reader.is_alive() or (pump_error and splitter.result is None and not timed_out):
+        if reader.is_alive() or (pump_error and frames.result is None and not timed_out):
             why = _one_line(pump_error[0]) if pump_error else "it did not end"
             raise SandboxError(f"docker: reading the container's output failed: {why}")
-        splitter.finish()
         try:
             container.reload()
             oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
         except _sdk_errors() as exc:
             raise self._translate(exc, "inspecting the finished container") from exc
 
-        stdout_text, stderr_text = splitter.tail.text(), stderr.text()
-        result = self._outcome(job, splitter, timed_out, exit_code, oom_killed, stderr_text)
+        stdout_text = frames.stdout.text()
+        stderr_text = frames.stderr.text() + stderr.text()
+        result = self._outcome(job, frames, timed_out, exit_code, oom_killed, stderr_text)
         data = result.to_dict()
         data.update(stdout=stdout_text, stderr=stderr_text, eval_s=eval_s)
         return EvaluationResult.from_dict(data)
@@ -438,15 +555,18 @@ class DockerSandbox:
         return int(status.get("StatusCode", -1))
 
     @staticmethod
-    def _outcome(job: EvaluationJob, splitter: _StdoutSplitter, timed_out: bool, exit_code: int,
+    def _outcome(job: EvaluationJob, frames: _FrameReader, timed_out: bool, exit_code: int,
                  oom_killed: bool, stderr_text: str) -> EvaluationResult:
         memory = f"the container's memory limit of {int(job.memory_mb)} MB"
-        if splitter.oversized:
-            return EvaluationResult.failure(
-                Status.ERROR, f"the result was larger than {MAX_RESULT_BYTES // (1024 * 1024)} MiB")
-        if splitter.result is not None and splitter.result:
+        # The wall clock and the way the container ended decide first: a result read from a container
+        # that was timed out or killed never counts, whatever it says.
+        if timed_out:
+            return EvaluationResult.failure(Status.TIMEOUT, f"exceeded the wall-clock limit of {job.timeout_s:g} s")
+        if frames.corrupt:
+            return EvaluationResult.failure(Status.ERROR, "the container's output could not be read")
+        if exit_code == 0 and frames.result is not None:
             try:
-                result = EvaluationResult.from_dict(json.loads(bytes(splitter.result).decode("utf-8")))
+                result = EvaluationResult.from_dict(json.loads(frames.result.decode("utf-8")))
             except Exception:
                 return EvaluationResult.failure(Status.ERROR, "the container's result could not be read")
             if oom_killed and result.status == Status.ERROR:
@@ -454,8 +574,11 @@ class DockerSandbox:
                 artifacts["error"] = f"out-of-memory killer fired at {memory}\n" + artifacts.get("error", "")
                 return EvaluationResult.from_dict(dict(result.to_dict(), status=Status.OOM, artifacts=artifacts))
             return result
-        if timed_out:
-            return EvaluationResult.failure(Status.TIMEOUT, f"exceeded the wall-clock limit of {job.timeout_s:g} s")
+        if exit_code == 0 and frames.no_result is not None:
+            # The supervisor ran to its end; the evaluator ended without a result: classify how it ended.
+            wait_status = int(frames.no_result.get("wait_status", 0))
+            exit_code = (128 + os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status)
+                         else os.WEXITSTATUS(wait_status))
         if oom_killed:
             return EvaluationResult.failure(Status.OOM, f"killed by the out-of-memory killer at {memory}")
         if exit_code == SIGXCPU_EXIT:

@@ -7,6 +7,14 @@ and put once in the object store. A worker unpacks it into a per-node cache dire
 SHA-256, so a node fetches the files once however many evaluations it runs. Nothing of the archive or the run
 directory ever leaves the driver.
 
+Nothing of Ray's or of other tasks is for a candidate to read: the task-file cache is mode 0700
+(owned by the Ray worker's user), and so is this node's Ray session folder, which Ray itself makes
+0777 (logs of every worker, its sockets, spilled objects). Both hold only against a candidate under
+another uid than the Ray worker: the process sandbox as root (a uid per job) and the docker sandbox
+(its own uid and a private copy of the task folder); the sandboxes copy the task folder for the
+candidate's uid when it cannot read it in place. As non-root with the process sandbox, the candidate
+shares the worker's uid and the modes do not separate them; that backend's own confinement applies.
+
 Inside the worker the job still runs through an isolation backend (``process`` or ``docker``):
 Ray decides *where*, the sandbox decides *how*. One isolation backend is kept per Ray worker
 process (module-level cache) so the fork server is started once per worker, not once per job.
@@ -51,8 +59,8 @@ from evoforge.evaluators.types import ConfigError, EvaluationResult, SandboxErro
 from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.ray_cluster import ClusterView
 
-__all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_request", "DEFAULT_MAX_RETRIES",
-           "CACHE_ENV"]
+__all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_request", "protect_ray_session",
+           "DEFAULT_MAX_RETRIES", "CACHE_ENV"]
 
 DEFAULT_MAX_RETRIES = 2        # attempts after the first when a worker or node is lost
 CONNECT_TIMEOUT_S = 5.0        # TCP probe of a host:port address before ray.init (which would hang)
@@ -65,6 +73,7 @@ _log = logging.getLogger(__name__)
 TASK_FILES_MAX_MB = 256        # a task folder larger than this belongs in shared storage, not the object store
 _SKIPPED_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints"}
 _REMOTE_NAME = "evoforge_evaluate"   # also the worker's process title while it runs: ray::evoforge_evaluate
+_log = logging.getLogger(__name__)
 
 
 # -- task files: packed once on the driver, unpacked once per node ---------------------------------
@@ -117,11 +126,15 @@ def unpack_task_files(digest: str, blob: bytes | Any, cache_root: Path | None = 
     root = cache_root or _cache_root()
     target = root / digest
     if target.is_dir():
+        if root.stat().st_mode & 0o077:
+            os.chmod(root, 0o700)  # a cache an older evoforge left open
         return str(target)
     root.mkdir(parents=True, exist_ok=True)
     if root.stat().st_uid != os.getuid():  # a shared /tmp: never run an evaluator someone else planted
         raise SandboxError(f"{root} belongs to another user; remove it or set TMPDIR for the Ray workers")
-    os.chmod(root, 0o755)  # the process sandbox may drop to `nobody`, who must read the evaluator
+    # 0700: a candidate (another uid) reads neither this task's files nor other tasks' cached folders;
+    # the sandbox gives its evaluator a private copy it can read.
+    os.chmod(root, 0o700)
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         import ray
         blob = ray.get(blob)
@@ -129,7 +142,7 @@ def unpack_task_files(digest: str, blob: bytes | Any, cache_root: Path | None = 
     try:
         with tarfile.open(fileobj=io.BytesIO(bytes(blob)), mode="r") as tar:
             tar.extractall(staging, filter="data")
-        os.chmod(staging, 0o755)
+        os.chmod(staging, 0o700)
         try:
             os.rename(staging, target)
         except OSError:
@@ -160,6 +173,37 @@ def _isolation(name: str):
         return _ISOLATIONS[key]
 
 
+_PROTECTED_SESSIONS: set[str] = set()
+
+
+def protect_ray_session(session_dir: str | None = None) -> str | None:
+    """Make this node's Ray session folder 0700 (Ray creates it 0777). Every Ray process of the
+    session runs as its owner, so Ray is unaffected; a candidate under another uid sees nothing of
+    it. Returns the folder, or None (and logs why) where it cannot be done: said, never silent."""
+    try:
+        if session_dir is None:
+            import ray
+            # Ray has no public accessor for the session folder (Ray 2.60); the private one is stable
+            # across 2.x. A future Ray without it gets the warning below, not a failed evaluation.
+            session_dir = ray._private.worker.global_worker.node.get_session_dir_path()
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, never raised into an evaluation
+        _log.warning("evoforge: cannot find Ray's session folder to make it private (%s); candidates under "
+                     "another uid may read Ray's logs and sockets", exc)
+        return None
+    if session_dir in _PROTECTED_SESSIONS:
+        return session_dir
+    try:
+        if os.stat(session_dir).st_uid == os.getuid():
+            os.chmod(session_dir, 0o700)
+        else:
+            _log.warning("evoforge: Ray's session folder %s belongs to another user; left as it is", session_dir)
+    except OSError as exc:
+        _log.warning("evoforge: cannot make Ray's session folder %s private: %s", session_dir, exc)
+        return None
+    _PROTECTED_SESSIONS.add(session_dir)
+    return session_dir
+
+
 def evoforge_evaluate(job_data: dict, task_files: list, digest: str, isolation_name: str) -> dict:
     """Body of the Ray task. ``task_files`` is ``[ObjectRef]``: nested in a list so Ray does not
     fetch the blob for every task, only on a node-cache miss. Returns plain data (a result dict)
@@ -167,6 +211,7 @@ def evoforge_evaluate(job_data: dict, task_files: list, digest: str, isolation_n
     which the sandbox passes on to the candidate)."""
     import ray
 
+    protect_ray_session()
     task_dir = unpack_task_files(digest, task_files[0])
     job = replace(EvaluationJob.from_dict(job_data), task_dir=task_dir)
     result = _isolation(isolation_name).run(job).to_dict()
@@ -306,6 +351,8 @@ class RayExecutor:
                         "~/.ray/auth_token (`ray get-auth-token` on the head); otherwise " + hint)
             raise ConfigError(f"--ray-address {self.address}: cannot join the Ray cluster ({first}); {hint}") from exc
         self._owns_connection = True
+        if self.address is None:
+            protect_ray_session()  # the instance we started; workers do it on every node they run on
 
     def _wait_for_nodes(self, timeout_s: float) -> None:
         """A cluster just started may not list its nodes yet: wait for a first live node, bounded."""

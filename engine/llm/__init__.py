@@ -3,6 +3,8 @@
 ``offline`` · ``openai:MODEL`` · ``anthropic:MODEL`` · ``openai-compatible:MODEL@BASE_URL``,
 each optionally followed by ``*WEIGHT`` (``--llm openai:gpt-4o*3 --llm offline``); repeated specs
 form an ensemble, weighted or adaptive (``ensemble = "bandit"``). See `evoforge.engine.llm.models`.
+What each model accepts (reasoning models, thinking, cache minimums): `evoforge.engine.llm.capabilities`;
+embeddings for a novelty filter: `evoforge.engine.llm.embeddings`.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMC
                   prices=spec.prices, temperature=spec.temperature)
     if spec.provider in ("openai", "openai-compatible"):
         from evoforge.engine.llm.openai_compat import OpenAIChatClient
+        common.update(reasoning=spec.reasoning, reasoning_effort=spec.reasoning_effort)
         if spec.provider == "openai":
             key, base_url = env[spec.api_key_env or "OPENAI_API_KEY"], spec.base_url or env.get("OPENAI_BASE_URL")
         else:
@@ -92,6 +95,7 @@ def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMC
         return OpenAIChatClient(api_key=key, base_url=base_url, provider=spec.provider, **common)
     if spec.provider == "anthropic":
         from evoforge.engine.llm.anthropic_client import AnthropicClient
+        common.update(thinking_budget_tokens=spec.thinking_budget_tokens, prompt_cache=spec.prompt_cache)
         return AnthropicClient(api_key=env[spec.api_key_env or "ANTHROPIC_API_KEY"],
                                base_url=spec.base_url or env.get("ANTHROPIC_BASE_URL"), **common)
     raise ConfigError(f"unknown LLM provider {spec.provider!r} (known: {', '.join(PROVIDERS)})")

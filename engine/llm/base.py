@@ -9,6 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from evoforge.prompts.sanitize import code_safe
+
 __all__ = ["LLMClient", "Prompt", "Reply"]
 
 
@@ -20,6 +22,10 @@ class Prompt:
     an ensemble's choice of model) gives the same answer for the same proposal whatever the timing.
     ``history`` continues the conversation after ``user`` as ``(role, text)`` turns, role
     ``assistant`` or ``user`` — how a failed edit goes back to the model with its error.
+
+    Prompt caching: ``system`` is the stable prefix (role, rules, task description: the same in every
+    prompt of a run), so both providers can serve it from their cache; everything that varies is in
+    ``user``, most stable first. ``iteration`` names the proposal (a replay looks its reply up by it).
     """
 
     system: str
@@ -28,14 +34,32 @@ class Prompt:
     inspirations: tuple[str, ...] = ()
     seed: int = 0
     history: tuple[tuple[str, str], ...] = ()
+    iteration: int | None = None
+
+    @property
+    def attempt(self) -> int:
+        """0 for the first call of a proposal, 1 for the retry of a failed edit, ..."""
+        return len(self.history) // 2
 
     def messages(self) -> list[dict[str, str]]:
         """The user turn and any history, in chat-message form (the system text goes separately)."""
         return [{"role": "user", "content": self.user}] + [{"role": r, "content": t} for r, t in self.history]
 
+    def stored(self) -> dict:
+        """What run.db keeps of this prompt (`evoforge.archive.store.Store.add_llm_call` keywords)."""
+        return {"system": self.system, "messages": self.messages(), "seed": self.seed, "attempt": self.attempt}
+
 
 @dataclass(frozen=True)
 class Reply:
+    """A model's answer. ``text`` is what the edit parser sees; ``thinking`` (Anthropic thinking
+    blocks, an OpenAI-compatible server's ``reasoning_content``) is stored, never parsed.
+
+    Tokens: ``prompt_tokens`` counts every prompt token, of which ``cached_tokens`` were read from
+    the provider's cache and ``cache_write_tokens`` written to it; ``completion_tokens`` includes
+    ``reasoning_tokens``. ``saved_usd``: what caching saved on this call against full price.
+    """
+
     text: str
     model: str
     prompt_tokens: int = 0
@@ -43,6 +67,27 @@ class Reply:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     truncated: bool = False     # the model stopped at max_tokens (finish_reason length / max_tokens)
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    thinking: str = ""
+    saved_usd: float = 0.0
+
+    def stored(self) -> dict:
+        """What run.db keeps of this reply (`evoforge.archive.store.Store.add_llm_call` keywords)."""
+        return {"model": self.model, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": self.cost_usd, "latency_s": self.latency_s, "reply": self.text,
+                "thinking": self.thinking, "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
+                "saved_usd": self.saved_usd, "truncated": self.truncated}
+
+    def __post_init__(self) -> None:
+        # A reply is untrusted text too, and JSON can carry a lone surrogate ("\udcff", e.g. copied
+        # from an escaped error in the prompt) that nothing downstream can encode: ast.parse, SQLite and
+        # the next request all raise, and the run crashed. Escaped once, here (prompts.sanitize).
+        for name in ("text", "thinking"):  # both are stored (SQLite) and may be sent back
+            value = getattr(self, name)
+            object.__setattr__(self, name, code_safe(value) if isinstance(value, str) else value)
 
 
 class LLMClient(ABC):

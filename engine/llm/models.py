@@ -20,6 +20,16 @@ Two ways to say the same thing::
     input_usd_per_mtok = 0.15               # override the price table (USD per million tokens)
     output_usd_per_mtok = 0.60
     api_key_env = "OPENAI_API_KEY"          # where the key is read from (default: the provider's)
+    cached_input_usd_per_mtok = 0.075       # cached prompt tokens (default: the table, else input price)
+    cache_write_usd_per_mtok = 0.1875       # tokens written to Anthropic's cache (default: table)
+
+    # reasoning models (OpenAI o-series, gpt-5; see evoforge.engine.llm.capabilities)
+    reasoning = true                        # default: the capability table; say it for a new model name
+    reasoning_effort = "medium"             # minimal | low | medium | high (default: the model's)
+
+    # Anthropic
+    thinking_budget_tokens = 8000           # extended thinking: >= 1024 and < max_tokens; temperature unset
+    prompt_cache = true                     # mark the stable prefix with a cache breakpoint (default)
 
 Every key has a default; an unknown key, a wrong type or an unknown provider is a one-line
 `ConfigError` naming the file and the key.
@@ -34,6 +44,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from evoforge.evaluators.types import ConfigError
+from evoforge.engine.llm.capabilities import REASONING_EFFORTS, capabilities
+from evoforge.engine.llm.prices import Price
 
 __all__ = ["LLMSpec", "LLMSettings", "PROVIDERS", "ENSEMBLE_MODES", "API_KEY_ENVS", "parse_llm_spec",
            "parse_llm_table", "load_llm_file", "spec_from_dict", "default_context_tokens"]
@@ -47,7 +59,7 @@ API_KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 # costs a little quality; sending one that does not fit costs a failed call.
 CONTEXT_TOKENS: dict[str, int] = {
     "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576,
-    "gpt-5": 400_000, "o3": 200_000, "o4-mini": 200_000,
+    "gpt-5": 400_000, "o1": 200_000, "o3": 200_000, "o4-mini": 200_000,
     "claude-sonnet-4-5": 200_000, "claude-opus-4-1": 200_000, "claude-haiku-4-5": 200_000, "claude": 200_000,
 }
 DEFAULT_CONTEXT_TOKENS = 32_768
@@ -78,6 +90,12 @@ class LLMSpec:
     name: str | None = None                 # what the run records; default provider:model
     timeout_s: float = 120.0
     max_retries: int = 3
+    cached_input_usd_per_mtok: float | None = None
+    cache_write_usd_per_mtok: float | None = None
+    reasoning: bool | None = None           # None: the capability table decides
+    reasoning_effort: str | None = None     # None: not sent (the model's default)
+    thinking_budget_tokens: int | None = None  # Anthropic extended thinking; None: off
+    prompt_cache: bool = True               # Anthropic: a cache breakpoint on the stable prefix
 
     def __str__(self) -> str:
         text = self.provider if self.provider == "offline" else f"{self.provider}:{self.model}"
@@ -93,10 +111,18 @@ class LLMSpec:
         return "offline" if self.provider == "offline" else f"{self.provider}:{self.model}"
 
     @property
-    def prices(self) -> tuple[float, float] | None:
+    def prices(self) -> Price | None:
+        """The config's price, overriding the table; None when the config gives none."""
         if self.input_usd_per_mtok is None and self.output_usd_per_mtok is None:
             return None
-        return (self.input_usd_per_mtok or 0.0, self.output_usd_per_mtok or 0.0)
+        return Price(self.input_usd_per_mtok or 0.0, self.output_usd_per_mtok or 0.0,
+                     self.cached_input_usd_per_mtok, self.cache_write_usd_per_mtok)
+
+    @property
+    def is_reasoning(self) -> bool:
+        """An OpenAI-style reasoning model (max_completion_tokens, default temperature only)."""
+        return self.provider in ("openai", "openai-compatible") and \
+            capabilities(self.model, reasoning=self.reasoning).reasoning
 
     @property
     def context_window(self) -> int | None:
@@ -111,9 +137,11 @@ class LLMSpec:
 
 
 _SPEC_FIELDS = {f.name: f for f in fields(LLMSpec)}
-_NUMBER_KEYS = {"weight", "temperature", "input_usd_per_mtok", "output_usd_per_mtok", "timeout_s"}
-_INT_KEYS = {"max_tokens", "context_tokens", "max_retries"}
-_STR_KEYS = {"provider", "model", "base_url", "api_key_env", "name"}
+_NUMBER_KEYS = {"weight", "temperature", "input_usd_per_mtok", "output_usd_per_mtok", "timeout_s",
+                "cached_input_usd_per_mtok", "cache_write_usd_per_mtok"}
+_INT_KEYS = {"max_tokens", "context_tokens", "max_retries", "thinking_budget_tokens"}
+_STR_KEYS = {"provider", "model", "base_url", "api_key_env", "name", "reasoning_effort"}
+_BOOL_KEYS = {"reasoning", "prompt_cache"}
 
 
 def parse_llm_spec(spec: str) -> LLMSpec:
@@ -163,6 +191,8 @@ def spec_from_dict(raw: Mapping[str, Any], where: str = "[[llm.models]]") -> LLM
             raise ConfigError(f"{where} {key}: expected a number >= 0 but got {value!r}")
         if key in _INT_KEYS and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ConfigError(f"{where} {key}: expected a whole number >= 0 but got {value!r}")
+        if key in _BOOL_KEYS and not isinstance(value, bool):
+            raise ConfigError(f"{where} {key}: expected true or false but got {value!r}")
         values[key] = float(value) if key in _NUMBER_KEYS else value
     spec = LLMSpec(**values)
     if spec.provider != "offline" and not spec.model:
@@ -177,7 +207,39 @@ def spec_from_dict(raw: Mapping[str, Any], where: str = "[[llm.models]]") -> LLM
     if spec.context_tokens is not None and spec.context_tokens <= spec.max_tokens:
         raise ConfigError(f"{where} context_tokens: expected more than max_tokens ({spec.max_tokens}) "
                           f"but got {spec.context_tokens}")
+    _check_reasoning(spec, where)
     return spec
+
+
+def _check_reasoning(spec: LLMSpec, where: str) -> None:
+    """Refuse, before any call, what the service would answer with a 400 (the rules of the fakes)."""
+    if spec.reasoning_effort is not None:
+        if spec.provider not in ("openai", "openai-compatible"):
+            raise ConfigError(f"{where} reasoning_effort: only OpenAI-style models take it "
+                              f"(for anthropic use thinking_budget_tokens)")
+        if spec.reasoning_effort not in REASONING_EFFORTS:
+            raise ConfigError(f"{where} reasoning_effort: expected one of {', '.join(REASONING_EFFORTS)} "
+                              f"but got {spec.reasoning_effort!r}")
+        if not spec.is_reasoning:
+            raise ConfigError(f"{where} reasoning_effort: {spec.model!r} is not a reasoning model in the "
+                              f"capability table; add reasoning = true if it is one")
+    if spec.is_reasoning and spec.temperature is not None and spec.temperature != 1.0:
+        raise ConfigError(f"{where} temperature: {spec.model!r} is a reasoning model, which accepts only the "
+                          f"default temperature (1); remove temperature (or set reasoning = false if it is not one)")
+    if spec.thinking_budget_tokens is not None:
+        if spec.provider != "anthropic":
+            raise ConfigError(f"{where} thinking_budget_tokens: only anthropic models take it "
+                              f"(for OpenAI reasoning models use reasoning_effort)")
+        if spec.thinking_budget_tokens < 1024:
+            raise ConfigError(f"{where} thinking_budget_tokens: expected at least 1024 (Anthropic's minimum) "
+                              f"but got {spec.thinking_budget_tokens}")
+        if spec.thinking_budget_tokens >= spec.max_tokens:
+            raise ConfigError(f"{where} thinking_budget_tokens: expected less than max_tokens ({spec.max_tokens}), "
+                              f"which bounds thinking and answer together, but got {spec.thinking_budget_tokens}; "
+                              f"raise max_tokens")
+        if spec.temperature is not None and spec.temperature != 1.0:
+            raise ConfigError(f"{where} temperature: extended thinking accepts only temperature 1; "
+                              f"remove temperature or thinking_budget_tokens")
 
 
 @dataclass(frozen=True)

@@ -369,3 +369,65 @@ def test_module_exports():
 
     for name in islands_mod.__all__:
         assert getattr(archive, name) is getattr(islands_mod, name)
+
+
+# -- same cells and insertions as pyribs ------------------------------------------------------------
+
+def _points(descriptors, rng, n):
+    """Random points around the ranges, plus every cell boundary (where float error bites)."""
+    lows = np.array([d.low for d in descriptors])
+    highs = np.array([d.high for d in descriptors])
+    span = highs - lows
+    points = [rng.uniform(lows - 0.2 * span, highs + 0.2 * span) for _ in range(n)]
+    for k in range(max(d.bins for d in descriptors) + 1):
+        points.append(np.array([d.low + (d.high - d.low) * min(k, d.bins) / d.bins for d in descriptors]))
+    return [np.clip(p, lows, highs) for p in points]
+
+
+@pytest.mark.parametrize("kind", ["grid", "cvt"])
+def test_cells_and_insertions_match_pyribs(kind):
+    """The archive keeps its own arrays (so a grid run never imports pyribs), but maps points to the
+    cells pyribs' GridArchive / CVTArchive would and inserts by pyribs' MAP-Elites rule."""
+    from ribs.archives import CVTArchive, GridArchive
+
+    descriptors = (DescriptorSpec(name="a", low=0.0, high=1.0, bins=7),
+                   DescriptorSpec(name="b", low=-3.0, high=60.0, bins=13),
+                   DescriptorSpec(name="c", low=-1.0, high=1.0, bins=3))
+    ours = make(descriptors=descriptors, kind=kind, islands=1, cvt_cells=40, seed=5)
+    ranges = [(d.low, d.high) for d in descriptors]
+    if kind == "grid":
+        theirs = GridArchive(solution_dim=1, dims=[d.bins for d in descriptors], ranges=ranges)
+    else:
+        theirs = CVTArchive(solution_dim=1, centroids=np.array(ours.centroids), ranges=ranges)
+    rng = np.random.default_rng(11)
+    for pid, point in enumerate(_points(descriptors, rng, 400)):
+        cell = ours.cell_of(point.tolist())
+        assert cell == int(theirs.index_of_single(point))
+        fitness = float(np.round(rng.normal(), 1))
+        mine = ours.add(0, pid, fitness, point.tolist())
+        info = theirs.add_single(np.array([pid], dtype=np.float64), fitness, point)
+        assert mine.status == {0: "not_added", 1: "improved", 2: "new"}[int(info["status"])]
+        assert mine.improvement == pytest.approx(float(info["value"]))
+    data = theirs.data(["index", "solution", "objective"])
+    order = np.argsort(data["index"])
+    assert [(e.cell, e.program_id, e.fitness) for e in ours.elites(0)] == [
+        (int(c), int(s), float(f)) for c, s, f in zip(data["index"][order], data["solution"][order, 0],
+                                                        data["objective"][order])]
+
+
+@pytest.mark.parametrize("config, loaded", [
+    ("ArchiveConfig()", "[]"),
+    # A resumed CVT run has its centroids: a k-d tree (SciPy), no k-means (pyribs, scikit-learn).
+    ("ArchiveConfig(kind='cvt', cvt_cells=3), centroids=[[0.1], [0.5], [0.9]]", "['scipy']"),
+])
+def test_archives_import_no_pyribs_once_they_have_their_cells(config, loaded):
+    import subprocess
+    import sys
+
+    code = ("import sys; from evoforge.archive.islands import *; "
+            f"a = IslandArchives(descriptors=[DescriptorSpec('x', 0.0, 1.0, 4)], config={config}, seed=0); "
+            "a.add(0, 1, 1.0, [0.5]); "
+            "print(sorted(m for m in ('ribs', 'sklearn', 'pandas', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == loaded

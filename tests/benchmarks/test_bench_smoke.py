@@ -82,7 +82,7 @@ def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
-    for name in ("throughput", "cpu", "isolation", "scale", "memory"):
+    for name in ("throughput", "cpu", "isolation", "scale", "memory", "startup"):
         assert "error" not in results[name] and "unavailable" not in results[name], results[name]
 
     throughput = results["throughput"]
@@ -111,6 +111,13 @@ def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
     assert memory["candidates_run"] == 24 and memory["rss_mb_at_1000"] > 0
     assert memory["target_measured"] is False and memory["rss_mb_at_target"] > 0
 
+    startup = results["startup"]
+    assert "error" not in startup and not startup["errors"], startup
+    assert startup["evoforge_first_request_s"] > 0 and startup["evoforge_first_request_cpu_s"] > 0
+    assert startup["evoforge_show_s"] > 0 and startup["evoforge_iterations_0_s"] > 0
+    assert "unavailable" in startup["openevolve"]   # --skip-openevolve: said, not silently dropped
+
     printed = capsys.readouterr().out
     assert "| 1 pipeline, LLM latency 0.05 s" in printed and "| 3 CPU-bound" in printed
+    assert "| 6 launch → first LLM request" in printed
     assert results["table"] in printed

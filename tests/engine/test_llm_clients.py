@@ -113,7 +113,9 @@ def test_reply_text_usage_and_cost(serve, provider):
         headers = request["headers"]
         assert "sk-ant-test" in (headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer "))
         assert "temperature" not in request["body"]  # SDK 2.x has no such parameter
-        assert request["body"]["system"] == PROMPT.system
+        # the system text is the stable prefix of every prompt: it carries the cache breakpoint
+        assert request["body"]["system"] == [{"type": "text", "text": PROMPT.system,
+                                              "cache_control": {"type": "ephemeral"}}]
         assert request["body"]["messages"] == [{"role": "user", "content": PROMPT.user}]
     assert request["body"]["model"] == PRICED[provider]
 

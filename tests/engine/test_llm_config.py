@@ -56,7 +56,7 @@ def test_llm_models_table_in_task_toml(tmp_path):
     gpt, qwen = llm.models
     assert gpt == LLMSpec("openai", "gpt-4o-mini", weight=3.0, temperature=0.5, max_tokens=2000)
     assert gpt.context_window == 128_000 and gpt.prices is None
-    assert qwen.prices == (0.1, 0.2) and qwen.context_window == 16000 and str(qwen).endswith("@http://127.0.0.1:8000/v1")
+    assert qwen.prices[:2] == (0.1, 0.2) and qwen.prices.cached_input is None and qwen.context_window == 16000 and str(qwen).endswith("@http://127.0.0.1:8000/v1")
     # Resolution: no --llm → the task's models and settings, stored as dicts that round-trip.
     config, note = resolve_config(RunConfig(task=str(task.path)), task, environ={})
     assert "[[llm.models]]" in note and "qwen2.5-coder" in note

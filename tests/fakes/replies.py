@@ -8,8 +8,9 @@ __all__ = ["user_prompt", "current_program", "current_a", "raise_a", "break_b", 
 
 
 def user_prompt(request: dict) -> str:
-    """The first user turn of a chat-completions or messages request."""
-    return next(m["content"] for m in request["messages"] if m["role"] == "user")
+    """The first user turn of a chat-completions or messages request (text blocks joined)."""
+    content = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
 def current_program(request: dict) -> str:

@@ -8,6 +8,8 @@ test that needs them skips with the reason. One container per test, so the modul
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -65,7 +67,8 @@ def _job(task_dir: str, program: str, **kwargs) -> EvaluationJob:
 def _our_containers() -> list:
     client = docker_sdk.from_env()
     try:
-        return client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+        # ours only: another test run may share the daemon
+        return client.containers.list(all=True, filters={"label": f"{CONTAINER_LABEL}={os.getpid()}"})
     finally:
         client.close()
 
@@ -85,15 +88,24 @@ def test_root_user_is_refused():
         DockerSandbox(user="0:0", base_url="unix:///nonexistent.sock")
 
 
-def test_stdout_splitter_finds_a_marker_split_across_chunks():
-    marker = b"\n\x1eevoforge-result-abc\n"
-    splitter = docker_backend._StdoutSplitter(marker, cap_bytes=1000)
-    stream = b"hello " + marker + b'{"status": "ok"}'
-    for i in range(0, len(stream), 3):  # every 3 bytes: the marker straddles several chunks
-        splitter.add(stream[i:i + 3])
-    splitter.finish()
-    assert splitter.tail.text() == "hello "
-    assert bytes(splitter.result) == b'{"status": "ok"}'
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    return kind + len(payload).to_bytes(4, "big") + payload
+
+
+def test_frame_reader_reads_frames_split_across_chunks():
+    frames = docker_backend._FrameReader(cap_bytes=1000)
+    stream = (_frame(b"o", b"hello ") + _frame(b"e", b"warn\n") + _frame(b"o", b"world")
+              + _frame(b"r", b'{"status": "ok"}'))
+    for i in range(0, len(stream), 3):  # every 3 bytes: headers and payloads straddle chunks
+        frames.add(stream[i:i + 3])
+    assert frames.stdout.text() == "hello world" and frames.stderr.text() == "warn\n"
+    assert frames.result == b'{"status": "ok"}' and not frames.corrupt
+
+
+def test_frame_reader_refuses_what_our_supervisor_never_writes():
+    frames = docker_backend._FrameReader(cap_bytes=1000)
+    frames.add(b"garbage that is no frame")
+    assert frames.corrupt and frames.result is None
 
 
 # ------------------------------------------------------------------ real containers
@@ -132,20 +144,37 @@ def test_runs_as_nobody_without_capabilities_or_privilege_escalation(box, task_d
 
 @needs_docker
 def test_no_network_only_loopback(box, task_dir):
-    result = box.run(_job(task_dir, """
-        import os, socket
-        def run():
-            try:
-                socket.create_connection(("1.1.1.1", 53), timeout=3).close()
-                reached = "connected"
-            except OSError as exc:
-                reached = type(exc).__name__
-            return {"score": 1.0, "artifacts": {"reached": reached,
-                                                "interfaces": ",".join(sorted(os.listdir("/sys/class/net")))}}
-    """))
+    """Proved without contacting anything but loopback: what the candidate sees (only ``lo``, no route,
+    no IPv6 address but loopback) and a listener on 127.0.0.1 in the host's namespace it cannot reach."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        result = box.run(_job(task_dir, """
+            import os, socket
+            def run():
+                dev = [l.split(":", 1)[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+                routes = open("/proc/net/route").read().splitlines()[1:]
+                try:
+                    inet6 = [l.split()[-1] for l in open("/proc/net/if_inet6").read().splitlines()]
+                except FileNotFoundError:
+                    inet6 = []
+                try:
+                    socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
+                    reached = "connected"
+                except OSError as exc:
+                    reached = type(exc).__name__
+                return {"score": 1.0, "artifacts": {
+                    "interfaces": ",".join(sorted(dev)),
+                    "sys_class_net": ",".join(sorted(os.listdir("/sys/class/net"))),
+                    "routes": str(len(routes)), "inet6_not_lo": ",".join(i for i in inet6 if i != "lo"),
+                    "reached": reached}}
+        """.replace("PORT", str(listener.getsockname()[1]))))
+    finally:
+        listener.close()
     assert result.status == Status.OK, result.artifacts
-    assert result.artifacts["reached"] != "connected"
-    assert result.artifacts["interfaces"] == "lo"
+    assert result.artifacts == {"interfaces": "lo", "sys_class_net": "lo", "routes": "0", "inet6_not_lo": "",
+                                "reached": "ConnectionRefusedError"}
 
 
 @needs_docker
@@ -325,3 +354,166 @@ def test_concurrent_runs_from_several_threads(box, task_dir):
         results = list(pool.map(box.run, jobs))
     assert [r.score for r in results] == [0.0, 1.0, 2.0, 3.0]
     assert _our_containers() == []
+
+
+# ------------------------------------------------------------------ a candidate that attacks the evaluator (issue 12)
+
+FORGER = """
+    import glob, json, os, signal, struct
+    FORGED = {"status": "ok", "score": 123456.0}
+    def run():
+        body = json.dumps(FORGED).encode()   # a forged frame, for any framed channel on stdout
+        os.write(1, b"r" + struct.pack(">I", len(body)) + body)
+        # What the attack on the old design did: read the result marker from the job file, print a
+        # forged result after it, and kill the evaluator so nothing honest follows.
+        for path in glob.glob("/opt/evoforge/**/*.json", recursive=True):
+            try:
+                with open(path) as fh:
+                    marker = json.load(fh).get("marker", "")
+                os.write(1, (marker + json.dumps(FORGED)).encode())
+            except (OSError, ValueError, AttributeError):
+                pass
+        for target in (os.getppid(), 1, -1):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+"""
+
+
+@needs_docker
+def test_a_candidate_cannot_forge_a_result_or_kill_the_evaluator(box, task_dir):
+    result = box.run(_job(task_dir, FORGER))
+    assert result.score != 123456.0 and result.status != Status.OK, result.to_dict()
+    assert result.status == Status.ERROR and "without returning a result" in result.artifacts["error"]
+
+
+@needs_docker
+def test_candidate_runs_as_another_uid_than_the_evaluator_and_cannot_read_the_job(box, task_dir):
+    result = box.run(_job(task_dir, """
+        import glob, os, signal, site, sys
+        def run():
+            supervisor = os.getppid()
+            uids = {line.split()[0]: line.split()[1] for line in open(f"/proc/{supervisor}/status")
+                    if line.startswith(("Uid:",))}
+            try:
+                os.kill(supervisor, 0)
+                signal_ok = 1.0
+            except PermissionError:
+                signal_ok = 0.0
+            readable = 0
+            for path in glob.glob("/opt/evoforge/in/**", recursive=True) + ["/opt/evoforge/in/job.json"]:
+                try:
+                    open(path).read() if os.path.isfile(path) else os.listdir(path)
+                    readable += 1
+                except OSError:
+                    pass
+            return {"score": 1.0, "metrics": {"uid": os.getuid(), "supervisor_uid": float(uids["Uid:"]),
+                    "can_signal_supervisor": signal_ok, "job_paths_readable": float(readable),
+                    "user_site": float(bool(site.ENABLE_USER_SITE)), "no_user_site": float(sys.flags.no_user_site),
+                    "hash_randomization": float(sys.flags.hash_randomization)}}
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.metrics["uid"] == 65534.0 and result.metrics["supervisor_uid"] == 0.0
+    assert result.metrics["can_signal_supervisor"] == 0.0
+    assert result.metrics["job_paths_readable"] == 0.0
+    assert result.metrics["user_site"] == 0.0 and result.metrics["no_user_site"] == 1.0
+    assert result.metrics["hash_randomization"] == 0.0  # PYTHONHASHSEED=0 holds: scores repeat
+
+
+@needs_docker
+def test_no_writable_start_up_hook_for_the_next_interpreter(box, task_dir):
+    """The planted start-up code of the attack: user site-packages under HOME, a .pth, usercustomize."""
+    result = box.run(_job(task_dir, """
+        import os, site, subprocess, sys
+        def run():
+            planted = []
+            home = os.path.expanduser("~")
+            targets = [site.getusersitepackages() if isinstance(site.getusersitepackages(), str) else "",
+                       os.path.join(home, ".local", "lib"), home]
+            for folder in targets:
+                for name, text in (("usercustomize.py", "print('HOOKED')"), ("evil.pth", "import os; print('HOOKED')")):
+                    try:
+                        os.makedirs(folder, exist_ok=True)
+                        with open(os.path.join(folder, name), "w") as fh:
+                            fh.write(text)
+                        planted.append(os.path.join(folder, name))
+                    except OSError:
+                        pass
+            nested = subprocess.run([sys.executable, "-c", "print('nested ran')"], capture_output=True,
+                                    text=True, timeout=20, env=dict(os.environ))
+            return {"score": 1.0, "artifacts": {"planted": ",".join(planted), "home": home,
+                                                "nested": nested.stdout + nested.stderr},
+                    "metrics": {"hooked": float("HOOKED" in nested.stdout)}}
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.artifacts["planted"] == "", result.artifacts
+    assert result.metrics["hooked"] == 0.0 and "nested ran" in result.artifacts["nested"]
+
+
+def test_a_result_never_overrides_a_timeout_or_a_kill():
+    """Whatever the container printed, the wall clock and the way it ended decide first."""
+    job = EvaluationJob(program_text="", task_dir="/nonexistent", timeout_s=2.0, memory_mb=256)
+    ok = json.dumps({"status": "ok", "score": 7.0}).encode()
+
+    def reader():
+        frames = docker_backend._FrameReader(cap_bytes=1000)
+        frames.add(b"r" + len(ok).to_bytes(4, "big") + ok)
+        return frames
+
+    assert docker_backend.DockerSandbox._outcome(job, reader(), False, 0, False, "").score == 7.0
+    timed_out = docker_backend.DockerSandbox._outcome(job, reader(), True, 0, False, "")
+    assert timed_out.status == Status.TIMEOUT and timed_out.score is None
+    killed = docker_backend.DockerSandbox._outcome(job, reader(), False, 137, False, "")
+    assert killed.status == Status.ERROR and "SIGKILL" in killed.artifacts["error"]
+    oom = docker_backend.DockerSandbox._outcome(job, reader(), False, 137, True, "")
+    assert oom.status == Status.OOM
+
+
+@needs_docker
+def test_dev_shm_is_private_to_each_container(box, task_dir):
+    writer = box.run(_job(task_dir, """
+        import os
+        def run():
+            with open("/dev/shm/left-behind", "w") as fh:
+                fh.write("secret")
+            return {"score": 1.0, "artifacts": {"shm": ",".join(os.listdir("/dev/shm"))}}
+    """))
+    reader = box.run(_job(task_dir, """
+        import os
+        def run():
+            return {"score": 1.0, "artifacts": {"shm": ",".join(os.listdir("/dev/shm"))}}
+    """))
+    assert writer.status == Status.OK and writer.artifacts["shm"] == "left-behind", writer.artifacts
+    assert reader.status == Status.OK and reader.artifacts["shm"] == "", reader.artifacts
+
+
+@needs_docker
+def test_a_nested_candidate_reads_neither_the_task_folder_nor_the_job(box, tmp_path):
+    """The evaluator reads its task folder; the candidate it starts with run_candidate sees none of it."""
+    (tmp_path / "answers.txt").write_text("42")
+    (tmp_path / "evaluator.py").write_text(textwrap.dedent("""
+        from evoforge.evaluators.candidate import run_candidate
+        def evaluate(program_path):
+            with open("/opt/evoforge/task/answers.txt") as fh:
+                mine = fh.read()
+            return {"score": 1.0, "artifacts": {"evaluator_saw": mine,
+                                                **run_candidate(program_path, "peek", timeout_s=20)}}
+    """))
+    result = box.run(_job(str(tmp_path), """
+        def peek():
+            seen = {}
+            for path in ("/opt/evoforge/task/answers.txt", "/opt/evoforge/task/evaluator.py",
+                         "/opt/evoforge/in/job.json"):
+                try:
+                    seen[path] = open(path).read()[:20]
+                except OSError as exc:
+                    seen[path] = type(exc).__name__
+            return seen
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.artifacts["evaluator_saw"] == "42"
+    assert {k: v for k, v in result.artifacts.items() if k != "evaluator_saw"} == {
+        "/opt/evoforge/task/answers.txt": "PermissionError", "/opt/evoforge/task/evaluator.py": "PermissionError",
+        "/opt/evoforge/in/job.json": "PermissionError"}

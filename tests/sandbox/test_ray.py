@@ -391,6 +391,68 @@ def test_task_files_are_packed_deterministically_and_unpacked_once(tmp_path):
     assert not (where / "__pycache__").exists()
     assert unpack_task_files(digest, b"not even a tar", cache) == str(where)  # a cache hit reads nothing
     assert [p.name for p in cache.iterdir()] == [digest]
+    assert cache.stat().st_mode & 0o777 == 0o700 and where.stat().st_mode & 0o777 == 0o700
+
+
+def _listable_by(uid: float, paths: list[str]) -> list[str]:
+    """The ``paths`` a process of ``uid`` (no capabilities: a plain setuid from root) can list."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setgid(int(uid))
+            os.setuid(int(uid))
+            listable = []
+            for path in paths:
+                try:
+                    os.listdir(path)
+                    listable.append(path)
+                except OSError:
+                    pass
+            os.write(write, "\n".join(listable).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        out = fh.read().decode()
+    os.waitpid(pid, 0)
+    return [p for p in out.split("\n") if p]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as non-root the process sandbox runs candidates under the "
+                    "engine's own uid, which a mode cannot keep from the engine's files")
+def test_a_candidate_on_ray_reads_neither_the_task_cache_nor_rays_session_folder(local_ray, task):
+    """Ray makes its session folder 0777 (logs, sockets) and the task cache held every task's files."""
+    from evoforge.sandbox.ray_executor import _cache_root
+
+    other = task()  # another task's folder, cached on this node by an earlier evaluation
+    _evaluate(RayExecutor("process"), [_job(other, "def run():\n    return 1.0\n")])
+    session = ray._private.worker.global_worker.node.get_session_dir_path()
+    probe = f"""
+        import os
+        def run():
+            readable = []
+            for root in ({str(_cache_root())!r}, {session!r}):
+                for path in [root] + [os.path.join(root, n) for n in ("logs", "sockets")]:
+                    try:
+                        os.listdir(path)
+                        readable.append(path)
+                    except OSError:
+                        pass
+            caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff:")][0]
+            return {{"score": 1.0, "artifacts": {{"readable": ",".join(readable)}},
+                    "metrics": {{"uid": os.getuid(), "dac_read_search": float(int(caps, 16) >> 2 & 1)}}}}
+    """
+    [result] = _evaluate(RayExecutor("process"), [_job(task(), probe)])
+    assert result.status == Status.OK, result.artifacts
+    assert os.stat(session).st_mode & 0o777 == 0o700 and _cache_root().stat().st_mode & 0o777 == 0o700
+    assert _listable_by(result.metrics["uid"], [str(_cache_root()), session]) == []
+    assert result.metrics["uid"] != 0
+    if result.metrics["dac_read_search"]:
+        pytest.skip("the process sandbox let this candidate keep CAP_DAC_READ_SEARCH (its uid cannot read the "
+                    "interpreter here), which reads past any mode; the modes above are set")
+    assert result.artifacts["readable"] == ""
 
 
 @pytest.mark.slow
