@@ -334,11 +334,12 @@ class RayExecutor:
             if self.address is None:
                 ray.init(**options)  # starts its own processes, with Ray's own time limits
             else:
-                _init_within(ray, options, timeout_s)
+                # A Ray Client server starts a Python process per client before it answers: allow more.
+                _init_within(ray, options, timeout_s * (2.5 if self.address.startswith("ray://") else 1))
         except _NoHandshake as exc:
             raise ConfigError(
                 f"--ray-address {self.address}: something answers there but no Ray cluster joined within "
-                f"{timeout_s:g} s (a wrong port, another Ray version, or a cluster that wants its token: "
+                f"{exc} (a wrong port, another Ray version, or a cluster that wants its token: "
                 "RAY_AUTH_MODE=token with ~/.ray/auth_token); check `ray status` on the head") from exc
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -527,7 +528,7 @@ def _init_within(ray: Any, options: dict[str, Any], timeout_s: float) -> None:
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise _NoHandshake(f"ray.init gave no answer within {timeout_s:g} s")
+        raise _NoHandshake(f"{timeout_s:g} s")
     if "error" in outcome:
         raise outcome["error"]
 

@@ -256,7 +256,7 @@ def test_a_changed_task_folder_is_never_served_stale(cluster, tmp_path):
 def test_a_run_through_ray_client(cluster, tmp_path):
     task = _task(tmp_path / "client", resources="num_gpus = 1")
     done = _evoforge("run", str(task), "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{cluster.client_port}",
-                     "--iterations", "3", "--concurrency", "1", "--quiet", "--out", str(tmp_path / "run"), timeout=240)
+                     "--iterations", "3", "--concurrency", "1", "--quiet", "--out", str(tmp_path / "run"), timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     placements = [p for p in _placements(tmp_path / "run") if p]
     assert placements and {p["node_id"] for p in placements} <= cluster.gpu_node_ids
