@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 # System packages some tests need, installed only when absent and when root (CI); otherwise those
 # tests skip with a reason. chromium: tests/engine/test_report.py renders `evoforge report` headless.
+# The process sandbox's isolation needs none (no bubblewrap, no libseccomp: README "Isolation").
 test-deps:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \

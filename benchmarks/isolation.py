@@ -3,8 +3,11 @@
 A *trivial* evaluation (``evaluate`` returns a constant) is run one at a time, so its wall time is
 the machinery's overhead: the process sandbox (a fork from the warm fork server), the docker sandbox
 (a fresh container per evaluation) and Ray placement (a Ray task that runs the process sandbox on a
-worker). Each backend is built through `evoforge.sandbox.registry`, exactly as ``--sandbox``/``--executor``
-build it; one that cannot start here is reported as ``unavailable: <reason>``, never a crash.
+worker). Two more process-sandbox rows show what candidates cost: the trivial evaluation plus one
+candidate process (``run_candidate``: forked from the job's zygote into its own namespaces and
+filesystem), and a real circle_packing evaluation of its initial program. Each backend is built
+through `evoforge.sandbox.registry`, exactly as ``--sandbox``/``--executor`` build it; one that cannot
+start here is reported as ``unavailable: <reason>``, never a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from pathlib import Path
 from benchmarks.common import TRIVIAL_EVALUATOR, cores, percentile, write_task
 
 __all__ = ["isolation_overhead"]
+
+NESTED_EVALUATOR = '''from evoforge.evaluators.candidate import run_candidate
+
+def evaluate(program_path):
+    return {"score": float(run_candidate(program_path, "f", timeout_s=30))}
+'''
 
 
 def _summary(walls_s: list[float]) -> dict:
@@ -38,8 +47,9 @@ def _unavailable(exc: BaseException) -> dict:
 class _Backend:
     """One way to run an evaluation, behind a uniform async ``once(job)``."""
 
-    def __init__(self, name: str, n: int) -> None:
+    def __init__(self, name: str, n: int, job=None) -> None:
         self.name, self.n = name, n
+        self.job = job               # its own job (circle_packing, a candidate process), else the shared one
         self.walls: list[float] = []
         self.failure: dict | None = None
         self._isolation = None
@@ -59,6 +69,7 @@ class _Backend:
     async def once(self, job, *, record: bool) -> None:
         if self.failure is not None or (record and len(self.walls) >= self.n):
             return
+        job = self.job or job
         started = time.perf_counter()
         try:
             if self._isolation is not None:
@@ -97,14 +108,24 @@ def isolation_overhead(work: Path, *, evaluations: int, docker_evaluations: int,
 
     task_dir = write_task(work / "task-trivial", TRIVIAL_EVALUATOR, name="bench_trivial")
     job = EvaluationJob(program_text="x = 1\n", task_dir=str(task_dir), timeout_s=60.0, memory_mb=1024)
+    # The same trivial evaluation plus one candidate process (run_candidate): what a nested, isolated
+    # candidate adds; and a real circle_packing evaluation (its initial program), as `make run` pays it.
+    nested_dir = write_task(work / "task-nested", NESTED_EVALUATOR, name="bench_nested")
+    nested = EvaluationJob(program_text="def f():\n    return 1\n", task_dir=str(nested_dir), timeout_s=60.0,
+                           memory_mb=1024)
+    packing_dir = Path(__file__).resolve().parents[1] / "tasks" / "circle_packing"
+    packing = EvaluationJob(program_text=(packing_dir / "initial_program.py").read_text(),
+                            task_dir=str(packing_dir), timeout_s=60.0, memory_mb=2048)
     plan = [("process", "process sandbox", "isolation", evaluations),
+            ("process", "process sandbox + 1 candidate process", "isolation", max(1, evaluations // 3), nested),
+            ("process", "process sandbox, circle_packing", "isolation", max(1, evaluations // 3), packing),
             ("local", "local executor + process", "executor", evaluations),
             ("docker", "docker sandbox", "isolation", docker_evaluations),
             ("ray", "ray executor + process", "executor", evaluations)]
     backends = []
-    for key, label, kind, n in plan:
+    for key, label, kind, n, *own in plan:
         if key in include:
-            backend = _Backend(label, n)
+            backend = _Backend(label, n, *own)
             backend.start(kind, key)
             backends.append(backend)
 

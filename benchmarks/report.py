@@ -81,9 +81,10 @@ def render_table(results: dict) -> str:
                 if _why(r):
                     rows.append((f"4 overhead: {name}", f"unavailable: {_why(r)}", "", ""))
                 else:
+                    what = "evaluations" if (',' in name or '+' in name) else "trivial evaluations"
                     rows.append((f"4 overhead: {name}",
                                  f"median {_num(r['median_ms'])} ms, p95 {_num(r['p95_ms'])} ms",
-                                 f"{r['evaluations']} trivial evaluations, one at a time", ""))
+                                 f"{r['evaluations']} {what}, one at a time", ""))
 
     sc = results.get("scale")
     if sc is not None:

@@ -145,6 +145,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, task = plan.config, plan.task
     if plan.note:
         print(f"evoforge: {plan.note}", file=sys.stderr)
+    _say_missing_protections(args.sandbox)
     if args.dry_run:
         from evoforge.engine.dryrun import dry_run_report
         print(dry_run_report(config, task, out=str(args.out) if args.out else None))
@@ -184,6 +185,17 @@ def _report(outcome) -> int:
     return 0
 
 
+def _say_missing_protections(sandbox: str) -> None:
+    """A protection the process sandbox cannot apply here is said out loud, in one line."""
+    if sandbox != "process":
+        return
+    from evoforge.sandbox.protections import missing_line, probe_protections
+
+    line = missing_line(probe_protections())
+    if line:
+        print(f"evoforge: {line}", file=sys.stderr)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from evoforge.engine.replay import replay_run
 
@@ -206,6 +218,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
+    _say_missing_protections(args.sandbox)
     result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
     if args.json:
         print(_json(result.to_dict()))

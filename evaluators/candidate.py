@@ -46,6 +46,7 @@ evaluation and the JSON tree cost ~40 us of the round trip.
 
 from __future__ import annotations
 
+import array
 import os
 import select
 import signal
@@ -73,6 +74,10 @@ _F64 = struct.Struct("<d")
 _C128 = struct.Struct("<dd")
 _U32 = struct.Struct("<I")
 _READ_CHUNK = 1 << 16
+_MAX_PROGRAM_BYTES = 64 * 1024 * 1024
+_STATUS = struct.Struct("<cq")          # the zygote's launcher: (b"p", pid), then (b"s", wait status)
+STARTUP_WAIT_S = 30.0                  # for the zygote to fork the candidate
+_CLOSE_WAIT_S = 5.0                    # for the zygote's launcher to report the candidate's death
 _PUT = "\0put"                         # request tags for `put` and `defines`: not valid Python identifiers
 _HAS = "\0has"
 
@@ -330,19 +335,38 @@ def _describe(exc: BaseException, traceback: Any) -> str:
             return "an exception that cannot be described"
 
 
-def _serve(program_path: str, reply_fd: int, request_fd: int, hidden: list[str]) -> None:  # runs in the child
+def _read_program(request_fd: int, workdir: str) -> str:
+    """The zygote's candidate reads its program as the first frame on the request pipe
+    (``encode([file name, text])``) and writes it into its own fresh ``workdir``; returns the path."""
+    buf = b""
+    while len(buf) < _SIZE.size or len(buf) < _SIZE.size + _SIZE.unpack_from(buf)[0]:
+        if len(buf) >= _SIZE.size and _SIZE.unpack_from(buf)[0] > _MAX_PROGRAM_BYTES:
+            raise ValueError("the program is larger than the limit")
+        chunk = os.read(request_fd, _READ_CHUNK)
+        if not chunk:
+            raise EOFError("the evaluator closed the session before sending the program")
+        buf += chunk
+    name, text = decode(buf[_SIZE.size:_SIZE.size + _SIZE.unpack_from(buf)[0]])
+    path = os.path.join(workdir, os.path.basename(str(name)) or "program.py")
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as fh:
+        fh.write(str(text))
+    return path
+
+
+def _serve(program_path: str, reply_fd: int, request_fd: int, hidden: list[str] | None) -> None:  # in the child
     import importlib.util
     import traceback
 
-    from evoforge.evaluators.confine import CAP_DAC_READ_SEARCH, confine, drop_capabilities
-
     os.set_inheritable(reply_fd, False)
     os.set_inheritable(request_fd, False)
-    # Before any candidate code: the task folder (answer keys, held-out data) becomes unreadable, no
-    # writes outside the working directory, no signals to or ptrace of the evaluator; no capabilities.
-    confine(writable=[os.getcwd()], hidden=hidden, keep=[os.path.dirname(program_path)])
-    drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if os.getuid() != 0 else ())   # kept only by a sandbox
-    # worker that runs as nobody with a Python under /root; dropping it would break later imports
+    if hidden is not None:
+        # Not in a view built for us (no zygote): before any candidate code, the task folder (answer
+        # keys, held-out data) becomes unreadable, writes go only to our own fresh directory, no signals
+        # to or ptrace of the evaluator; no capabilities.
+        from evoforge.evaluators.confine import CAP_DAC_READ_SEARCH, confine, drop_capabilities
+        confine(writable=[os.getcwd()], hidden=hidden, keep=[os.path.dirname(program_path)])
+        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if os.getuid() != 0 else ())   # kept only by a sandbox
+        # worker that runs as nobody with a Python under /root; dropping it would break later imports
 
     def reply(kind: bytes, value: Any) -> None:
         try:
@@ -400,11 +424,114 @@ _ENV_DEFAULTS = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM
                  "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(home: str) -> dict[str, str]:
     env = dict(_ENV_DEFAULTS)
     env.update({k: os.environ[k] for k in _ENV_KEYS if k in os.environ})
     env.setdefault("PATH", os.defpath)
+    env.update(HOME=home, TMPDIR=home)
     return env
+
+
+def _zygote_socket() -> int | None:
+    """The zygote's socket when the sandbox gave us one (`evoforge.sandbox.zygote`), else None."""
+    value = os.environ.get("EVOFORGE_ZYGOTE_FD", "")
+    if not value.isdigit():
+        return None
+    try:
+        os.fstat(int(value))
+    except OSError:
+        return None
+    return int(value)
+
+
+class _ZygoteCandidate:
+    """A candidate forked by the job's zygote, in a filesystem and namespaces built for it."""
+
+    def __init__(self, zygote_fd: int, reply_w: int, request_r: int, program_path: str) -> None:
+        import socket
+
+        self.returncode: int | None = None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._control = ours
+        try:
+            err = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
+        except (OSError, ValueError):
+            err = 2
+        try:
+            zygote = socket.socket(fileno=os.dup(zygote_fd))
+            try:
+                zygote.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                         array.array("i", [theirs.fileno(), reply_w, request_r, err]))])
+            finally:
+                zygote.close()
+        finally:
+            theirs.close()
+        kind, self.pid = self._status(STARTUP_WAIT_S)
+        if kind != b"p":
+            ours.close()
+            raise CandidateCrashed(f"the sandbox's candidate zygote did not start the program ({program_path})")
+
+    def _status(self, timeout_s: float) -> tuple[bytes, int]:
+        self._control.settimeout(timeout_s)
+        data = b""
+        try:
+            while len(data) < _STATUS.size:
+                chunk = self._control.recv(_STATUS.size - len(data))
+                if not chunk:
+                    return b"", 0
+                data += chunk
+        except OSError:
+            return b"", 0
+        return _STATUS.unpack(data)
+
+    def kill(self) -> None:
+        """Let go of the candidate (its launcher kills it and its whole PID namespace) and wait for
+        the report of its end."""
+        import socket
+
+        try:
+            self._control.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        kind, status = self._status(_CLOSE_WAIT_S)
+        if kind == b"s":
+            self.returncode = os.waitstatus_to_exitcode(status)
+        self._control.close()
+
+
+class _SpawnedCandidate:
+    """Fallback without a zygote: a fresh interpreter in isolated mode (``-I``: no user site, no
+    PYTHON* variables, no script folder on ``sys.path``) started in an empty private directory, so no
+    file a candidate wrote runs before `_serve` confines the child."""
+
+    def __init__(self, program_path: str, reply_w: int, request_r: int, hidden: str) -> None:
+        import shutil
+        import tempfile
+
+        # In the workdir under the sandbox; only the child writes it.
+        self._home = tempfile.mkdtemp(prefix="candidate-")
+        self._rmtree = shutil.rmtree
+        try:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-I", "-c", _CHILD, program_path, str(reply_w), str(request_r), import_root(),
+                 hidden], stdin=subprocess.DEVNULL, pass_fds=(reply_w, request_r), start_new_session=True,
+                cwd=self._home, env=_child_environment(self._home))
+        except BaseException:
+            shutil.rmtree(self._home, ignore_errors=True)
+            raise
+        self.pid = self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self._popen.pid, signal.SIGKILL)   # its group: whatever it started goes too
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._popen.wait()
+        self._rmtree(self._home, ignore_errors=True)    # nothing it wrote is left for the next session
 
 
 class CandidateSession:
@@ -430,12 +557,13 @@ class CandidateSession:
         make_undumpable()
         reply_r, reply_w = os.pipe()
         request_r, request_w = os.pipe()
-        root = import_root()
+        zygote = _zygote_socket()
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, self.program_path, str(reply_w), str(request_r), root, hidden],
-                stdin=subprocess.DEVNULL, pass_fds=(reply_w, request_r), start_new_session=True,
-                cwd=os.getcwd(), env=_child_environment())
+            if zygote is not None:
+                self._process: _ZygoteCandidate | _SpawnedCandidate = _ZygoteCandidate(
+                    zygote, reply_w, request_r, self.program_path)
+            else:
+                self._process = _SpawnedCandidate(self.program_path, reply_w, request_r, hidden)
         except BaseException:
             for fd in (reply_r, reply_w, request_r, request_w):
                 os.close(fd)
@@ -444,6 +572,15 @@ class CandidateSession:
         os.close(request_r)
         os.set_inheritable(reply_r, False)
         os.set_inheritable(request_w, False)
+        if zygote is not None:    # the program travels as the first frame: the candidate's folder is its own
+            try:
+                _write_all(request_w, _frame(encode([os.path.basename(self.program_path),
+                                                     Path(self.program_path).read_text(errors="surrogateescape")])))
+            except BaseException:
+                self._process.kill()
+                os.close(reply_r)
+                os.close(request_w)
+                raise
         self._reply_fd, self._request_fd = reply_r, request_w
         self._poll = select.poll()
         self._poll.register(reply_r, select.POLLIN)
@@ -453,6 +590,7 @@ class CandidateSession:
 
     @property
     def pid(self) -> int:
+        """The candidate's process id (as seen from the evaluator)."""
         return self._process.pid
 
     def call(self, function: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
@@ -544,11 +682,7 @@ class CandidateSession:
         self._closed = True
         for fd in (self._request_fd, self._reply_fd):
             os.close(fd)
-        try:
-            os.killpg(self._process.pid, signal.SIGKILL)   # its group: whatever it started goes too
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._process.wait()
+        self._process.kill()
 
     def __enter__(self) -> "CandidateSession":
         return self

@@ -70,8 +70,9 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.evaluators.types import EvaluationResult, SandboxError, Status
-from evoforge.sandbox.forkserver import MAX_RESULT_BYTES, OOM_MARKERS, STDERR_IN_ERROR_CHARS, TailBuffer, cpu_limit_s
+from evoforge.sandbox.forkserver import MAX_RESULT_BYTES, TailBuffer, cpu_limit_s
 from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.outcome import classify_exit
 from evoforge.evaluators.location import evaluators_dir
 from evoforge.sandbox.process import FIXED_ENV
 
@@ -579,19 +580,10 @@ class DockerSandbox:
             wait_status = int(frames.no_result.get("wait_status", 0))
             exit_code = (128 + os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status)
                          else os.WEXITSTATUS(wait_status))
-        if oom_killed:
-            return EvaluationResult.failure(Status.OOM, f"killed by the out-of-memory killer at {memory}")
-        if exit_code == SIGXCPU_EXIT:
-            return EvaluationResult.failure(Status.TIMEOUT, f"exceeded the CPU-time limit of {cpu_limit_s(job)} s")
-        if exit_code > 128 and exit_code - 128 in {int(sig) for sig in signal.Signals}:
-            # tini reports a child killed by signal N as 128 + N
-            message = f"program killed by signal {signal.Signals(exit_code - 128).name}"
-        else:
-            message = f"program exited with code {exit_code} without returning a result"
-        kind = Status.OOM if any(m in stderr_text for m in OOM_MARKERS) else Status.ERROR
-        if stderr_text:
-            message += "\n--- stderr tail ---\n" + stderr_text[-STDERR_IN_ERROR_CHARS:]
-        return EvaluationResult.failure(kind, message)
+        # tini reports a child killed by signal N as 128 + N; one classifier with the fork server.
+        sig = exit_code - 128 if exit_code > 128 and exit_code - 128 in {int(s) for s in signal.Signals} else None
+        return classify_exit(signal_number=sig, exit_code=exit_code, stderr_text=stderr_text,
+                             cpu_limit_s=cpu_limit_s(job), oom_killed=oom_killed, memory_what=memory)
 
     def _remove(self, container: Any) -> None:
         import docker.errors

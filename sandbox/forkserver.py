@@ -1,4 +1,4 @@
-"""Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m sandbox.forkserver``).
+"""Pre-warmed fork server: evaluate candidates in forked, isolated children (``python -m evoforge.sandbox.forkserver``).
 
 Started by `evoforge.sandbox.process.ProcessSandbox` with an allow-listed environment. Paying the interpreter
 start and ``import numpy`` once here makes an evaluation cost a ``fork`` (milliseconds).
@@ -6,10 +6,15 @@ start and ``import numpy`` once here makes an evaluation cost a ``fork`` (millis
 Process tree, per request::
 
     server  (subreaper; single-threaded poll loop over stdin + one pipe per supervisor)
-    └── S   supervisor (subreaper): drains W's output, enforces the wall clock, kills every descendant
-        └── W   worker, own session/process group: rlimits, new network namespace, user nobody when
-                root, Landlock, no capabilities; runs `evoforge.evaluators.runner.run_job` and sends the
-                result as JSON over a pipe
+    └── S   supervisor (subreaper): makes the job's cgroup, drains W's output, enforces the wall
+        │   clock, kills every descendant and the cgroup's processes at the end
+        ├── Z   candidate zygote (`evoforge.sandbox.zygote`), forked before W so it never held evaluator
+        │   │   state; in the job's cgroup
+        │   └── C1 ── C2  one per candidate process: new namespaces, a root built for it, job uid
+        └── W   worker, own session: the job's cgroup, private mount+IPC namespaces (tmpfs workdir and
+                /dev/shm, home and checkout masked), rlimits, network namespace, the job's uid,
+                Landlock, no capabilities, seccomp; runs `evoforge.evaluators.runner.run_job` and sends
+                the result as JSON over a pipe
 
 Why a supervisor per job rather than the server watching W directly: S is a subreaper, so a
 double-forked daemon W leaves behind reparents to S, where S can find and kill it; and if
@@ -18,26 +23,22 @@ anything in S goes wrong only that job is lost, never the server loop.
 Wire protocol on stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JSON. Request
 ``{"id", "job": EvaluationJob.to_dict()}``; response ``{"id", "result": EvaluationResult.to_dict()}``
 or, when the machinery (not the candidate) failed, ``{"id", "error": "..."}``. The server's first
-frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "python"}``.
+frame is a hello: ``{"ready": true, "pid", "numpy", "drop_uid", "read_cap", "protections", "python"}``.
 
-Privileges: as root, W drops to a uid/gid of its own (``JOB_UID_BASE`` + n, with no account, and no
-other live job holding it; ``nobody``'s permissions), so it cannot signal, ptrace or write to root's
-processes and files (the supervisor, the server, the engine, the run directory) or another job's,
-and RLIMIT_NPROC stops a fork bomb (root is exempt from it) without starving concurrent jobs. If ``nobody`` cannot read this interpreter
-(a pyenv under a 0700 ``/root``), W keeps CAP_DAC_READ_SEARCH -- read access only -- and nothing
-else; the hello says ``drop_uid`` and ``read_cap``. As non-root, W keeps the caller's uid and
-RLIMIT_NPROC is not set (it counts every process of the user, not just this job's). A task folder
-``nobody`` cannot read is copied into the job's workdir first. Then, irreversibly (`_lock_down`):
-Landlock where the kernel has it (`evoforge.evaluators.confine`: writes only in the workdir, the engine
-user's home unreadable, no signals to or ptrace of processes outside the job), every other
-capability dropped, no_new_privs, and W made non-dumpable. As root the workdir is also a private,
-size-capped tmpfs (``max_file_mb``), so a disk filler stops there.
+Privileges (decided once, `make_policy`; what could not be applied is in the hello's ``protections``,
+`evoforge.sandbox.protections`): as root, each job's W and candidates run as a uid of their own, leased
+host-wide (`evoforge.sandbox.privileges`), so they cannot signal, ptrace or write to root's processes and
+files or another job's, on this server or any other. W's home and checkout are masked
+(`evoforge.sandbox.mounts.mask`), so no capability is needed to read an interpreter under a 0700 /root;
+only where masking is impossible does W keep CAP_DAC_READ_SEARCH (read access only). Memory and
+process counts are limited per job by a cgroup (`evoforge.sandbox.cgroups`), RLIMITs per process as
+the fallback (`evoforge.sandbox.limits`). As non-root, W keeps the caller's uid and candidates are
+fresh ``python -I`` interpreters confined by Landlock (`evoforge.evaluators.candidate`). A task folder
+the job's uid cannot read is copied beside the workdir first.
 
-Outcome mapping (S): the result W sent wins; otherwise wall clock passed -> ``timeout``; killed by
-SIGXCPU, or by SIGKILL after using its CPU seconds -> ``timeout``; MemoryError (RLIMIT_AS) ->
-``oom`` (also when W died with an out-of-memory message in its stderr); any other death or an exit
-without a result -> ``error`` naming the exit code or signal, with the stderr tail. A non-root W
-enters the network namespace through a user namespace mapping its own uid; both are best effort.
+Outcome mapping (S): the result W sent wins (an ``error`` becomes ``oom`` if the kernel killed a
+process of the job for memory); otherwise wall clock passed -> ``timeout``; any other death is
+classified by `evoforge.sandbox.outcome.classify_exit`, shared with the docker backend.
 
 The per-job temporary workdir is made by the server just before forking S (not by S), so the
 server can still delete it if S is killed; S normally deletes it itself.
@@ -48,598 +49,35 @@ thread held (and OPENBLAS_NUM_THREADS=1 from the environment keeps numpy from st
 
 from __future__ import annotations
 
-import ctypes
-import faulthandler
-import json
-import math
 import os
-import resource
 import select
 import shutil
 import signal
-import stat
-import struct
 import sys
 import tempfile
-import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
-from evoforge.evaluators.confine import (
-    CAP_DAC_READ_SEARCH, confine, drop_bounding_set, drop_capabilities, make_undumpable,
-)
-from evoforge.evaluators.location import code_dirs
-from evoforge.evaluators.runner import run_job
 from evoforge.evaluators.types import EvaluationResult, Status
-from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.frames import FRAME_HEADER, MAX_FRAME_BYTES, FrameReader, encode_frame, write_all
+from evoforge.sandbox.limits import cpu_limit_s
+from evoforge.sandbox.outcome import OOM_MARKERS, STDERR_IN_ERROR_CHARS
+from evoforge.sandbox.policy import HIDE_ENV, Policy, make_policy
+from evoforge.sandbox.privileges import JOB_UID_BASE, JOB_UID_POOL, NOBODY_UID, UidLeases
+from evoforge.sandbox.processes import (
+    children_of, close_fds_except, kill, kill_descendants, redirect_std_to_devnull, set_subreaper,
+)
+from evoforge.sandbox.protections import protection_report
+from evoforge.sandbox.cgroups import JobCgroup
+from evoforge.sandbox.supervisor import (
+    MAX_RESULT_BYTES, TailBuffer, job_cgroup_name, remove_job_dirs, supervisor_main,
+)
 
 __all__ = ["encode_frame", "FrameReader", "children_of", "kill_descendants", "serve", "main",
-           "MAX_RESULT_BYTES", "NOBODY_UID"]
+           "MAX_RESULT_BYTES", "NOBODY_UID", "JOB_UID_BASE", "JOB_UID_POOL", "OOM_MARKERS",
+           "STDERR_IN_ERROR_CHARS", "cpu_limit_s", "TailBuffer", "FRAME_HEADER", "MAX_FRAME_BYTES", "HIDE_ENV"]
 
-FRAME_HEADER = struct.Struct(">I")
-MAX_FRAME_BYTES = 256 * 1024 * 1024    # a request/response bigger than this is a protocol error
-MAX_RESULT_BYTES = 16 * 1024 * 1024    # W's result JSON; bigger is the candidate's fault -> ERROR
-NOBODY_UID = 65534
-# Each job's W gets a uid of its own, unused by any account: RLIMIT_NPROC counts processes per uid,
-# so with one shared uid a fork bomb in one job would starve every other job's processes, and jobs
-# could signal each other. The pool is far larger than any number of jobs alive at once.
-JOB_UID_BASE = 0x3F000000
-JOB_UID_POOL = 1 << 16
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_KEEPCAPS = 8
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWNS = 0x00020000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
 READ_CHUNK_BYTES = 1 << 16
-DRAIN_AFTER_EXIT_S = 2.0               # reading what is left in the pipes once everyone is dead
-STDERR_IN_ERROR_CHARS = 2000           # stderr tail copied into a failure's "error" artifact
-HIDE_ENV = "EVOFORGE_HIDE_PATHS"       # set by the client: os.pathsep-separated paths W must not read
-OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-# --------------------------------------------------------------------------- frames
-
-def encode_frame(obj: Any) -> bytes:
-    body = json.dumps(obj).encode("utf-8")
-    return FRAME_HEADER.pack(len(body)) + body
-
-
-class FrameReader:
-    """Incremental decoder: feed bytes as they arrive, get whole frames back."""
-
-    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self._buf = bytearray()
-        self._max = max_frame_bytes
-
-    def feed(self, data: bytes) -> list[Any]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= FRAME_HEADER.size:
-            (size,) = FRAME_HEADER.unpack_from(self._buf)
-            if size > self._max:
-                raise ValueError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
-            end = FRAME_HEADER.size + size
-            if len(self._buf) < end:
-                break
-            frames.append(json.loads(bytes(self._buf[FRAME_HEADER.size:end]).decode("utf-8")))
-            del self._buf[:end]
-        return frames
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-# --------------------------------------------------------------------------- process utilities
-
-def set_subreaper() -> bool:
-    """Make orphaned descendants reparent to us (not init), so we can find and kill them."""
-    return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (zombies included), from /proc."""
-    kids: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                kids.extend(int(p) for p in fh.read().split())
-        return kids
-    except (FileNotFoundError, PermissionError):
-        pass  # kernel without CONFIG_PROC_CHILDREN: scan every process's parent
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
-
-
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_descendants(keep: frozenset[int] = frozenset(), max_rounds: int = 1000) -> None:
-    """SIGKILL and reap our children until none are left (except ``keep``).
-
-    Repeated because killing a child reparents *its* children to us (we are a subreaper), and a
-    child may have forked between our scan and our kill.
-    """
-    me = os.getpid()
-    for _ in range(max_rounds):
-        kids = [p for p in children_of(me) if p not in keep]
-        if not kids:
-            return
-        for pid in kids:
-            _kill(pid)
-        for pid in kids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-
-
-def _close_fds_except(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the fd of the listdir itself, already gone
-
-
-def _redirect_std_to_devnull() -> None:
-    """Stop holding the server's stdin/stdout, so the client sees EOF when the server dies."""
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
-
-
-def _task_copy_dir(workdir: str) -> str:
-    """Where W puts a private copy of a task folder the job's uid cannot read: beside the workdir,
-    never inside it, because the candidate's nested process may read everything under the workdir
-    (Landlock only adds permissions beneath a path) and the task folder may hold answer keys."""
-    return workdir.rstrip("/") + ".task"
-
-
-def _remove_job_dirs(workdir: str) -> None:
-    _rmtree(workdir)
-    _rmtree(_task_copy_dir(workdir))
-
-
-def _rmtree(path: str) -> None:
-    """Remove a workdir even if the candidate chmod-ed parts of it to 000 (matters when not root).
-
-    Only directories inside ``path`` are touched, never through a symlink (a candidate could
-    plant one pointing anywhere), and a missing ``path`` is a no-op.
-    """
-    if not os.path.isdir(path) or os.path.islink(path):
-        return
-    try:
-        os.chmod(path, 0o700)
-    except OSError:
-        pass
-    for root, dirs, _files in os.walk(path):
-        for name in dirs:
-            sub = os.path.join(root, name)
-            if not os.path.islink(sub):
-                try:
-                    os.chmod(sub, 0o700)
-                except OSError:
-                    pass
-    shutil.rmtree(path, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- policy
-
-@dataclass(frozen=True)
-class Policy:
-    """Per-server decisions, made once at startup."""
-
-    drop_uid: int | None   # uid W switches to, or None to keep the current one
-    read_cap: bool = False # keep CAP_DAC_READ_SEARCH after the switch (the interpreter is not world-readable)
-    hidden: tuple[str, ...] = ()   # paths W may not read (the engine user's home), from EVOFORGE_HIDE_PATHS
-
-
-def _nobody_can_import(read_cap: bool = False) -> bool:
-    """Fork a probe that becomes nobody (keeping CAP_DAC_READ_SEARCH if ``read_cap``) and checks it
-    can list every import path and start this interpreter."""
-    paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
-    pid = os.fork()
-    if pid == 0:
-        ok = False
-        try:
-            _become(NOBODY_UID, read_cap)
-            for p in paths:
-                os.listdir(p)
-            ok = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "import json, numbers"]) == 0
-        except BaseException:
-            ok = False
-        finally:
-            os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
-def _become(uid: int, read_cap: bool) -> None:
-    """setuid to ``uid``; with ``read_cap``, keep only CAP_DAC_READ_SEARCH (ambient, so the nested
-    interpreter of `evoforge.evaluators.candidate` can read the Python under /root too)."""
-    if read_cap:
-        drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,))   # while we still hold CAP_SETPCAP
-        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        raise RuntimeError(f"could not drop privileges to uid {uid}")
-    if read_cap:
-        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,))
-
-
-def make_policy() -> Policy:
-    """As root, W runs as ``nobody``: it cannot signal or write to root's processes and files, read
-    their /proc entries, or fork past RLIMIT_NPROC (root is exempt from it). If ``nobody`` cannot read
-    this interpreter (a pyenv under a 0700 /root), it keeps CAP_DAC_READ_SEARCH and nothing else."""
-    hidden = tuple(p for p in os.environ.pop(HIDE_ENV, "").split(os.pathsep) if p)
-    if os.geteuid() == 0:
-        if _nobody_can_import():
-            return Policy(drop_uid=NOBODY_UID, hidden=hidden)
-        if _nobody_can_import(read_cap=True):
-            return Policy(drop_uid=NOBODY_UID, read_cap=True, hidden=hidden)
-    return Policy(drop_uid=None, hidden=hidden)
-
-
-# --------------------------------------------------------------------------- worker (W)
-
-def _setrlimit(which: int, value: int, hard: int | None = None) -> None:
-    hard = value if hard is None else hard
-    _, cur_hard = resource.getrlimit(which)
-    if cur_hard != resource.RLIM_INFINITY:
-        value, hard = min(value, cur_hard), min(hard, cur_hard)
-    try:
-        resource.setrlimit(which, (value, hard))
-    except (ValueError, OSError):
-        pass
-
-
-def cpu_limit_s(job: EvaluationJob) -> int:
-    """RLIMIT_CPU soft limit: ``cpu_s`` or a little above the wall clock, so the wall clock rules."""
-    return int(math.ceil(job.cpu_s)) if job.cpu_s else int(math.ceil(job.timeout_s)) + 1
-
-
-def _apply_rlimits(job: EvaluationJob) -> None:
-    mib = 1024 * 1024
-    _setrlimit(resource.RLIMIT_AS, int(job.memory_mb) * mib)
-    cpu = cpu_limit_s(job)
-    _setrlimit(resource.RLIMIT_CPU, cpu, cpu + 1)  # soft -> SIGXCPU, hard -> SIGKILL
-    _setrlimit(resource.RLIMIT_FSIZE, int(job.max_file_mb) * mib)
-    _setrlimit(resource.RLIMIT_NOFILE, int(job.max_open_files))
-    _setrlimit(resource.RLIMIT_CORE, 0)
-
-
-def _enter_network_namespace() -> None:
-    """No network for the candidate. Root can unshare directly; a normal user needs a user
-    namespace too (mapping its own uid to itself). Best effort: some kernels/containers refuse."""
-    if _libc.unshare(CLONE_NEWNET) == 0:
-        return
-    if os.geteuid() == 0:
-        return
-    uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-        return
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        try:
-            with open(f"/proc/self/{name}", "w") as fh:
-                fh.write(text)
-        except OSError:
-            pass
-
-
-def _mount_private_workdir(workdir: str, size_mb: int) -> bool:
-    """As root: a private mount namespace with a size-capped tmpfs on the workdir, so a disk filler
-    stops at ``size_mb`` (RLIMIT_FSIZE caps only one file) and its files vanish with the namespace.
-    Best effort: without root or mount namespaces the workdir stays a plain directory."""
-    if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
-    options = f"size={max(1, int(size_mb))}m,mode=0700".encode()
-    return _libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0
-
-
-def _others_can_read(path: str) -> bool:
-    """Static check: every ancestor searchable by 'other', ``path`` itself readable."""
-    path = os.path.abspath(path)
-    try:
-        st = os.stat(path)
-        if not st.st_mode & stat.S_IROTH or (stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH):
-            return False
-        parent = os.path.dirname(path)
-        while True:
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                return False
-            if parent == os.path.dirname(parent):
-                return True
-            parent = os.path.dirname(parent)
-    except OSError:
-        return False
-
-
-def _chown_tree(path: str, uid: int) -> None:
-    os.chown(path, uid, uid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, uid)
-
-
-def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool = False) -> EvaluationJob:
-    evaluator = os.path.join(job.task_dir, job.evaluator_file)
-    if not (_others_can_read(job.task_dir) and _others_can_read(evaluator)):
-        # nobody could not import the evaluator from there: give it a private copy
-        copy = _task_copy_dir(workdir)
-        shutil.copytree(job.task_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
-        os.chmod(copy, 0o700)
-        _chown_tree(copy, uid)
-        job = replace(job, task_dir=copy)
-    _chown_tree(workdir, uid)
-    _setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
-    _become(uid, read_cap)
-    return job
-
-
-def _lock_down(job: EvaluationJob, workdir: str, policy: Policy, original_task_dir: str) -> None:
-    """Last step before the evaluator runs, irreversible: Landlock (writes only in the workdir, the
-    engine user's home unreadable, no signals to or ptrace of processes outside -- the supervisor,
-    the server, the engine) where the kernel has it; no capabilities at all (so a root W cannot read
-    the non-dumpable engine's /proc/<pid>/environ or remount anything); not dumpable itself, so the
-    candidate's nested process (`evoforge.evaluators.candidate`) cannot reach into the evaluator's memory."""
-    abi = confine(writable=[workdir], hidden=policy.hidden, keep=[job.task_dir, *code_dirs()])
-    os.environ["EVOFORGE_LANDLOCK_ABI"] = str(abi or 0)
-    # Hidden from the candidate's process: the task folder and W's private copy of it. Both, since with
-    # CAP_DAC_READ_SEARCH kept (a 0700 interpreter) file permissions alone would not stop it.
-    os.environ["EVOFORGE_TASK_DIR"] = os.pathsep.join(
-        sorted({os.path.abspath(job.task_dir), os.path.abspath(original_task_dir)}))
-    drop_capabilities(keep=(CAP_DAC_READ_SEARCH,) if policy.read_cap else ())
-    make_undumpable()
-
-
-def _worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, err_w: int, res_w: int) -> None:
-    """Body of W; never returns (os._exit)."""
-    os.setsid()  # own session and process group: one killpg reaches everything it started
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    os.dup2(res_w, 3, inheritable=False)  # not passed to anything the candidate execs
-    _close_fds_except({0, 1, 2, 3})
-    faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; W need not
-    try:
-        _mount_private_workdir(workdir, job.max_file_mb)
-        os.chdir(workdir)
-        os.environ["HOME"] = workdir
-        os.environ["TMPDIR"] = workdir  # stray temp files die with the workdir
-        tempfile.tempdir = workdir
-        _apply_rlimits(job)
-        _enter_network_namespace()
-        original_task_dir = job.task_dir
-        if policy.drop_uid is not None:
-            job = _drop_privileges(job, workdir, policy.drop_uid, policy.read_cap)
-        _lock_down(job, workdir, policy, original_task_dir)
-        result = run_job(job, workdir)
-    except BaseException as exc:  # the isolation set-up itself failed: report it as data from here
-        result = EvaluationResult.failure(
-            Status.ERROR, f"sandbox worker set-up failed: {type(exc).__name__}: {exc}")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    try:
-        payload = json.dumps(result.to_dict()).encode("utf-8")
-    except BaseException as exc:
-        payload = json.dumps(EvaluationResult.failure(
-            Status.ERROR, f"result is not serialisable: {exc}").to_dict()).encode("utf-8")
-    try:
-        _write_all(3, payload)
-    except BaseException:
-        os._exit(75)
-    os._exit(0)
-
-
-# --------------------------------------------------------------------------- supervisor (S)
-
-class TailBuffer:
-    """Keeps the last ``cap_bytes`` of a stream and counts what it dropped (bounded memory)."""
-
-    def __init__(self, cap_bytes: int) -> None:
-        self.cap = max(0, int(cap_bytes))
-        self.buf = bytearray()
-        self.dropped = 0
-
-    def add(self, data: bytes) -> None:
-        self.buf += data
-        excess = len(self.buf) - self.cap
-        if excess > 0:
-            del self.buf[:excess]
-            self.dropped += excess
-
-    def text(self) -> str:
-        """Decoded tail, at most ``cap`` characters including the "dropped" note."""
-        if not self.dropped:
-            return self.buf.decode("utf-8", errors="replace")
-        note = f"[... {self.dropped} earlier bytes dropped ...]\n"
-        if len(note) >= self.cap:
-            return note[: self.cap]
-        body = self.buf[len(note):]
-        return note + body.decode("utf-8", errors="replace")
-
-
-def _exit_failure(job: EvaluationJob, status: int, rusage: Any, stderr_text: str) -> EvaluationResult:
-    """Why W ended without a result, as a scored failure."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        cpu_used_s = rusage.ru_utime + rusage.ru_stime if rusage is not None else 0.0
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used_s >= cpu_limit_s(job) - 0.5):
-            return EvaluationResult.failure(
-                Status.TIMEOUT, f"exceeded the CPU-time limit of {cpu_limit_s(job)} s")
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        message = f"program killed by signal {name}"
-    else:
-        message = f"program exited with code {os.WEXITSTATUS(status)} without returning a result"
-    kind = Status.OOM if any(m in stderr_text for m in OOM_MARKERS) else Status.ERROR
-    if stderr_text:
-        message += "\n--- stderr tail ---\n" + stderr_text[-STDERR_IN_ERROR_CHARS:]
-    return EvaluationResult.failure(kind, message)
-
-
-def _parse_result(raw: bytes) -> EvaluationResult | None:
-    try:
-        return EvaluationResult.from_dict(json.loads(raw.decode("utf-8")))
-    except Exception:
-        return None
-
-
-def supervise_job(job: EvaluationJob, workdir: str, policy: Policy) -> EvaluationResult:
-    """Fork W, drain its pipes, enforce the wall clock, then kill everything it left behind."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    res_r, res_w = os.pipe()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            for fd in (out_r, err_r, res_r):
-                os.close(fd)
-            _worker_main(job, workdir, policy, out_w, err_w, res_w)
-        finally:
-            os._exit(70)
-    for fd in (out_w, err_w, res_w):
-        os.close(fd)
-
-    streams = {out_r: TailBuffer(job.max_output_bytes), err_r: TailBuffer(job.max_output_bytes)}
-    result_buf = bytearray()
-    result_oversized = False
-    poller = select.poll()
-    open_fds = {out_r, err_r, res_r}
-    for fd in open_fds:
-        poller.register(fd, select.POLLIN)
-    pidfd = None
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-            poller.register(pidfd, select.POLLIN)  # readable when W exits: no busy polling
-        except OSError:
-            pidfd = None
-
-    def pump(timeout_ms: int) -> None:
-        nonlocal result_oversized
-        for fd, _ev in poller.poll(timeout_ms):
-            if fd == pidfd:
-                continue
-            data = os.read(fd, READ_CHUNK_BYTES)
-            if not data:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-            elif fd == res_r:
-                if len(result_buf) + len(data) > MAX_RESULT_BYTES:
-                    result_oversized = True  # keep draining so W never blocks, but keep nothing
-                    result_buf.clear()
-                elif not result_oversized:
-                    result_buf.extend(data)
-            else:
-                streams[fd].add(data)
-
-    deadline = start + float(job.timeout_s)
-    timed_out = False
-    while True:
-        now = time.monotonic()
-        if not timed_out and now >= deadline:
-            timed_out = True
-            _killpg(pid)
-            _kill(pid)
-        wait_s = 0.05 if (timed_out or pidfd is None) else min(deadline - now, 1.0)
-        pump(max(1, int(wait_s * 1000)))
-        # WNOWAIT: W stays a zombie, so its pid -- and thus its process-group id -- cannot be
-        # reused before we killpg it below.
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            break
-    eval_s = time.monotonic() - start
-    if pidfd is not None:
-        poller.unregister(pidfd)
-        os.close(pidfd)
-
-    # W is gone; its group and anything double-forked (reparented to us, the subreaper) go too.
-    _killpg(pid)
-    _, status, rusage = os.wait4(pid, 0)
-    kill_descendants()
-    drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
-    while open_fds and time.monotonic() < drain_until:
-        pump(50)
-    for fd in (out_r, err_r, res_r):
-        os.close(fd)
-
-    stdout_text, stderr_text = streams[out_r].text(), streams[err_r].text()
-    result = None if result_oversized else _parse_result(bytes(result_buf)) if result_buf else None
-    if result_oversized:
-        result = EvaluationResult.failure(
-            Status.ERROR, f"the result was larger than {MAX_RESULT_BYTES // (1024 * 1024)} MiB")
-    elif result is None and timed_out:
-        result = EvaluationResult.failure(
-            Status.TIMEOUT, f"exceeded the wall-clock limit of {job.timeout_s:g} s")
-    elif result is None and result_buf:
-        result = EvaluationResult.failure(
-            Status.ERROR, "the worker's result could not be read (was fd 3 written to by the program?)")
-    elif result is None:
-        result = _exit_failure(job, status, rusage, stderr_text)
-    data = result.to_dict()
-    data.update(stdout=stdout_text, stderr=stderr_text, eval_s=eval_s)
-    return EvaluationResult.from_dict(data)
-
-
-def _supervisor_main(request_id: Any, job_data: dict, workdir: str, policy: Policy, out_fd: int) -> None:
-    """Body of S; never returns (os._exit). Writes exactly one response frame to ``out_fd``."""
-    try:
-        set_subreaper()
-        job = EvaluationJob.from_dict(job_data)
-        result = supervise_job(job, workdir, policy)
-        frame = encode_frame({"id": request_id, "result": result.to_dict()})
-    except BaseException:
-        kill_descendants()
-        frame = encode_frame({"id": request_id, "error": "sandbox supervisor failed:\n"
-                              + traceback.format_exc()[-STDERR_IN_ERROR_CHARS:]})
-    _remove_job_dirs(workdir)
-    try:
-        _write_all(out_fd, frame)
-    finally:
-        os._exit(0)
 
 
 # --------------------------------------------------------------------------- server loop
@@ -652,13 +90,20 @@ class _Supervisor:
     buf: bytearray
     uid: int | None = None          # the job's own uid, while it is alive
     status: int | None = None
+    lease_fd: int | None = None     # holds the uid's host-wide lease (privileges.UidLeases)
 
 
 class _Server:
     def __init__(self, in_fd: int, out_fd: int, policy: Policy) -> None:
         self.in_fd, self.out_fd, self.policy = in_fd, out_fd, policy
         self.sups: dict[int, _Supervisor] = {}      # by pid
-        self.uid_counter = -1
+        self.stale_cgroups: list[JobCgroup] = []
+        self.leases = None
+        if policy.drop_uid is not None:
+            try:
+                self.leases = UidLeases()
+            except OSError:            # every job then shares nobody's uid; said in the hello
+                self.policy = replace(policy, notes=policy.notes + ("uid leases",))
         self.by_fd: dict[int, int] = {}              # pipe fd -> supervisor pid
         self.poller = select.poll()
         self.poller.register(in_fd, select.POLLIN)
@@ -666,31 +111,31 @@ class _Server:
 
     def start(self, request: dict) -> None:
         rid = request.get("id")
+        lease_fd = None
+        if self.leases is not None:
+            try:
+                uid, lease_fd = self.leases.acquire()    # host-wide: no other server's live job has it
+            except OSError as exc:
+                write_all(self.out_fd, encode_frame({"id": rid, "error": f"no job uid to run as: {exc}"}))
+                return
+            policy = replace(self.policy, drop_uid=uid)
+        else:
+            policy = self.policy
         # Made here, not in S, so the server can still remove it if S is killed.
         workdir = tempfile.mkdtemp(prefix="evoforge-")
-        policy = self.policy if self.policy.drop_uid is None else replace(self.policy, drop_uid=self._next_uid())
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                _redirect_std_to_devnull()
-                _close_fds_except({0, 1, 2, w})
-                _supervisor_main(rid, request.get("job") or {}, workdir, policy, w)
+                redirect_std_to_devnull()
+                close_fds_except({0, 1, 2, w})
+                supervisor_main(rid, request.get("job") or {}, workdir, policy, w)
             finally:
                 os._exit(70)
         os.close(w)
-        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray(), policy.drop_uid)
+        self.sups[pid] = _Supervisor(rid, r, workdir, bytearray(), policy.drop_uid, lease_fd=lease_fd)
         self.by_fd[r] = pid
         self.poller.register(r, select.POLLIN)
-
-    def _next_uid(self) -> int:
-        """The next job uid (round robin) that no live job holds."""
-        live = {sup.uid for sup in self.sups.values()}
-        while True:
-            self.uid_counter = (self.uid_counter + 1) % JOB_UID_POOL
-            uid = JOB_UID_BASE + self.uid_counter
-            if uid not in live:
-                return uid
 
     def on_supervisor_readable(self, fd: int) -> None:
         pid = self.by_fd[fd]
@@ -707,7 +152,14 @@ class _Server:
                 _, sup.status = os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-        _remove_job_dirs(sup.workdir)  # normally S already did; a killed S did not
+        remove_job_dirs(sup.workdir)  # normally S already did; a killed S did not
+        if self.policy.cgroups is not None:   # S was in it to the end; anything left dies with it
+            group = JobCgroup.existing(self.policy.cgroups, job_cgroup_name(pid))
+            group.kill()
+            if not group.remove(tries=1):
+                self.stale_cgroups.append(group)   # retried by police(), never blocking the loop
+        if sup.lease_fd is not None:
+            UidLeases.release(sup.lease_fd)
         frames = []
         try:
             frames = FrameReader().feed(bytes(sup.buf))
@@ -722,7 +174,7 @@ class _Server:
                 Status.ERROR, f"the sandbox supervisor was killed (wait status {sup.status}) before it "
                               f"answered: the program probably signalled its parent process")
             response = {"id": sup.request_id, "result": result.to_dict()}
-        _write_all(self.out_fd, encode_frame(response))
+        write_all(self.out_fd, encode_frame(response))
 
     def police(self) -> None:
         """Reap finished children; kill any child that is not a known supervisor (orphans of a
@@ -738,7 +190,8 @@ class _Server:
                 self.sups[pid].status = status
         for pid in children_of(os.getpid()):
             if pid not in self.sups:
-                _kill(pid)
+                kill(pid)
+        self.stale_cgroups = [g for g in self.stale_cgroups if not g.remove(tries=1)]
 
     def loop(self) -> None:
         while True:
@@ -755,13 +208,21 @@ class _Server:
 
     def shutdown(self) -> None:
         kill_descendants()
-        for sup in self.sups.values():
-            _remove_job_dirs(sup.workdir)
+        for pid, sup in self.sups.items():
+            remove_job_dirs(sup.workdir)
+            if self.policy.cgroups is not None:
+                self.stale_cgroups.append(JobCgroup.existing(self.policy.cgroups, job_cgroup_name(pid)))
+        for group in self.stale_cgroups:
+            group.kill()
+            group.remove()
+        if self.policy.zygote_root:
+            shutil.rmtree(self.policy.zygote_root, ignore_errors=True)
 
 
 def _preimport() -> bool:
     try:
         import numpy  # noqa: F401  (the point: children fork with it already loaded)
+        import evoforge.evaluators.candidate  # noqa: F401  (and the zygote's candidates with this)
         return True
     except Exception:
         return False
@@ -772,8 +233,10 @@ def serve(in_fd: int = 0, out_fd: int = 1) -> None:
     has_numpy = _preimport()
     policy = make_policy()
     server = _Server(in_fd, out_fd, policy)
-    _write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
+    policy = server.policy
+    write_all(out_fd, encode_frame({"ready": True, "pid": os.getpid(), "numpy": has_numpy,
                                      "drop_uid": policy.drop_uid, "read_cap": policy.read_cap,
+                                     "protections": protection_report(policy),
                                      "python": sys.version}))
     try:
         server.loop()

@@ -277,6 +277,11 @@ class ProcessSandbox:
         """The server's hello (``pid``, ``numpy``, ``drop_uid``, ``python``); starts it if needed."""
         return dict(self._ensure_server().info)
 
+    def protections(self) -> dict[str, bool]:
+        """Which protections hold on this machine (`evoforge.sandbox.protections`); starts the server.
+        ``missing_line(sandbox.protections())`` is the one-line notice for the CLI."""
+        return dict(self._ensure_server().info.get("protections") or {})
+
     def close(self) -> None:
         """Stop the fork server (killing evaluations in flight). Idempotent."""
         with self._lock:

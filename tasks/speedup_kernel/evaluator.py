@@ -103,7 +103,7 @@ def speedup(reference_s: list[float], candidate_s: list[float], echo_s: list[flo
     ref, cand, echo = (statistics.median(v) for v in (reference_s, candidate_s, echo_s))
     compute = max(cand - echo, ref / MAX_SPEEDUP)
     return {"reference_ms": 1e3 * ref, "candidate_roundtrip_ms": 1e3 * cand, "echo_roundtrip_ms": 1e3 * echo,
-            "candidate_ms": 1e3 * compute, "speedup": ref / compute, "raw_speedup": ref / cand}
+            "candidate_ms": 1e3 * compute, "speedup": min(MAX_SPEEDUP, ref / compute), "raw_speedup": ref / cand}
 
 
 def _invalid(message: str) -> dict[str, Any]:

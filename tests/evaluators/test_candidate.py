@@ -412,3 +412,21 @@ def test_the_child_gets_an_allow_listed_environment(tmp_path, monkeypatch):
     path = _program(tmp_path, "import os\ndef env():\n    return dict(os.environ)\n")
     env = run_candidate(path, "env", timeout_s=30)
     assert "OPENAI_API_KEY" not in env and env["PYTHONHASHSEED"] == "0"
+
+
+def test_a_module_planted_beside_the_caller_or_the_program_never_runs_before_confinement(tmp_path, monkeypatch):
+    """Without the sandbox's zygote the candidate is a fresh interpreter: started with ``-I`` in an
+    empty folder of its own, it never imports a ``subprocess.py`` (or a start-up hook) a candidate
+    left in the working directory or beside the program."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    marker = tmp_path / "ran-before-confinement"
+    plant = f"open({str(marker)!r}, 'w').write('x')\n"
+    for folder in (work, tmp_path):
+        for name in ("subprocess.py", "usercustomize.py", "sitecustomize.py"):
+            (folder / name).write_text(plant)
+    path = _program(tmp_path, "def f():\n    return 1\n")
+    with CandidateSession(path, timeout_s=30) as session:
+        assert session.call("f") == 1
+    assert not marker.exists()
