@@ -241,7 +241,7 @@ class Evolution:
         An ``ok`` result missing a declared descriptor becomes an ``error``: it has no place in the archive.
         ``fields`` are the row's other columns (iteration, parent_id, island, model, tokens, ...).
         """
-        features = dict(builtin_features(code))
+        features = dict(builtin_features(code, self._names))
         features.update(result.features)
         status, artifacts = result.status, dict(result.artifacts)
         # Names the task marks private (task.toml ``private``) join what the evaluator marked itself.
@@ -270,7 +270,7 @@ class Evolution:
             code=code, code_hash=code_hash(code), status=status,
             score=result.score if status == Status.OK else None, fitness=fitness, features=features,
             metrics=metrics, artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, private=private, **fields)
+            stage=result.stage, eval_s=result.eval_s, private=private, placement=dict(result.placement), **fields)
 
     def seed(self, record: CandidateRecord) -> Told:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""

@@ -34,6 +34,12 @@ class EvaluationJob:
     # {program}, {binary} and {task} replaced (evaluators.runner.compile_program); () for none.
     compile_command: tuple[str, ...] = ()
     compile_timeout_s: float = 60.0
+    # Environment variables the task named ([sandbox] pass_env, --env), with their values; nothing
+    # else of the host's environment reaches the evaluator (sandbox.process.ENV_ALLOWLIST).
+    env: dict[str, str] = field(default_factory=dict)
+    # The evaluator's working directory: "workdir" (private, writable, empty) or "task" (a read-only
+    # view of the task folder, for evaluators that open data files by relative path).
+    cwd: str = "workdir"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
