@@ -135,6 +135,7 @@ bins = 10                              # cells along this axis
 [limits]
 timeout_s = 10                         # wall clock per evaluation
 memory_mb = 1024                       # address-space limit per evaluation
+cpu_s = 12                             # CPU seconds (RLIMIT_CPU); left out: a little above timeout_s
 
 [resources]
 num_cpus = 1                           # per evaluation (Ray placement)
@@ -146,6 +147,7 @@ thresholds = []                        # gates for evaluate_stage1, evaluate_sta
 
 [sandbox]
 image = "evoforge-sandbox:latest"      # the container image `--sandbox docker` evaluates in
+pass_env = []                          # host environment variables the evaluator may see, e.g. ["DATA_ROOT"]
 
 [heldout]                              # when evaluate_heldout(program_path) runs, if evaluator.py defines it
 timeout_s = 60                         # its own wall-clock limit
