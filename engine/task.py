@@ -33,6 +33,9 @@ TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 class Limits:
     timeout_s: float = 60.0
     memory_mb: int = 2048
+    # Start-up waits on what the engine does not control: joining a Ray cluster, the Docker daemon's
+    # first answer, the fork server's hello (evoforge.sandbox.waits); past it the run stops, said in a line.
+    startup_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator",
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
                 "top_fraction", "num_inspirations"},
-    "limits": {"timeout_s", "memory_mb"},
+    "limits": {"timeout_s", "memory_mb", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
     "sandbox": {"image"},
@@ -195,9 +198,12 @@ def load_task(spec: str | Path) -> Task:
     limits = Limits(
         timeout_s=float(_expect(lim.get("timeout_s", 60.0), (int, float), f"{toml}: [limits] timeout_s", "seconds")),
         memory_mb=int(_expect(lim.get("memory_mb", 2048), int, f"{toml}: [limits] memory_mb", "megabytes")),
+        startup_timeout_s=float(_expect(lim.get("startup_timeout_s", 60.0), (int, float),
+                                        f"{toml}: [limits] startup_timeout_s", "seconds")),
     )
-    if limits.timeout_s <= 0 or limits.memory_mb < 32:
-        raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0 and memory_mb >= 32 but got {lim}")
+    if limits.timeout_s <= 0 or limits.memory_mb < 32 or limits.startup_timeout_s <= 0:
+        raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0, memory_mb >= 32 and startup_timeout_s > 0 "
+                          f"but got {lim}")
     res = raw.get("resources", {})
     resources = Resources(
         num_cpus=float(_expect(res.get("num_cpus", 1), (int, float), f"{toml}: [resources] num_cpus", "a number")),

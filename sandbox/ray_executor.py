@@ -232,7 +232,8 @@ class RayExecutor:
 
     def __init__(self, isolation_name: str = "process", *, address: str | None = None,
                  slots: int | None = None, resources: Any = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES, num_cpus: int | None = None) -> None:
+                 max_retries: int = DEFAULT_MAX_RETRIES, num_cpus: int | None = None,
+                 startup_timeout_s: float | None = None) -> None:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - ray is a declared extra
@@ -243,10 +244,12 @@ class RayExecutor:
         self.max_retries = int(max_retries)
         self.request = resource_request(resources)
         self._owns_connection = False
+        self.startup_timeout_s = startup_timeout_s
         self._blobs: dict[str, tuple[str, Any]] = {}   # task_dir -> (digest, ObjectRef)
         self._connect(num_cpus)
         try:
             self._check_feasible()
+            self._check_first_task()
         except BaseException:
             self._disconnect()
             raise
@@ -277,6 +280,7 @@ class RayExecutor:
         else:
             if self.address != "auto":
                 _probe(self.address)
+            self._check_join()
             options["address"] = self.address
         try:
             ray.init(**options)
@@ -294,6 +298,13 @@ class RayExecutor:
         if self.address is None:
             protect_ray_session()  # the instance we started; workers do it on every node they run on
 
+    def _check_join(self) -> None:
+        """``ray.init`` may wait for ever on a cluster that takes the connection and never answers
+        (a head whose node IP address this machine cannot reach): try the join where it can be
+        abandoned first (`evoforge.sandbox.ray_join`)."""
+        from evoforge.sandbox.ray_join import JOIN_TIMEOUT_S, check_join
+        check_join(self.address, timeout_s=self.startup_timeout_s or JOIN_TIMEOUT_S)
+
     def _check_feasible(self) -> None:
         """A request no node can satisfy would sit in Ray's queue forever: refuse it up front."""
         nodes = [n for n in self._ray.nodes() if n.get("Alive")]
@@ -310,6 +321,33 @@ class RayExecutor:
             f"{', '.join(f'{k}={v:g}' for k, v in wanted.items() if v)} but no node of {where} has that "
             f"(nodes: {have}); add a node with `ray start --address HEAD:6379 --num-gpus N "
             "--resources '{\"NAME\": N}'` or lower the request")
+
+    def _check_first_task(self) -> None:
+        """A cluster that has the resources may still never start a task (workers that cannot start,
+        a node that cannot reach the object store): run one empty task with the evaluations' request
+        within the start-up limit, so the run stops with one line instead of waiting on its first
+        evaluation."""
+        from evoforge.sandbox.ray_join import JOIN_TIMEOUT_S
+        from evoforge.sandbox.waits import waiting
+
+        limit_s = self.startup_timeout_s or JOIN_TIMEOUT_S
+        ready = self._ray.remote(_worker_ready).options(
+            num_cpus=self.request["num_cpus"], num_gpus=self.request["num_gpus"],
+            resources=self.request["resources"] or None, max_retries=0)
+        ref = ready.remote()
+        where = self.address or "the local Ray instance"
+        try:
+            with waiting(f"a Ray worker of {where} to run a first task", limit_s=limit_s):
+                self._ray.get(ref, timeout=limit_s)
+        except self._ray.exceptions.GetTimeoutError:
+            self._ray.cancel(ref, force=True)
+            raise SandboxError(
+                f"no Ray worker of {where} started a task within {limit_s:g} s although a node has the "
+                "resources; check `ray status` and the workers' logs (the same Python and evoforge on every "
+                "node?), or raise [limits] startup_timeout_s in task.toml") from None
+        except self._ray.exceptions.RayError as exc:
+            raise SandboxError(f"a first Ray task failed on {where}: {type(exc).__name__}: {_first_line(exc)}; "
+                               "is the same evoforge installed on every node?") from exc
 
     def _disconnect(self) -> None:
         if self._owns_connection:
@@ -365,6 +403,11 @@ class RayExecutor:
             raise SandboxError("the Ray task was cancelled from outside evoforge") from exc
         except exceptions.RayError as exc:
             raise SandboxError(f"Ray failed to run the evaluation: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _worker_ready() -> int:
+    """The empty first task (`RayExecutor._check_first_task`)."""
+    return os.getpid()
 
 
 def _first_line(exc: BaseException) -> str:
