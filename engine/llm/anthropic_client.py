@@ -83,11 +83,11 @@ class AnthropicClient(LLMClient):
         self.stream = needs_streaming(model, max_tokens)
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.connect_timeout_s = connect_timeout_s
         self.deadline_s = call_deadline_s(timeout_s, max_retries, deadline_s)
         self._anthropic = anthropic
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=sdk_timeout(timeout_s, connect_timeout_s),
-                                                max_retries=max_retries)
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                                timeout=sdk_timeout(anthropic, timeout_s, connect_timeout_s))
+        self.connect_timeout_s = self._client.timeout.connect   # as sent: never above timeout_s
 
     def request(self, prompt: Prompt) -> dict:
         """The keyword arguments of ``messages.create`` for ``prompt`` (what goes on the wire)."""

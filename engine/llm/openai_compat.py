@@ -48,11 +48,11 @@ class OpenAIChatClient(LLMClient):
         self.price = price_per_mtok(model, None if prices is None else {model: prices})
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.connect_timeout_s = connect_timeout_s
         self.deadline_s = call_deadline_s(timeout_s, max_retries, deadline_s)
         self._openai = openai
-        self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url,
-                                          timeout=sdk_timeout(timeout_s, connect_timeout_s), max_retries=max_retries)
+        self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url, max_retries=max_retries,
+                                          timeout=sdk_timeout(openai, timeout_s, connect_timeout_s))
+        self.connect_timeout_s = self._client.timeout.connect   # as sent: never above timeout_s
 
     def request(self, prompt: Prompt) -> dict:
         """The keyword arguments of ``chat.completions.create`` for ``prompt`` (what goes on the wire)."""

@@ -22,14 +22,14 @@ CONNECT_TIMEOUT_S = 10.0     # a TCP (and TLS) connect; a server that takes long
 BACKOFF_ALLOWANCE_S = 30.0   # the SDKs' sleeps between attempts (at most 8 s each, Retry-After aside)
 
 
-def sdk_timeout(timeout_s: float, connect_timeout_s: float):
-    """The SDK's per-attempt limits as an explicit `httpx.Timeout`: ``timeout_s`` between bytes of
-    the reply (read, write, pool) and ``connect_timeout_s`` for the connection. A bare float would
-    give the connect the read's two minutes, and an address that accepts nothing would hold the
-    call that long on each attempt."""
-    import httpx  # both SDKs are built on it
-
-    return httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s) if timeout_s else connect_timeout_s)
+def sdk_timeout(sdk: ModuleType, timeout_s: float, connect_timeout_s: float):
+    """The SDK's per-attempt limits as an explicit ``Timeout`` of its HTTP client (both SDKs export
+    the one of the httpx they are built on as ``sdk.Timeout``): ``timeout_s`` between bytes of the
+    reply (read, write, pool) and ``connect_timeout_s`` for the connection. A bare float would give
+    the connect the read's two minutes, and an address that accepts nothing would hold the call
+    that long on each attempt."""
+    connect = min(connect_timeout_s, timeout_s) if timeout_s else connect_timeout_s
+    return sdk.Timeout(timeout_s, connect=connect)
 
 
 def call_deadline_s(timeout_s: float, max_retries: int, deadline_s: float | None) -> float:

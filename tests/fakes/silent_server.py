@@ -46,7 +46,7 @@ class SilentServer:
             self.accepted += 1
             self._held.append(conn)   # held open, never read nor written
             if self.trickle_s:
-                threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+                threading.Thread(target=self._trickle, args=(conn,), name="silent-server-trickle", daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         try:
