@@ -137,11 +137,9 @@ def test_a_ray_cluster_that_never_answers_stops_the_run_in_one_line(tmp_path):
     and ::1): the TCP probe passes, ``ray.init`` alone would wait, the run must not."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'evoforge[ray]')")
     task = write_tiny_task(tmp_path / "tiny")
-    toml = task / "task.toml"
-    toml.write_text(toml.read_text().replace("[limits]", "[limits]\nstartup_timeout_s = 4", 1)
-                    if "[limits]" in toml.read_text() else toml.read_text() + "\n[limits]\nstartup_timeout_s = 4\n")
-    marker = f"EVOFORGE_HANG_TEST={uuid.uuid4().hex}"
-    env = dict(os.environ, EVOFORGE_HANG_TEST=marker.split("=")[1])
+    _set_limit(task, "startup_timeout_s = 4")
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, EVOFORGE_HANG_TEST=marker)   # every process the run starts inherits it
     with SilentServer("127.0.0.2") as gcs:
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(task), "--executor", "ray",
@@ -155,12 +153,12 @@ def test_a_ray_cluster_that_never_answers_stops_the_run_in_one_line(tmp_path):
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     message = lines[0]
     assert message.startswith(f"evoforge: error: --ray-address {gcs.address}: could not join the Ray "
-                              "cluster within 4 s") or "could not join the Ray cluster within" in message
+                              "cluster within")
     assert f"Ray dialled {gcs.address}" in message
     assert "the head's node IP address must be reachable from this machine" in message
     assert "evoforge: waiting for the Ray cluster at" in done.stderr   # --quiet: the notice on stderr
     assert not (tmp_path / "run").exists()
-    assert not _processes_mentioning(marker.split("=")[1]), "the run left a process behind"
+    assert not _processes_mentioning(marker), "the run left a process behind"
 
 
 def test_the_ray_message_names_the_rewritten_address():
@@ -174,15 +172,19 @@ def test_the_ray_message_names_the_rewritten_address():
 
 # -- the setting ---------------------------------------------------------------------------------
 
-def test_startup_timeout_is_a_limits_key(tmp_path):
-    task = write_tiny_task(tmp_path / "tiny")
+def _set_limit(task: Path, line: str) -> None:
     toml = task / "task.toml"
     text = toml.read_text()
+    assert "[limits]" in text
+    toml.write_text(text.replace("[limits]", f"[limits]\n{line}", 1))
+
+
+def test_startup_timeout_is_a_limits_key(tmp_path):
+    task = write_tiny_task(tmp_path / "tiny")
     assert load_task(task).limits.startup_timeout_s == 60.0
-    toml.write_text(text + "\n[limits]\nstartup_timeout_s = 5\n" if "[limits]" not in text
-                    else text.replace("[limits]", "[limits]\nstartup_timeout_s = 5", 1))
+    _set_limit(task, "startup_timeout_s = 5")
     assert load_task(task).limits.startup_timeout_s == 5.0
-    toml.write_text(text + "\n[limits]\nstartup_timeout_s = 0\n" if "[limits]" not in text
-                    else text.replace("[limits]", "[limits]\nstartup_timeout_s = 0", 1))
+    task = write_tiny_task(tmp_path / "zero")
+    _set_limit(task, "startup_timeout_s = 0")
     with pytest.raises(ConfigError, match="startup_timeout_s > 0"):
         load_task(task)
