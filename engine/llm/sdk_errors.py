@@ -67,7 +67,7 @@ def translated_sdk_errors(sdk: ModuleType, root_error: type[BaseException], *, n
     # APITimeoutError subclasses APIConnectionError, so it must be caught first.
     except sdk.APITimeoutError as exc:
         limits = f"read {timeout_s:g} s" + (f", connect {connect_timeout_s:g} s" if connect_timeout_s else "")
-        raise LLMError(f"{name}: {base_url} did not answer within its timeouts ({limits}; "
+        raise LLMError(f"{name}: the request to {base_url} timed out ({limits}; "
                        f"{max_retries + 1} attempt(s)); check that the server is up and answering, or raise "
                        "timeout_s in [[llm.models]]") from exc
     except sdk.APIConnectionError as exc:
