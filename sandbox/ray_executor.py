@@ -53,6 +53,7 @@ __all__ = ["RayExecutor", "pack_task_dir", "unpack_task_files", "resource_reques
 
 DEFAULT_MAX_RETRIES = 2        # attempts after the first when a worker or node is lost
 CONNECT_TIMEOUT_S = 5.0        # TCP probe of a host:port address before ray.init (which would hang)
+RESULT_GRACE_S = 60.0          # per attempt, beyond the job's own limit, before a Ray result is given up
 TASK_FILES_MAX_MB = 256        # a task folder larger than this belongs in shared storage, not the object store
 _SKIPPED_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints"}
 _REMOTE_NAME = "evoforge_evaluate"   # also the worker's process title while it runs: ray::evoforge_evaluate
@@ -349,6 +350,20 @@ class RayExecutor:
             raise SandboxError(f"a first Ray task failed on {where}: {type(exc).__name__}: {_first_line(exc)}; "
                                "is the same evoforge installed on every node?") from exc
 
+    async def _result_within(self, result_ref: Any, job: EvaluationJob) -> dict:
+        """The task's result dict, or after `result_limit_s` an ``error`` result saying so (the task
+        is cancelled): a worker stuck outside the sandbox, or an object store that never delivers,
+        costs one candidate, not the run."""
+        limit_s = result_limit_s(job, self.max_retries)
+        try:
+            return await asyncio.wait_for(_awaited(result_ref), limit_s)
+        except asyncio.TimeoutError:
+            self._ray.cancel(result_ref, force=True)
+            return EvaluationResult.failure(
+                Status.ERROR, f"no result from Ray within {limit_s:g} s (the evaluation's own limit is "
+                              f"{job.timeout_s:g} s); check `ray status` and the object store's use "
+                              "(`ray memory`) on the cluster").to_dict()
+
     def _disconnect(self) -> None:
         if self._owns_connection:
             self._owns_connection = False
@@ -381,7 +396,7 @@ class RayExecutor:
         data["task_dir"] = ""  # the driver's path means nothing on another node
         result_ref = self._remote.remote(data, [ref], digest, self.isolation_name)
         try:
-            return EvaluationResult.from_dict(await result_ref)
+            return EvaluationResult.from_dict(await self._result_within(result_ref, job))
         except asyncio.CancelledError:
             self._ray.cancel(result_ref, force=True)  # kills the worker; its fork server follows
             raise
@@ -405,9 +420,19 @@ class RayExecutor:
             raise SandboxError(f"Ray failed to run the evaluation: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
+async def _awaited(ref: Any) -> Any:
+    return await ref
+
+
 def _worker_ready() -> int:
     """The empty first task (`RayExecutor._check_first_task`)."""
     return os.getpid()
+
+
+def result_limit_s(job: EvaluationJob, max_retries: int) -> float:
+    """How long a Ray result may take: every attempt's own limit plus a grace, and one more round
+    for a task queued behind another (the engine keeps at most ``concurrency + slots`` in flight)."""
+    return (float(job.timeout_s) + RESULT_GRACE_S) * (max_retries + 2)
 
 
 def _first_line(exc: BaseException) -> str:

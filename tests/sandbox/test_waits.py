@@ -188,3 +188,40 @@ def test_startup_timeout_is_a_limits_key(tmp_path):
     _set_limit(task, "startup_timeout_s = 0")
     with pytest.raises(ConfigError, match="startup_timeout_s > 0"):
         load_task(task)
+
+
+def test_a_ray_result_that_never_comes_costs_one_candidate(tmp_path, monkeypatch):
+    """A real Ray task that never returns (a stand-in for a worker stuck outside the sandbox or an
+    object store that never delivers) ends as an ``error`` result within its bound; the task is
+    cancelled and its worker goes away."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evoforge[ray]')")
+    import asyncio
+
+    from evoforge.evaluators.types import Status
+    from evoforge.sandbox import ray_executor
+    from evoforge.sandbox.job import EvaluationJob
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 1024 * 1024)
+    try:
+        monkeypatch.setattr(ray_executor, "RESULT_GRACE_S", 1.0)
+        executor = ray_executor.RayExecutor("process", max_retries=0)
+        marker = f"evoforge_never_{uuid.uuid4().hex[:8]}"
+        executor._remote = ray.remote(lambda *args: time.sleep(600)).options(name=marker, max_retries=0)
+        job = EvaluationJob(program_text="def run():\n    return 1.0\n", task_dir=str(write_tiny_task(tmp_path / "t")),
+                            timeout_s=0.5)
+        started = time.monotonic()
+        result = asyncio.run(executor.evaluate(job))
+        assert time.monotonic() - started < GENEROUS_S
+        assert result.status == Status.ERROR
+        error = result.artifacts["error"]
+        assert "\n" not in error and error.startswith("no result from Ray within 3 s (the evaluation's own "
+                                                      "limit is 0.5 s)")
+        deadline = time.monotonic() + 20
+        while _processes_mentioning(f"ray::{marker}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _processes_mentioning(f"ray::{marker}"), "the cancelled task's worker is still running"
+        asyncio.run(executor.close())
+    finally:
+        ray.shutdown()
