@@ -225,3 +225,20 @@ def test_a_ray_result_that_never_comes_costs_one_candidate(tmp_path, monkeypatch
         asyncio.run(executor.close())
     finally:
         ray.shutdown()
+
+
+def test_the_progress_line_says_what_start_up_waits_for():
+    import io
+
+    from rich.console import Console
+
+    from evoforge.engine.progress import RichReporter
+
+    out = io.StringIO()
+    with RichReporter(Console(file=out, force_terminal=False, width=200)) as reporter:
+        with waiting("the Docker daemon at unix:///x.sock to answer", limit_s=7, notice_after_s=0.05):
+            time.sleep(0.3)
+            line = reporter._progress.tasks[0].fields["line"]
+        after = reporter._progress.tasks[0].fields["line"]
+    assert line == "waiting for the Docker daemon at unix:///x.sock to answer (gives up after 7 s)"
+    assert after == "starting…"
