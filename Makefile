@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 ITERATIONS ?= 2000
 TASK       ?= circle_packing
 
-.PHONY: run test lint test-deps docker-up docker-down bench venv clean
+.PHONY: run test lint test-deps docker-up docker-down bench bench-search venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ docker-down:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Does the search earn its samples? Best score at N proposals per selection policy vs best-of-N (README, Search).
+bench-search: $(STAMP)
+	$(BIN)/python -m benchmarks.search
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

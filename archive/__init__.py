@@ -8,6 +8,7 @@ from evoforge.archive.islands import (
     Insertion,
     IslandArchives,
     Migration,
+    PARENT_SELECTIONS,
     QDStats,
     validate_archive,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Insertion",
     "IslandArchives",
     "Migration",
+    "PARENT_SELECTIONS",
     "QDStats",
     "Run",
     "Store",

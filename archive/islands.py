@@ -43,9 +43,12 @@ __all__ = [
     "Migration",
     "QDStats",
     "IslandArchives",
+    "PARENT_SELECTIONS",
 ]
 
 _KINDS = ("grid", "cvt")
+#: Parent-selection policies (``[archive] parent_selection``); see `IslandArchives.sample_parent`.
+PARENT_SELECTIONS = ("exploit", "power_law", "weighted", "uniform")
 _STATUS = {0: "not_added", 1: "improved", 2: "new"}
 _MAX_ID = 2**53  # program ids are stored as float64 solutions; exact below this
 
@@ -85,6 +88,14 @@ class ArchiveConfig:
         top_fraction: The "top elites" are the best ``ceil(top_fraction * n_elites)`` (at least
             one) of the island; in (0, 1].
         num_inspirations: Inspirations shown with each parent (the engine passes it as ``k``).
+        parent_selection: How a parent is drawn from an island (`PARENT_SELECTIONS`): ``"exploit"``
+            (the exploit/explore mix above), ``"power_law"`` (rank-based, ``P(rank r) ~ r**-alpha``),
+            ``"weighted"`` (fitness-weighted with a penalty for parents with many children) or
+            ``"uniform"`` (every elite alike, as classic MAP-Elites draws a random occupied cell).
+        power_law_alpha: The exponent of ``"power_law"`` (>= 0; 0 is uniform).
+        weighted_lambda: The sharpness of ``"weighted"``'s sigmoid over standardised fitness (>= 0).
+        reset_interval: Every this many proposals the weaker half of the islands is emptied and each
+            reseeded with the best program of a surviving island (FunSearch); 0 disables it.
     """
 
     kind: str = "grid"
@@ -95,6 +106,10 @@ class ArchiveConfig:
     exploit_ratio: float = 0.7
     top_fraction: float = 0.2
     num_inspirations: int = 3
+    parent_selection: str = "exploit"
+    power_law_alpha: float = 1.0
+    weighted_lambda: float = 10.0
+    reset_interval: int = 0
 
 
 @dataclass(frozen=True)
@@ -412,15 +427,60 @@ class IslandArchives:
                                         insertion=insertion))
         return migrations
 
+    def reset_weakest(self, rng: np.random.Generator) -> list[tuple[int, int, Insertion]]:
+        """FunSearch's island reset (Romera-Paredes et al. 2023): the weaker half of the islands (by best
+        fitness, ties to the higher index) is emptied and each is reseeded with the best program of a
+        surviving island drawn with ``rng``. Returns ``(island, program_id, insertion)`` per reset island; the caller
+        records each as a reset of the island followed by an insertion (so a replay rebuilds it).
+        """
+        n = len(self._islands)
+        if n < 2:
+            return []
+        best = []
+        for i in range(n):
+            v = self._islands[i].view()
+            best.append(float(v.fitness[v.order[0]]) if len(v.cells) else -np.inf)
+        ranked = sorted(range(n), key=lambda i: (best[i], -i))
+        weak, keep = ranked[: n // 2], [i for i in ranked[n // 2:] if np.isfinite(best[i])]
+        if not keep:
+            return []
+        donors = [keep[int(rng.integers(len(keep)))] for _ in weak]
+        seeds = []
+        for island, donor in zip(weak, donors):
+            v = self._islands[donor].view()
+            top = v.order[0]
+            seeds.append((island, int(v.ids[top]), float(v.fitness[top]), v.features[top].copy()))
+        out = []
+        for island, program_id, fitness, raw in seeds:
+            self.clear(island)
+            out.append((island, program_id, self.add(island, program_id, fitness, raw)))
+        return out
+
+    def clear(self, island: int) -> None:
+        """Empties one island (the result archive keeps everything it saw)."""
+        cells = self._islands[self._check_island(island)]
+        cells.threshold[:] = -np.inf
+        cells.ids[:] = 0
+        cells.version += 1
+
     # -- sampling --------------------------------------------------------------------------------
 
-    def sample_parent(self, island: int, rng: np.random.Generator) -> int | None:
-        """Draws a parent program id from one island.
+    def sample_parent(self, island: int, rng: np.random.Generator, *,
+                      children: Mapping[int, int] | None = None) -> int | None:
+        """Draws a parent program id from one island, by the configured ``parent_selection``.
 
-        With probability ``exploit_ratio`` the draw is uniform among the island's top
-        ``ceil(top_fraction * n_elites)`` elites (by fitness, lowest cell first on ties),
-        otherwise uniform among all its elites. Consumes exactly two draws from ``rng`` when the
-        island is non-empty (one ``random()``, one ``integers()``), none when it is empty.
+        * ``"exploit"``: with probability ``exploit_ratio`` uniform among the island's top
+          ``ceil(top_fraction * n_elites)`` elites (by fitness, lowest cell first on ties), otherwise
+          uniform among all its elites. Consumes exactly two draws (one ``random()``, one ``integers()``).
+        * ``"power_law"``: elite of fitness rank ``r`` (1 = best) with probability ``~ r**-alpha``
+          (the rank-based selection of AlphaEvolve-style samplers; scale-free in fitness).
+        * ``"weighted"``: ``~ sigmoid(lambda * z) / (1 + children)`` where ``z`` is the elite's fitness
+          standardised over the island (minus the median, over the standard deviation) and ``children``
+          its count of proposals so far (ShinkaEvolve's weighted sampling, Lange et al. 2025): good
+          parents are preferred, but not drawn forever.
+        * ``"uniform"``: every elite alike (classic MAP-Elites, Mouret & Clune 2015).
+
+        The last three consume exactly one ``random()``. Nothing is drawn from an empty island.
 
         Returns:
             A program id, or None if the island has no elites.
@@ -429,10 +489,33 @@ class IslandArchives:
         n = len(view.cells)
         if n == 0:
             return None
-        if rng.random() < self._config.exploit_ratio:
-            top = self._top_count(n)
-            return int(view.ids[view.order[int(rng.integers(top))]])
-        return int(view.ids[int(rng.integers(n))])
+        policy = self._config.parent_selection
+        if policy == "exploit":
+            if rng.random() < self._config.exploit_ratio:
+                top = self._top_count(n)
+                return int(view.ids[view.order[int(rng.integers(top))]])
+            return int(view.ids[int(rng.integers(n))])
+        weights = self.parent_weights(island, children=children)
+        u = rng.random() * float(weights.sum())
+        position = min(int(np.searchsorted(np.cumsum(weights), u, side="right")), n - 1)
+        return int(view.ids[view.order[position]])
+
+    def parent_weights(self, island: int, *, children: Mapping[int, int] | None = None) -> np.ndarray:
+        """The unnormalised selection weight of each elite of ``island``, best first (fitness order, lowest
+        cell first on ties), under a ``power_law``, ``weighted`` or ``uniform`` policy."""
+        view = self._islands[self._check_island(island)].view()
+        n = len(view.cells)
+        policy = self._config.parent_selection
+        if policy == "power_law":
+            return np.arange(1, n + 1, dtype=np.float64) ** -self._config.power_law_alpha
+        if policy == "weighted":
+            fitness = view.fitness[view.order]
+            spread = float(np.std(fitness))
+            z = (fitness - float(np.median(fitness))) / spread if spread > 0 else np.zeros(n)
+            quality = 1.0 / (1.0 + np.exp(-np.clip(self._config.weighted_lambda * z, -50.0, 50.0)))
+            kids = np.array([(children or {}).get(int(p), 0) for p in view.ids[view.order]], dtype=np.float64)
+            return quality / (1.0 + kids)
+        return np.ones(n, dtype=np.float64)
 
     def sample_inspirations(self, island: int, k: int, rng: np.random.Generator, *,
                             exclude: Collection[int] = ()) -> list[int]:
@@ -631,3 +714,13 @@ def validate_archive(descriptors: tuple[DescriptorSpec, ...], config: ArchiveCon
         raise ValueError(f"expected exploit_ratio in [0, 1] but got {config.exploit_ratio!r}")
     if not 0.0 < config.top_fraction <= 1.0:
         raise ValueError(f"expected top_fraction in (0, 1] but got {config.top_fraction!r}")
+    if config.parent_selection not in PARENT_SELECTIONS:
+        raise ValueError(f"unknown parent_selection {config.parent_selection!r} (known: "
+                         f"{', '.join(PARENT_SELECTIONS)})")
+    for name in ("power_law_alpha", "weighted_lambda"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < math.inf:
+            raise ValueError(f"expected {name} to be a finite number >= 0 but got {value!r}")
+    if isinstance(config.reset_interval, bool) or not isinstance(config.reset_interval, numbers.Integral) \
+            or config.reset_interval < 0:
+        raise ValueError(f"expected reset_interval to be a non-negative int but got {config.reset_interval!r}")

@@ -79,6 +79,8 @@ class Program:
         iteration: Proposal number (0 for the initial program).
         status: ``ok``, ``invalid``, ``error``, ``timeout``, ``oom`` or ``rejected``.
         artifacts: The evaluator's artifacts (``error`` holds the reason of a failure).
+        private: Results for the user only (held-out numbers; never shown to the LLM).
+        explanation: The LLM's own account of the change, when it gave one.
     """
 
     id: int
@@ -92,6 +94,8 @@ class Program:
     iteration: int = 0
     status: str = "ok"
     artifacts: Mapping[str, str] = field(default_factory=dict)
+    private: Mapping[str, Any] = field(default_factory=dict)
+    explanation: str | None = None
 
 
 def _json(text: str | None) -> dict:
@@ -201,13 +205,22 @@ class Run:
         """One program by id. Raises KeyError if there is none."""
         row = self._conn.execute(
             "SELECT id, code, score, fitness, metrics, features, parent_id, island, iteration, status, artifacts"
-            " FROM programs WHERE id = ?", (int(program_id),)).fetchone()
+            f"{self._later_columns} FROM programs WHERE id = ?", (int(program_id),)).fetchone()
         if row is None:
             raise KeyError(f"no program {program_id} in {self.path}")
+        keys = row.keys()
         return Program(id=row["id"], code=row["code"], score=row["score"], fitness=row["fitness"],
                        metrics=_json(row["metrics"]), features=_json(row["features"]),
                        parent_id=row["parent_id"], island=row["island"], iteration=row["iteration"],
-                       status=row["status"], artifacts=_json(row["artifacts"]))
+                       status=row["status"], artifacts=_json(row["artifacts"]),
+                       private=_json(row["private"]) if "private" in keys else {},
+                       explanation=row["explanation"] if "explanation" in keys else None)
+
+    @property
+    def _later_columns(self) -> str:
+        """``, private, explanation`` where the store has them (a run from before schema 2 has not)."""
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(programs)")}
+        return "".join(f", {c}" for c in ("private", "explanation") if c in have)
 
     def best(self) -> Program:
         """The ok program with the highest fitness (the lowest id among equals).
@@ -272,7 +285,9 @@ class Run:
         """``(island, cell) -> program id`` of the current elites: the replay of the archive events."""
         holders: dict[tuple[int, int], int] = {}
         for event in self._events():
-            if event["status"] in ("new", "improved") and event["cell"] is not None:
+            if event["kind"] == "reset":   # an island emptied and reseeded (FunSearch's reset)
+                holders = {key: pid for key, pid in holders.items() if key[0] != event["island"]}
+            elif event["status"] in ("new", "improved") and event["cell"] is not None:
                 holders[(event["island"], event["cell"])] = event["program_id"]
         return holders
 
@@ -333,10 +348,17 @@ class Run:
         return [{**dict(r), "improvements": improved.get(r["model"], 0)} for r in calls]
 
     def top(self, k: int = 5) -> list[dict[str, Any]]:
-        """The ``k`` fittest ok programs (lowest id first among equals): ``id, iteration, score, model``."""
-        rows = self._conn.execute("SELECT id, iteration, score, model FROM programs WHERE status = 'ok'"
-                                  " AND fitness IS NOT NULL ORDER BY fitness DESC, id LIMIT ?", (int(k),))
-        return [dict(r) for r in rows]
+        """The ``k`` fittest ok programs (lowest id first among equals): ``id, iteration, score, model``, and
+        ``private`` (held-out results, for the user) and ``explanation`` (the LLM's) where the run has them."""
+        rows = self._conn.execute(f"SELECT id, iteration, score, model{self._later_columns} FROM programs WHERE"
+                                  " status = 'ok' AND fitness IS NOT NULL ORDER BY fitness DESC, id LIMIT ?", (int(k),))
+        out = []
+        for r in rows:
+            row = dict(r)
+            if "private" in row:
+                row["private"] = _json(row["private"])
+            out.append(row)
+        return out
 
     def _program_info(self, ids: set[int]) -> dict[int, tuple[float | None, float | None, dict]]:
         out = {}

@@ -29,8 +29,14 @@ from evoforge.evaluators.types import StoreError
 
 __all__ = ["Store", "CandidateRecord", "ArchiveEvent", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
-_UPGRADABLE = (1,)
+SCHEMA_VERSION = 3
+_UPGRADABLE = (1, 2)
+# Columns of ``programs`` added in schema 3, with their definitions: `Store.open` adds them to an older
+# run.db, so a run started before them can be resumed and shown.
+_PROGRAM_COLUMNS_V3 = {
+    "private": "TEXT NOT NULL DEFAULT '{}'",     # metrics and texts for the user, never for a prompt
+    "explanation": "TEXT",                         # why the LLM says it made the change
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +63,8 @@ CREATE TABLE IF NOT EXISTS programs (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
     inspirations TEXT NOT NULL DEFAULT '[]',
+    private TEXT NOT NULL DEFAULT '{}',
+    explanation TEXT,
     created_at REAL NOT NULL,
     finished_at REAL NOT NULL
 );
@@ -129,6 +137,10 @@ class CandidateRecord:
     inspirations: Sequence[int] = ()
     created_at: float = 0.0
     id: int | None = None
+    # Name -> number or text the evaluator marked private (held-out results): shown to the user,
+    # never rendered into a prompt (docs/architecture.md, "The task contract").
+    private: Mapping[str, Any] = field(default_factory=dict)
+    explanation: str | None = None      # the LLM's own account of the change (its reply outside the edits)
 
 
 @dataclass(frozen=True)
@@ -143,7 +155,7 @@ class ArchiveEvent:
     iteration: int | None = None
 
 
-_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations")
+_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations", "private")
 
 # Columns of llm_calls added in schema version 2, with their SQL types (the upgrade adds them).
 _CALL_COLUMNS_V2 = {
@@ -156,7 +168,7 @@ _CALL_COLUMNS_V2 = {
 def _row_to_record(row: sqlite3.Row) -> CandidateRecord:
     data = dict(row)
     for key in _JSON_COLUMNS:
-        data[key] = json.loads(data[key])
+        data[key] = json.loads(data.get(key) or ("[]" if key == "inspirations" else "{}"))
     data["inspirations"] = tuple(data["inspirations"])
     data.pop("finished_at", None)
     return CandidateRecord(**data)
@@ -210,18 +222,23 @@ class Store:
             raise StoreError(f"{path}: not an evoforge run database: {exc}") from exc
         if version in _UPGRADABLE and not readonly:
             store._upgrade()
-        elif version != SCHEMA_VERSION and version not in _UPGRADABLE:
+        elif version != SCHEMA_VERSION and version not in _UPGRADABLE:   # read-only old runs read with defaults
             raise StoreError(f"{path}: expected schema version {SCHEMA_VERSION} but got {version}")
         return store
 
     def _upgrade(self) -> None:
-        """Version 1 → 2: the llm_calls columns that keep prompts, replies and cache usage."""
+        """Version 1 → 2: the llm_calls columns that keep prompts, replies and cache usage; 2 → 3: the
+        programs' private results and explanations. Each step only adds what is missing."""
         present = self._call_columns()
+        programs = {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
         try:
             with self._transaction() as conn:
                 for name, kind in _CALL_COLUMNS_V2.items():
                     if name not in present:
                         conn.execute(f"ALTER TABLE llm_calls ADD COLUMN {name} {kind}")
+                for name, kind in _PROGRAM_COLUMNS_V3.items():
+                    if name not in programs:
+                        conn.execute(f"ALTER TABLE programs ADD COLUMN {name} {kind}")
                 conn.execute("CREATE TABLE IF NOT EXISTS prompt_prefixes (hash TEXT PRIMARY KEY, text TEXT NOT NULL)")
                 conn.execute("CREATE INDEX IF NOT EXISTS llm_calls_iteration ON llm_calls (iteration, attempt)")
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -277,6 +294,7 @@ class Store:
             "stderr": record.stderr, "stage": record.stage, "eval_s": record.eval_s, "model": record.model,
             "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
+            "private": json.dumps(dict(record.private)), "explanation": record.explanation,
             "created_at": record.created_at or now, "finished_at": now,
         }
         if record.id is not None:
@@ -309,6 +327,18 @@ class Store:
                     self._insert_event(conn, event, event.program_id, now)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not store archive events: {exc}") from exc
+
+    def set_private(self, program_id: int, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into a stored program's private results (a held-out evaluation run later)."""
+        try:
+            with self._transaction() as conn:
+                row = conn.execute("SELECT private FROM programs WHERE id = ?", (program_id,)).fetchone()
+                if row is None:
+                    raise StoreError(f"{self.path}: no program #{program_id} to attach private results to")
+                merged = {**json.loads(row["private"] or "{}"), **dict(values)}
+                conn.execute("UPDATE programs SET private = ? WHERE id = ?", (json.dumps(merged), program_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not store private results of #{program_id}: {exc}") from exc
 
     def add_llm_call(self, *, iteration: int, model: str, prompt_tokens: int = 0, completion_tokens: int = 0,
                      cost_usd: float = 0.0, latency_s: float | None = None, error: str | None = None,

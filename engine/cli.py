@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print the resolved config and an estimate of tokens and cost per iteration; call nothing, "
         "create no run directory"))
     run.add_argument("--quiet", action="store_true", help="no live progress display")
+    run.add_argument("--baseline", default=None, metavar="KIND", help=(
+        "a control run at the same budget: best-of-n (every proposal from the initial program, no archive "
+        "context) or random-parent (parents uniform over every valid program)"))
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run",
                             description="Continue a run from its run.db, to its original target, "
@@ -91,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("program", metavar="PROGRAM_FILE", type=Path)
     ev.add_argument("--sandbox", default="process", help="process | docker")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--heldout", action="store_true",
+                    help="also run the evaluator's evaluate_heldout (private held-out data; [heldout] timeout_s)")
 
     show = sub.add_parser("show", help="summarise a run: best, QD stats, islands, costs")
     show.add_argument("run_dir", metavar="RUN_DIR", type=Path)
@@ -141,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(args.task, iterations=args.iterations, llm=args.llm, seed=args.seed,
                     concurrency=args.concurrency, eval_slots=args.eval_slots, executor=args.executor,
                     ray_address=args.ray_address, sandbox=args.sandbox, max_cost_usd=args.max_cost_usd,
-                    max_time_s=args.max_time, max_tokens=args.max_tokens)
+                    max_time_s=args.max_time, max_tokens=args.max_tokens, baseline=args.baseline)
     config, task = plan.config, plan.task
     if plan.note:
         print(f"evoforge: {plan.note}", file=sys.stderr)
@@ -219,7 +224,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
     _say_missing_protections(args.sandbox)
-    result = evaluate_file(args.task, args.program, sandbox=args.sandbox)
+    result = evaluate_file(args.task, args.program, sandbox=args.sandbox, heldout=args.heldout)
     if args.json:
         print(_json(result.to_dict()))
     else:
@@ -230,6 +235,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 _out(f"{title[:-1]} {one_line(name, max_chars=120)}: {value:.6g}")
         for name, text in sorted(result.artifacts.items()):
             _out(f"{one_line(name, max_chars=120)}: {text}")
+        for name, value in sorted(result.private.items()):   # held-out: for the user, never for a prompt
+            shown = f"{value:.6g}" if isinstance(value, float) else one_line(str(value), max_chars=400)
+            _out(f"private {one_line(name, max_chars=120)}: {shown}")
         if result.status != "ok" and result.stderr.strip():
             _out("stderr (tail):\n" + result.stderr[-2000:])
         _out(f"evaluation took {result.eval_s:.3f} s")

@@ -36,6 +36,9 @@ class RunConfig:
     full_rewrite_share: float | None = None    # share of prompts asking for a full rewrite
     crossover_share: float | None = None       # share of prompts showing two parents
     retry_failed_edit: bool | None = None      # send an edit that did not apply back once, with the error
+    # None: evolution. "best-of-n": every proposal from the initial program without archive context;
+    # "random-parent": parents drawn uniformly among all valid programs (engine.evolution.BASELINES).
+    baseline: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +57,8 @@ class RunConfig:
             if value is not None and not value > 0:
                 flag = {"max_time_s": "--max-time", "max_total_tokens": "--max-tokens"}.get(name, "--max-cost-usd")
                 raise ConfigError(f"{flag}: expected a positive number but got {value}")
+        if self.baseline not in (None, "best-of-n", "random-parent"):
+            raise ConfigError(f"--baseline: unknown {self.baseline!r} (known: best-of-n, random-parent)")
         if self.ensemble not in (None, "weighted", "bandit"):
             raise ConfigError(f"ensemble: expected 'weighted' or 'bandit' but got {self.ensemble!r}")
 

@@ -30,16 +30,20 @@ from evoforge.archive.store import ArchiveEvent, CandidateRecord
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import code_hash
 from evoforge.engine.features import builtin_features
+from evoforge.engine.lessons import Lessons
+from evoforge.engine.novelty import Embedder, NoveltyFilter
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, Status
 from evoforge.prompts import ProgramView, PromptContext
 
-__all__ = ["Evolution", "Proposal", "Told", "FEEDBACK_PER_PARENT"]
+__all__ = ["Evolution", "Proposal", "Told", "FEEDBACK_PER_PARENT", "BASELINES"]
 
 #: How many recent failures of edits to one parent go back into that parent's next prompt.
 FEEDBACK_PER_PARENT = 3
 _SHAPE_STREAM = 0x5A4E          # the prompt's shape (diff | rewrite | crossover) has its own random stream
 _CLAIMED = -1                   # a hash whose program is being evaluated (not stored yet)
+_RESET_STREAM = 0x2E5E          # which surviving island reseeds a reset one has its own random stream
+BASELINES = ("best-of-n", "random-parent")
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,16 @@ class Evolution:
         done: Proposals already told (a resumed run's count), which times the migrations.
         hashes: ``code_hash -> program id`` of the programs already evaluated (duplicate detection).
         failures: Stored failed proposals, oldest first, so a resumed run prompts exactly as the original.
+        history: Every stored proposal (iteration > 0), oldest first: the children per parent (weighted
+            selection), the valid programs (the random-parent baseline) and the proposals since the last
+            new best (patience), so a resumed run decides exactly as the original.
+        embedder: What novelty rejection embeds programs with (default: `HashedNgramEmbedder`, local).
     """
 
     def __init__(self, *, task: Task, config: RunConfig, islands: IslandArchives,
                  lookup: Callable[[int], CandidateRecord], next_program_id: int = 1, done: int = 0,
-                 hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = ()) -> None:
+                 hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = (),
+                 history: Iterable[CandidateRecord] = (), embedder: Embedder | None = None) -> None:
         self.task = task
         self.config = config
         self.islands = islands
@@ -105,6 +114,18 @@ class Evolution:
             lambda: collections.deque(maxlen=FEEDBACK_PER_PARENT))
         for record in failures:
             self._remember_failure(record)
+        self.novelty = NoveltyFilter(task.search.novelty_threshold, embedder, code_of=lambda i: self._lookup(i).code)
+        self.lessons = Lessons(task.search.lessons_every if config.baseline is None else 0)
+        self._children: collections.Counter[int] = collections.Counter()
+        self._valid: list[int] = [1] if next_program_id > 1 else []   # the initial program is #1
+        best = islands.best()
+        self._best = best.fitness if best is not None else None
+        self._since_best = 0
+        for record in history:
+            assert record.id is not None
+            self._count(record, record.id)
+        if config.baseline not in (None, *BASELINES):
+            raise ValueError(f"unknown baseline {config.baseline!r} (known: {', '.join(BASELINES)})")
 
     @property
     def done(self) -> int:
@@ -115,12 +136,37 @@ class Evolution:
         """The recent failures of edits to ``parent_id``, oldest first (what its next prompt shows)."""
         return list(self._feedback.get(parent_id, ()))
 
+    def stop_reason(self) -> str | None:
+        """Why the run should stop early (``[stop]`` in task.toml), or None: the target score is reached, or
+        ``patience`` proposals in a row brought no new best."""
+        stop = self.task.stop
+        if stop.target_score is not None and self._best is not None \
+                and self._best >= self.task.sign * stop.target_score:
+            return f"target score {stop.target_score:g} reached"
+        if stop.patience and self._since_best >= stop.patience:
+            return f"no new best in {self._since_best} proposals (patience {stop.patience})"
+        return None
+
     # -- ask --------------------------------------------------------------------------------------
     def propose(self, iteration: int) -> Proposal:
-        """Choose the island (round robin), the parent, the inspirations and the LLM seed of ``iteration``."""
+        """Choose the island (round robin), the parent, the inspirations and the LLM seed of ``iteration``.
+
+        Baselines (``RunConfig.baseline``), so a user can show evolution helped: ``best-of-n`` proposes
+        every child from the initial program with no archive context (no inspirations, no feedback);
+        ``random-parent`` draws the parent uniformly among every valid program so far.
+        """
         rng = np.random.default_rng([self.config.seed, iteration])
         island = iteration % self.task.archive.islands
-        parent_id = self.islands.sample_parent(island, rng)
+        baseline = self.config.baseline
+        if baseline == "best-of-n":
+            parent = self._lookup(1)
+            context = replace(self._context(iteration, parent, ()), feedback=())
+            return Proposal(iteration=iteration, island=island, parent=parent, inspirations=(),
+                            llm_seed=int(rng.integers(0, 2**62)), context=context)
+        if baseline == "random-parent" and self._valid:
+            parent_id: int | None = self._valid[int(rng.integers(len(self._valid)))]
+        else:
+            parent_id = self.islands.sample_parent(island, rng, children=self._children)
         if parent_id is None:  # an island emptied by nothing but never seeded: fall back to the best
             best = self.islands.best()
             parent_id = best.program_id if best else 1
@@ -148,7 +194,16 @@ class Evolution:
         return PromptContext(
             task_name=self.task.name, task_description=self.task.description, parent=_view(parent),
             inspirations=views, feedback=self.feedback(parent.id), reply_format=reply_format,
-            objective=self.task.objective, second_parent=second)
+            objective=self.task.objective, second_parent=second, lessons=self.lessons.lines)
+
+    def too_similar(self, code: str, island: int) -> str | None:
+        """Why ``code`` should not be evaluated because it is nearly a program of ``island`` (the reason, for
+        the rejected row and the parent's feedback), or None (ShinkaEvolve's novelty rejection)."""
+        hit = self.novelty.closest(code, (e.program_id for e in self.islands.elites(island)))
+        if hit is None:
+            return None
+        return (f"too similar to program #{hit[0]} of island {island} (cosine {hit[1]:.4f} >= novelty_threshold "
+                f"{self.novelty.threshold:g}): not evaluated; propose a more different change")
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —
@@ -169,6 +224,12 @@ class Evolution:
         features = dict(builtin_features(code))
         features.update(result.features)
         status, artifacts = result.status, dict(result.artifacts)
+        # Names the task marks private (task.toml ``private``) join what the evaluator marked itself.
+        private = dict(result.private)
+        metrics = dict(result.metrics)
+        for table in (metrics, artifacts):
+            for name in [n for n in table if n != "error" and self.task.is_private(n)]:
+                private[name] = table.pop(name)
         fitness = None
         if status == Status.OK:
             missing = [n for n in self._names if n not in features]
@@ -182,14 +243,17 @@ class Evolution:
         return CandidateRecord(
             code=code, code_hash=code_hash(code), status=status,
             score=result.score if status == Status.OK else None, fitness=fitness, features=features,
-            metrics=dict(result.metrics), artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, **fields)
+            metrics=metrics, artifacts=artifacts, stderr=result.stderr[-8000:],
+            stage=result.stage, eval_s=result.eval_s, private=private, **fields)
 
     def seed(self, record: CandidateRecord) -> Told:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""
         if record.status != Status.OK or record.fitness is None:
             raise ValueError(f"expected an ok initial program but got status {record.status!r}")
-        return self._commit(record, islands=range(self.task.archive.islands), migrate=False)
+        told = self._commit(record, islands=range(self.task.archive.islands), migrate=False)
+        self._valid = [told.program_id]
+        self._best, self._since_best = record.fitness, 0
+        return told
 
     def tell(self, record: CandidateRecord) -> Told:
         """A proposal's outcome (evaluated or rejected): its id, its insertion into its island when it is
@@ -198,9 +262,30 @@ class Evolution:
         interval = self.task.archive.migration_interval
         self._done += 1
         migrate = self.task.archive.islands > 1 and interval > 0 and self._done % interval == 0
-        return self._commit(record, islands=[i for i in islands if i is not None], migrate=migrate)
+        reset = self.task.archive.reset_interval
+        told = self._commit(record, islands=[i for i in islands if i is not None], migrate=migrate,
+                            reset=self.task.archive.islands > 1 and reset > 0 and self._done % reset == 0)
+        self._count(told.record, told.program_id)
+        return told
 
-    def _commit(self, record: CandidateRecord, *, islands: Iterable[int], migrate: bool) -> Told:
+    def _count(self, record: CandidateRecord, program_id: int) -> None:
+        """A told proposal's part in selection and stopping: its parent's child count, the valid programs,
+        and the proposals since the last new best."""
+        if record.parent_id is not None:
+            self._children[record.parent_id] += 1
+            if record.status != Status.REJECTED and record.code and self.lessons.every:
+                parent = self._lookup(record.parent_id)
+                self.lessons.observe(parent_code=parent.code, child_code=record.code, parent_fitness=parent.fitness,
+                                     child_fitness=record.fitness, ok=record.status == Status.OK)
+        if record.status == Status.OK and record.fitness is not None:
+            self._valid.append(program_id)
+            if self._best is None or record.fitness > self._best:
+                self._best, self._since_best = record.fitness, 0
+                return
+        self._since_best += 1
+
+    def _commit(self, record: CandidateRecord, *, islands: Iterable[int], migrate: bool,
+                reset: bool = False) -> Told:
         """Give the record its id and insert it; the driver stores the row and these events together, so a
         SIGKILL never leaves a migration half-recorded (which would make a resumed run diverge)."""
         program_id = self._next_id
@@ -218,6 +303,13 @@ class Evolution:
                 ArchiveEvent("migrate", m.program_id, m.to_island, m.insertion.status, m.insertion.improvement,
                              m.insertion.cell, from_island=m.from_island, iteration=record.iteration)
                 for m in self.islands.migrate())
+        if reset:
+            # FunSearch resets its weakest islands so a stagnant one restarts from a strong program.
+            rng = np.random.default_rng([self.config.seed, self._done, _RESET_STREAM])
+            for island, seed_id, insertion in self.islands.reset_weakest(rng):
+                events.append(ArchiveEvent("reset", seed_id, island, "reset", iteration=record.iteration))
+                events.append(ArchiveEvent("insert", seed_id, island, insertion.status, insertion.improvement,
+                                           insertion.cell, iteration=record.iteration))
         if record.status != Status.REJECTED and record.code_hash:
             self._hashes[record.code_hash] = program_id
         self._remember_failure(record)

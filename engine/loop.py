@@ -30,6 +30,7 @@ from evoforge.archive.store import CandidateRecord, Store
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Told
+from evoforge.engine.lessons import explanation_of
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
 from evoforge.engine.startup import job_for
@@ -91,6 +92,9 @@ def rebuild_islands(task: Task, store: Store, seed: int) -> IslandArchives:
     cache: dict[int, CandidateRecord] = {}
     names = [d.name for d in task.descriptors]
     for event in store.events():
+        if event.kind == "reset":    # FunSearch's island reset; the reseeding insertion follows
+            islands.clear(event.island)
+            continue
         record = cache.get(event.program_id) or store.candidate(event.program_id)
         cache[event.program_id] = record
         islands.add(event.island, event.program_id, record.fitness, [record.features[n] for n in names])
@@ -107,7 +111,7 @@ class Engine:
 
     def __init__(self, *, config: RunConfig, task: Task, run_dir: RunDir, llm: LLMClient,
                  executor: Executor, reporter: Reporter | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, embedder: Any = None) -> None:
         self.config = config
         self.task = task
         self.run_dir = run_dir
@@ -121,7 +125,8 @@ class Engine:
             lookup=self._program, next_program_id=self.store.next_program_id(),
             done=self.store.count("iteration > 0"), hashes=self.store.hashes(),
             # so a resumed run prompts exactly as the original would
-            failures=self.store.candidates(where="status != 'ok' AND iteration > 0"))
+            failures=self.store.candidates(where="status != 'ok' AND iteration > 0"),
+            history=self.store.candidates(where="iteration > 0"), embedder=embedder)
         self._stop_requested = False
         self._stop_reason = ""
         self._last_llm_error = ""
@@ -172,6 +177,8 @@ class Engine:
         while launched < target and not self._stop_requested:
             await in_flight.acquire()
             await llm_slots.acquire()
+            if (reason := self.evolution.stop_reason()) is not None:
+                self.request_stop(reason)
             if self._stop_requested or self._budget_reached():
                 llm_slots.release()
                 in_flight.release()
@@ -187,6 +194,7 @@ class Engine:
         for result in [*self._failures, *results]:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+        await self._heldout_final()
         if not self._stop_reason:
             self._stop_reason = "iterations reached" if self.store.count("iteration > 0") >= target else "stopped"
         self.snapshot.stop_reason = self._stop_reason
@@ -211,7 +219,10 @@ class Engine:
             detail = record.artifacts.get("error") or record.stderr[-500:] or record.status
             raise TaskError(f"{self.task.path}: the initial program fails its own evaluation "
                             f"({record.status}): {detail.strip().splitlines()[-1] if detail.strip() else detail}")
-        self._store(self.evolution.seed(record))
+        told = self.evolution.seed(record)
+        self._store(told)
+        if self.task.has_heldout and self.task.heldout.on_new_best:   # the reference every later best is read against
+            await self._heldout(told.program_id, code)
 
     # -- one iteration --------------------------------------------------------------------------
     async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
@@ -262,10 +273,16 @@ class Engine:
                     kind=retried.kind)
                 reply = second
         common.update(prompt_tokens=sum(r.prompt_tokens for r in spent), cost_usd=sum(r.cost_usd for r in spent),
-                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text)
+                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text,
+                      explanation=explanation_of(reply.text))
         if not edit.ok:
             self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
                                                  artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
+            return
+        similar = self.evolution.too_similar(edit.code, proposal.island)
+        if similar is not None:   # stored with its reason and its cost; the next proposal is the resample
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
+                                                 edit_kind=edit.kind, artifacts={"error": similar}, **common), parent)
             return
         twin = self.evolution.claim(edit.code)
         if twin is not None:
@@ -276,8 +293,37 @@ class Engine:
         if llm_done is not None:
             llm_done()
         result = await self.executor.evaluate(self._job(edit.code))
-        self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind, **common),
-                     parent)
+        best_before = self.islands.best()
+        told = self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind,
+                                                             **common), parent)
+        if self.task.has_heldout and self.task.heldout.on_new_best and told.record.fitness is not None \
+                and (best_before is None or told.record.fitness > best_before.fitness):
+            await self._heldout(told.program_id, edit.code)
+
+    # -- held-out evaluation -----------------------------------------------------------------------
+    async def _heldout(self, program_id: int, code: str) -> None:
+        """Score one program on the evaluator's held-out data (``evaluate_heldout``, under ``[heldout]
+        timeout_s``) and store the numbers with it as private results: never in a prompt, never in the
+        fitness, so the search and its determinism are unchanged (docs/architecture.md, "The task contract")."""
+        job = replace(self._job(code), timeout_s=self.task.heldout.timeout_s,
+                      extra={**self._job(code).extra, "entry": "heldout"})
+        result = await self.executor.evaluate(job)
+        values: dict[str, Any] = dict(result.private)
+        if result.status != Status.OK:
+            values["heldout_status"] = result.status
+            values["heldout_error"] = (result.artifacts.get("error") or result.stderr or result.status)[-2000:]
+        values["heldout_eval_s"] = result.eval_s
+        self.store.set_private(program_id, values)
+
+    async def _heldout_final(self) -> None:
+        """The run's best ``[heldout] final_elites`` programs get their held-out numbers (once each)."""
+        if not self.task.has_heldout or self.task.heldout.final_elites == 0 or self._failures:
+            return
+        elites = sorted(self.islands.result_elites(), key=lambda e: (-e.fitness, e.program_id))
+        for elite in elites[: self.task.heldout.final_elites]:
+            record = self._program(elite.program_id)
+            if "heldout_eval_s" not in record.private:
+                await self._heldout(elite.program_id, record.code)
 
     async def _call(self, client: LLMClient, prompt: Prompt, iteration: int) -> Reply | None:
         """One LLM call, stored in ``llm_calls`` whatever happens; None when it failed (the run goes on)."""
@@ -296,13 +342,18 @@ class Engine:
         s.saved_usd += reply.saved_usd
         return reply
 
-    def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> None:
+    def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> Told:
         """Tell the core, store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
-        self._store(self.evolution.tell(record))
+        lessons = self.evolution.lessons.lines
+        told = self.evolution.tell(record)
+        self._store(told)
+        if self.evolution.lessons.lines != lessons:   # refreshed: `evoforge show` and the notebook read them here
+            self.store.set_meta("lessons", list(self.evolution.lessons.lines))
         self.llm.observe(client.name, improved=_improved(record.fitness, parent.fitness), cost_usd=record.cost_usd)
         bandit = getattr(self.llm, "bandit", None)
         if bandit is not None:
             self.store.set_meta("llm_bandit", bandit.state())
+        return told
 
     def _store(self, told: Told) -> None:
         """The row, its archive insertions and any migration in one transaction, then the run directory's files.

@@ -75,6 +75,7 @@ def _context(run: Any) -> dict[str, Any]:
             "id": program.id, "iteration": program.iteration, "island": _fmt(program.island),
             "score": _fmt(program.score), "status": program.status,
             "diff": run.diff(parent.id, program.id)[:_DIFF_CHARS] if show_diff else "",
+            "explanation": (program.explanation or "")[:_DIFF_CHARS],
         })
     spend = run.spend()
     models = []
@@ -118,8 +119,12 @@ def _context(run: Any) -> dict[str, Any]:
             "metrics": {k: _fmt(v) for k, v in sorted(best.metrics.items())},
             "features": {k: _fmt(v) for k, v in sorted(best.features.items())},
             "artifacts": dict(sorted(best.artifacts.items())),
+            # held-out results: for the reader of the report, never for a prompt
+            "private": {k: _fmt(v) if isinstance(v, (int, float)) else str(v)[:_DIFF_CHARS]
+                        for k, v in sorted(best.private.items())},
         },
-        "lineage": steps, "models": models, "failures": failures, "figures": figures,
+        "lineage": steps, "lessons": run.meta("lessons") or [], "models": models, "failures": failures,
+        "figures": figures,
     }
 
 

@@ -103,6 +103,7 @@ objective = "maximize"                 # maximize | minimize (of score)
 initial_program = "initial_program.py"  # the starting program (EVOLVE-BLOCKs evolve)
 evaluator = "evaluator.py"             # defines evaluate(program_path) -> dict
 files = []                             # extra files the evaluator reads, relative to this folder
+private = ["heldout_*"]                # metric/artifact names stored and shown but never put into a prompt
 
 [archive]
 kind = "grid"                          # grid | cvt
@@ -113,6 +114,10 @@ qd_offset = 10.0                       # added to each elite's score in the QD-s
 exploit_ratio = 0.7                    # chance a parent comes from the island's top elites (else any elite)
 top_fraction = 0.2                     # the "top elites": this best fraction of the island's elites
 num_inspirations = 3                   # other elites shown to the LLM next to the parent
+parent_selection = "exploit"           # exploit | power_law | weighted | uniform
+power_law_alpha = 1.0                  # power_law: P(rank r) ~ r^-alpha
+weighted_lambda = 10.0                 # weighted: sharpness of the preference for fit parents
+reset_interval = 0                     # every N proposals reset the weaker half of the islands (0: never)
 
 # Behaviour descriptors: archive coordinates. A feature the evaluator returns, or a built-in
 # ("code_length" in lines, "ast_nodes"). Ranges are fixed: values outside land in the edge cells.
@@ -140,6 +145,19 @@ thresholds = []                        # gates for evaluate_stage1, evaluate_sta
 
 [sandbox]
 image = "evoforge-sandbox:latest"      # the container image `--sandbox docker` evaluates in
+
+[heldout]                              # when evaluate_heldout(program_path) runs, if evaluator.py defines it
+timeout_s = 60                         # its own wall-clock limit
+on_new_best = true                     # for the initial program and every new best
+final_elites = 3                       # for the run's best programs when it ends
+
+[stop]
+target_score = 0.0                     # stop once the best score reaches this (0: sin is exact)
+patience = 0                           # stop after N proposals without a new best (0: never)
+
+[search]
+lessons_every = 10                     # refresh the prompts' lessons every N evaluated children (0: none)
+novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
 
 # Which LLMs propose edits (default: --llm flags, else a key in the environment, else offline).
 # Uncomment to pin them in the task; see `evoforge run --help` for the spec strings.

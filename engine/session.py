@@ -7,6 +7,7 @@ flight are abandoned (their isolated processes killed). Either way the run direc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,13 +132,14 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
              seed: int | None = None, concurrency: int | None = None, eval_slots: int | None = None,
              executor: str = "local", ray_address: str | None = None, sandbox: str = "process",
              max_cost_usd: float | None = None, max_time_s: float | None = None,
-             max_tokens: int | None = None, environ=None) -> RunPlan:
+             max_tokens: int | None = None, baseline: str | None = None, environ=None) -> RunPlan:
     """The options of ``evoforge run`` (CLI flags or `evoforge.run` keywords) → a `RunPlan`.
 
     The one place their defaults live, so the command line and the Python API cannot drift: None
     means "the default", which is 100 iterations and seed 0 (or an OpenEvolve folder's config.yaml
     values), the models of `resolve_config`, and ``concurrency`` 2 × the evaluation slots with the
     offline operator, 8 with an LLM. ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
+    ``baseline``: None (evolution), ``"best-of-n"`` or ``"random-parent"`` (engine.evolution.BASELINES).
     """
     from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
     from evoforge.sandbox.local import default_slots
@@ -151,7 +153,7 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
                        concurrency=concurrency or 1, eval_slots=eval_slots,
                        seed=defaults.get("seed", 0) if seed is None else seed,
                        max_cost_usd=max_cost_usd, max_time_s=max_time_s, max_total_tokens=max_tokens,
-                       **settings, **{k: v for k, v in defaults.items() if k == "reply_format"})
+                       baseline=baseline, **settings, **{k: v for k, v in defaults.items() if k == "reply_format"})
     config, note = resolve_config(config, loaded, environ)
     if not concurrency:
         offline = all(as_spec(s).provider == "offline" for s in config.llm)
@@ -259,8 +261,11 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     return RunOutcome(Path(path), _run(run_dir, config, task, target, reporter))
 
 
-def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") -> EvaluationResult:
-    """One evaluation, exactly as a run does it (same job, same isolation)."""
+def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process",
+                  heldout: bool = False) -> EvaluationResult:
+    """One evaluation, exactly as a run does it (same job, same isolation). ``heldout``: then the evaluator's
+    ``evaluate_heldout`` too, under ``[heldout] timeout_s``; its results join ``private`` (as do the names
+    task.toml marks private), and a task without one is a `ConfigError`."""
     task = load_task(task_spec)
     program = Path(program)
     if not program.is_file():
@@ -269,10 +274,31 @@ def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process") ->
     executor = make_executor("local", sandbox, slots=1)
     job = job_for(task, program.read_text())
 
+    if heldout and not task.has_heldout:
+        raise ConfigError(f"{task.path / task.evaluator_file}: --heldout: the evaluator defines no "
+                          f"evaluate_heldout(program_path) (define one to score held-out data apart)")
+
     async def main() -> EvaluationResult:
         try:
-            return await executor.evaluate(job)
+            result = await executor.evaluate(job)
+            if heldout:
+                held = await executor.evaluate(dataclasses.replace(
+                    job, timeout_s=task.heldout.timeout_s, extra={**job.extra, "entry": "heldout"}))
+                extra = dict(held.private, heldout_eval_s=held.eval_s)
+                if not held.ok:
+                    extra.update(heldout_status=held.status,
+                                 heldout_error=(held.artifacts.get("error") or held.stderr)[-2000:])
+                result = dataclasses.replace(result, private={**result.private, **extra})
+            return result
         finally:
             await executor.close()
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    names = [n for n in [*result.metrics, *result.artifacts] if n != "error" and task.is_private(n)]
+    if not names:
+        return result
+    private = {**{n: result.metrics[n] for n in names if n in result.metrics},
+               **{n: result.artifacts[n] for n in names if n in result.artifacts}, **result.private}
+    return dataclasses.replace(result, private=private,
+                               metrics={k: v for k, v in result.metrics.items() if k not in names},
+                               artifacts={k: v for k, v in result.artifacts.items() if k not in names})

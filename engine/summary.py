@@ -49,6 +49,8 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
                         "max_time_s": config.max_time_s, "iterations": config.iterations},
             "ensemble": config.setting("ensemble"),
             "bandit": run.meta("llm_bandit"),
+            "lessons": run.meta("lessons") or [],
+            "baseline": config.baseline,
         }
 
 
@@ -84,6 +86,18 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append("best programs:")
     for row in s["best"]:
         lines.append(f"  #{row['id']} (iteration {row['iteration']}, {row['model']}): score {row['score']:.10g}")
+        if row.get("explanation"):
+            lines.append(f"    why: {' '.join(row['explanation'].split())[:200]}")
+        private = row.get("private") or {}
+        if private:   # held-out results: for the user, never in a prompt
+            shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, (int, float)) else f"{k}={str(v)[:80]!r}"
+                              for k, v in sorted(private.items()) if k != "heldout")
+            lines.append(f"    private: {shown}")
+    if s.get("lessons"):
+        lines.append("lessons (what the prompts were told about earlier changes):")
+        lines.extend(f"  {line}" for line in s["lessons"])
+    if s.get("baseline"):
+        lines.append(f"baseline run: {s['baseline']} (a control, not evolution)")
     t = s["llm_totals"]
     lines.append(f"LLM: {t['llm_calls']} calls, {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
                  f" tokens, ${t['cost_usd']:.4f}")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import math
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +25,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Task", "Limits", "Resources", "load_task", "builtin_tasks", "BUILTIN_DESCRIPTORS"]
+__all__ = ["Task", "Limits", "Resources", "Heldout", "Stop", "Search", "load_task", "builtin_tasks",
+           "BUILTIN_DESCRIPTORS"]
 
 BUILTIN_DESCRIPTORS = ("code_length", "ast_nodes")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -48,6 +51,40 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Heldout:
+    """``[heldout]``: when the evaluator's optional ``evaluate_heldout`` runs, and its own time limit.
+
+    Held-out data is evaluated only when it matters — a new best, the final elites, ``evoforge eval
+    --heldout`` — so a slow but good program is scored on training data within ``[limits] timeout_s`` and
+    its held-out numbers are computed once (docs/architecture.md, "The task contract").
+    """
+
+    timeout_s: float = 600.0
+    on_new_best: bool = True
+    final_elites: int = 3           # the K best programs of the run get a held-out evaluation at its end
+
+
+@dataclass(frozen=True)
+class Stop:
+    """``[stop]``: early stopping. ``target_score`` (in the task's own direction) ends the run when reached;
+    ``patience`` ends it after that many proposals without a new best (0: never)."""
+
+    target_score: float | None = None
+    patience: int = 0
+
+
+@dataclass(frozen=True)
+class Search:
+    """``[search]``: what the search feeds forward and filters. ``lessons_every``: refresh the prompts'
+    lessons (which kinds of change helped) every this many evaluated children (0: none).
+    ``novelty_threshold``: a child whose embedding has cosine >= this with an elite of its island is
+    rejected before evaluation (engine.novelty; 0: off)."""
+
+    lessons_every: int = 10
+    novelty_threshold: float = 0.0
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     path: Path
@@ -63,6 +100,15 @@ class Task:
     files: tuple[str, ...] = ()
     sandbox_image: str = "evoforge-sandbox:latest"   # [sandbox] image: what --sandbox docker runs
     llm: LLMSettings = field(default_factory=LLMSettings)   # [llm] and [[llm.models]] (engine.llm.models)
+    # Metric and artifact names (fnmatch patterns) that are private: stored and shown, never prompted.
+    private: tuple[str, ...] = ()
+    heldout: Heldout = field(default_factory=Heldout)
+    has_heldout: bool = False            # the evaluator defines evaluate_heldout
+    stop: Stop = field(default_factory=Stop)
+    search: Search = field(default_factory=Search)
+
+    def is_private(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.private)
 
     @property
     def sign(self) -> float:
@@ -71,10 +117,15 @@ class Task:
 
 
 _TOP_KEYS = {"name", "description", "objective", "initial_program", "evaluator", "files",
-             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm"}
+             "archive", "descriptors", "limits", "resources", "cascade", "sandbox", "llm", "private",
+             "heldout", "stop", "search"}
 _SECTION_KEYS = {
     "archive": {"kind", "islands", "migration_interval", "cvt_cells", "qd_offset", "exploit_ratio",
-                "top_fraction", "num_inspirations"},
+                "top_fraction", "num_inspirations", "parent_selection", "power_law_alpha", "weighted_lambda",
+                "reset_interval"},
+    "heldout": {"timeout_s", "on_new_best", "final_elites"},
+    "stop": {"target_score", "patience"},
+    "search": {"lessons_every", "novelty_threshold"},
     "limits": {"timeout_s", "memory_mb", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -216,6 +267,10 @@ def load_task(spec: str | Path) -> Task:
     for name in files:
         if not (path / name).exists():
             raise TaskError(f"{toml}: files: {name!r} does not exist in {path}")
+    private = tuple(_expect(raw.get("private", []), list, f"{toml}: private",
+                            "an array of name patterns like ['heldout_*']"))
+    if not all(isinstance(p, str) and p for p in private):
+        raise ConfigError(f"{toml}: private: expected an array of name patterns like ['heldout_*'] but got {private!r}")
     return Task(
         name=_expect(raw.get("name", path.name), str, f"{toml}: name", "a string"),
         path=path,
@@ -225,4 +280,56 @@ def load_task(spec: str | Path) -> Task:
         cascade_thresholds=thresholds, files=files,
         sandbox_image=_sandbox_image(raw.get("sandbox", {}), toml),
         llm=parse_llm_table(raw.get("llm", {}), f"{toml}: [llm]"),
+        private=private, heldout=_heldout(raw.get("heldout", {}), toml),
+        has_heldout=_defines(path / evaluator_file, "evaluate_heldout"), stop=_stop(raw.get("stop", {}), toml),
+        search=_search(raw.get("search", {}), toml),
     )
+
+
+def _search(table: dict, toml: Path) -> Search:
+    every = _expect(table.get("lessons_every", Search.lessons_every), int, f"{toml}: [search] lessons_every",
+                    "a count of evaluated children >= 0 (0: no lessons)")
+    if every < 0:
+        raise ConfigError(f"{toml}: [search] lessons_every: expected a count >= 0 (0: no lessons) but got {every}")
+    novelty = float(_expect(table.get("novelty_threshold", Search.novelty_threshold), (int, float),
+                            f"{toml}: [search] novelty_threshold", "a cosine in [0, 1] (0: off)"))
+    if not 0.0 <= novelty <= 1.0:
+        raise ConfigError(f"{toml}: [search] novelty_threshold: expected a cosine in [0, 1] (0: off) but got {novelty}")
+    return Search(lessons_every=every, novelty_threshold=novelty)
+
+
+def _heldout(table: dict, toml: Path) -> Heldout:
+    where = f"{toml}: [heldout]"
+    timeout_s = float(_expect(table.get("timeout_s", Heldout.timeout_s), (int, float), f"{where} timeout_s", "seconds"))
+    on_new_best = _expect(table.get("on_new_best", True), bool, f"{where} on_new_best", "true or false")
+    final = _expect(table.get("final_elites", Heldout.final_elites), int, f"{where} final_elites", "a count >= 0")
+    if not timeout_s > 0 or final < 0:
+        raise ConfigError(f"{where}: expected timeout_s > 0 and final_elites >= 0 but got {table}")
+    return Heldout(timeout_s=timeout_s, on_new_best=on_new_best, final_elites=final)
+
+
+def _stop(table: dict, toml: Path) -> Stop:
+    where = f"{toml}: [stop]"
+    target = table.get("target_score")
+    if target is not None:
+        target = float(_expect(target, (int, float), f"{where} target_score", "a number"))
+    patience = _expect(table.get("patience", 0), int, f"{where} patience", "a count of proposals >= 0 (0: off)")
+    if patience < 0:
+        raise ConfigError(f"{where} patience: expected a count of proposals >= 0 (0: off) but got {patience}")
+    return Stop(target_score=target, patience=patience)
+
+
+def _defines(evaluator: Path, name: str) -> bool:
+    """Whether the evaluator binds ``name`` at top level (def, assignment or import), read without running it."""
+    try:
+        tree = ast.parse(evaluator.read_text())
+    except (SyntaxError, ValueError, OSError):
+        return False   # the sandbox reports a broken evaluator; here it only has no held-out entry
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in node.names):
+            return True
+    return False

@@ -12,6 +12,10 @@ and its result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` an
 being ``ok``; thresholds beyond the defined stages are ignored. After every stage passes, ``evaluate`` runs as
 the final stage, ``stage = (number of stages) + 1``. Without a cascade (no thresholds, or no stage functions)
 only ``evaluate`` runs and ``stage`` is ``None``.
+
+Held-out convention: a job whose ``extra["entry"]`` is ``"heldout"`` calls the evaluator's optional
+``evaluate_heldout(program_path)`` instead, with no cascade; everything it returns is private (the engine
+runs it only for a new best, the final elites, or ``evoforge eval --heldout``, under ``[heldout] timeout_s``).
 """
 
 from __future__ import annotations
@@ -122,6 +126,20 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
         module = load_evaluator(evaluator_path)
     except BaseException as exc:
         return _failure_from_exception(exc, None, f"importing evaluator {evaluator_path}")
+
+    if (getattr(job, "extra", None) or {}).get("entry") == "heldout":
+        heldout = getattr(module, "evaluate_heldout", None)
+        if not callable(heldout):
+            return EvaluationResult.failure(
+                Status.ERROR, f"evaluator {evaluator_path} defines no evaluate_heldout(program_path) function")
+        try:
+            raw = heldout(program_path)
+        except BaseException as exc:
+            return _failure_from_exception(exc, None, "evaluate_heldout")
+        try:
+            return EvaluationResult.from_heldout(raw)
+        except BaseException as exc:
+            return _failure_from_exception(exc, None, "validating what evaluate_heldout returned")
 
     evaluate = getattr(module, "evaluate", None)
     if not callable(evaluate):

@@ -48,7 +48,9 @@ class EvaluationResult:
 
     ``score`` is higher-is-better and finite for an ``ok`` result, ``None`` otherwise.
     ``features`` are behaviour descriptors by name (archive coordinates), ``metrics`` any other
-    numbers worth showing, ``artifacts`` short texts fed back to the LLM.
+    numbers worth showing, ``artifacts`` short texts fed back to the LLM. ``private`` holds numbers and
+    texts for the user only (held-out scores, answers): stored and shown, never put into a prompt
+    (docs/architecture.md, "The task contract"). A name is either public or private, never both.
     """
 
     status: str
@@ -60,6 +62,7 @@ class EvaluationResult:
     stdout: str = ""
     stage: int | None = None
     eval_s: float = 0.0
+    private: Mapping[str, float | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -84,7 +87,8 @@ class EvaluationResult:
         ``features``, ``metrics``, ``artifacts``; every other numeric top-level key counts as a metric.
         A non-finite score or feature makes the result ``invalid``; a non-numeric one, ``error``.
         An evaluator may also set ``status`` (``ok``, ``invalid``, or ``error`` for a fault that is not the
-        candidate's, e.g. a missing GPU) and ``error`` explicitly.
+        candidate's, e.g. a missing GPU) and ``error`` explicitly, and ``private``: name -> number or text,
+        kept from every prompt (a name listed there is removed from ``metrics`` and ``artifacts``).
         """
         if isinstance(raw, EvaluationResult):
             raw = raw.to_dict()
@@ -92,6 +96,18 @@ class EvaluationResult:
             return cls.failure(
                 Status.ERROR, f"evaluate() must return a dict, but returned {type(raw).__name__}")
         raw = dict(raw)
+        private = _private_values(raw.pop("private", {}))
+        result = cls._validated(raw)
+        if not private:
+            return result
+        data = result.to_dict()
+        data["metrics"] = {k: v for k, v in result.metrics.items() if k not in private}
+        data["artifacts"] = {k: v for k, v in result.artifacts.items() if k not in private}
+        data["private"] = private
+        return cls.from_dict(data)
+
+    @classmethod
+    def _validated(cls, raw: dict[str, Any]) -> "EvaluationResult":
         status = raw.pop("status", Status.OK)
         if status not in (Status.OK, Status.INVALID, Status.ERROR):
             return cls.failure(
@@ -138,16 +154,61 @@ class EvaluationResult:
         return cls(status=Status.OK, score=score, features=features, metrics=metrics,
                    artifacts=artifacts)
 
+    @classmethod
+    def from_heldout(cls, raw: Any) -> "EvaluationResult":
+        """Validate what a task's ``evaluate_heldout`` returned: the same dict as ``evaluate`` (``score``
+        optional), every value of which is private; a ``score`` is kept as the private ``heldout_score``."""
+        if isinstance(raw, EvaluationResult):
+            raw = raw.to_dict()
+        if not isinstance(raw, Mapping):
+            return cls.failure(
+                Status.ERROR, f"evaluate_heldout() must return a dict, but returned {type(raw).__name__}")
+        raw = dict(raw)
+        status = raw.pop("status", Status.OK)
+        if status not in (Status.OK, Status.INVALID, Status.ERROR):
+            return cls.failure(Status.ERROR, f"evaluate_heldout() returned status {status!r}")
+        private: dict[str, Any] = {}
+        score = raw.pop("score", raw.pop("combined_score", None))
+        if score is not None:
+            private["heldout_score"] = score
+        for key in ("metrics", "artifacts", "private", "features"):
+            value = raw.pop(key, {}) or {}
+            if isinstance(value, Mapping):
+                private.update(value)
+        if "error" in raw:
+            private["heldout_error"] = raw.pop("error")
+        private.update({k: v for k, v in raw.items() if _is_number(v) or isinstance(v, str)})
+        return cls(status=status, private=_private_values(private),
+                   artifacts={"error": str(private.get("heldout_error", "evaluate_heldout failed"))[:4000]}
+                   if status != Status.OK else {})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status, "score": self.score, "features": dict(self.features),
             "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
             "stderr": self.stderr, "stdout": self.stdout, "stage": self.stage, "eval_s": self.eval_s,
+            "private": dict(self.private),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
         """Inverse of `to_dict` (trusted data from our own sandbox)."""
         fields = ("status", "score", "features", "metrics", "artifacts", "stderr", "stdout",
-                  "stage", "eval_s")
+                  "stage", "eval_s", "private")
         return cls(**{k: data[k] for k in fields if k in data})
+
+
+def _private_values(raw: Any) -> dict[str, float | str]:
+    """An evaluator's ``private`` mapping as numbers (finite or not, as measured) and short texts."""
+    if not isinstance(raw, Mapping):
+        return {"private_error": f"'private' must be a dict of name -> number or text, got {type(raw).__name__}"}
+    out: dict[str, float | str] = {}
+    for key, value in raw.items():
+        if _is_number(value) or type(value).__name__.startswith(("float", "int")):
+            try:
+                out[str(key)] = float(value)
+                continue
+            except (TypeError, ValueError):
+                pass
+        out[str(key)] = str(value)[:4000]
+    return out

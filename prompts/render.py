@@ -51,6 +51,8 @@ class PromptContext:
     # A crossover prompt shows a second parent to combine with the first (ShinkaEvolve's "cross"
     # patch type, Lange et al. 2025); the edit still applies to ``parent``.
     second_parent: ProgramView | None = None
+    # Which kinds of change have helped or hurt so far on this task (evoforge.engine.lessons).
+    lessons: Sequence[str] = ()
 
 
 @functools.lru_cache(maxsize=32)

@@ -6,7 +6,8 @@ SEARCH/REPLACE blocks — exactly the format an LLM answers in — so the rest o
 
 Mutation kinds (`KINDS`):
 
-* ``constant``  — perturb a numeric literal: floats by ``× exp(N(0, 0.3))``, by additive noise
+* ``constant``  — perturb a numeric literal (indices, shapes, exponents and tiny safety margins are
+  picked a tenth as often: perturbing them mostly breaks the program): floats by ``× exp(N(0, 0.3))``, by additive noise
   relative to their magnitude, or (rarely) by a larger sign-preserving jump; ints by ±1 or a small
   step, never below 1 when they were at least 1 (so ``range(n)`` keeps a positive count); bools,
   strings and literals inside f-strings are left alone;
@@ -14,9 +15,11 @@ Mutation kinds (`KINDS`):
   ``< ↔ <=``, ``> ↔ >=``, ``min ↔ max`` and ``np.minimum ↔ np.maximum``; ``**`` and ``and``/``or``
   stay as they are;
 * ``duplicate`` — insert a copy of a statement right after it;
-* ``delete``    — delete a statement, never a ``return``, a ``def``/``class``, an import, nor the
-  last statement of a body;
-* ``swap``      — swap two adjacent statements of the same body;
+* ``delete``    — delete a statement, never a ``return``, a ``def``/``class``, an import, the last
+  statement of a body, nor one that binds a name a later statement of its body reads and nothing
+  else binds;
+* ``swap``      — swap two adjacent, independent statements of the same body (neither reads or
+  writes what the other writes);
 * ``crossover`` — replace a simple statement with one from an inspiration's evolvable region,
   preferring one in a function of the same name that assigns the same target (chosen with
   probability ``crossover_rate`` per mutation when inspirations are given).
@@ -45,7 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evoforge.engine.edits import SearchReplace, apply_reply, evolve_blocks, format_search_replace
+from evoforge.engine.edits import SearchReplace, apply_reply, code_hash, evolve_blocks, format_search_replace
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 
 __all__ = ["KINDS", "Mutation", "OfflineMutator"]
@@ -65,6 +68,9 @@ _NOISE = re.compile(r"[\s()\\]")
 _NUMBER = re.compile(r"^(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?$|^0[xXoObB][0-9a-fA-F_]+$")
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_FRAGILE_WEIGHT = 0.1   # relative odds of perturbing a literal `_fragile_constants` names
+_SHAPE_CALLS = {"zeros", "ones", "empty", "full", "reshape", "range", "arange", "eye", "identity", "tile",
+                "repeat", "roll", "transpose", "swapaxes", "expand_dims", "squeeze", "stack", "concatenate"}
 _NEVER_MOVE = _DEFS + (ast.Import, ast.ImportFrom, ast.Return, ast.Global, ast.Nonlocal)
 _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return)
 
@@ -141,6 +147,7 @@ class _Source:
         self.stmts: list[_Stmt] = []
         self._collect(self.tree.body, "")
         self._constants: list | None = None
+        self.constant_weights = np.ones(0)
         self._operators: list | None = None
 
     # -- positions -------------------------------------------------------------------------
@@ -213,6 +220,8 @@ class _Source:
     def constants(self) -> list[tuple[int, int, int | float]]:
         if self._constants is None:
             found = []
+            weights = []
+            fragile = _fragile_constants(self.tree)
             for node in _walk(self.tree):
                 if not isinstance(node, ast.Constant) or type(node.value) not in (int, float):
                     continue
@@ -231,7 +240,9 @@ class _Source:
                 if isinstance(node.value, float) and not math.isfinite(node.value):
                     continue
                 found.append((start, end, node.value))
+                weights.append(_FRAGILE_WEIGHT if id(node) in fragile else 1.0)
             self._constants = found
+            self.constant_weights = np.array(weights)
         return self._constants
 
     def _between(self, left: ast.AST, right: ast.AST, symbol: str) -> tuple[int, int] | None:
@@ -325,10 +336,34 @@ def _perturb_int(value: int, rng: np.random.Generator) -> str:
 _NONE = object()
 
 
+def _fragile_constants(tree: ast.AST) -> set[int]:
+    """Ids of numeric literals whose perturbation usually breaks the program rather than tuning it: integers
+    that index (``x[:, 0]``), shape (``np.zeros((n, 2))``, ``reshape``, ``axis=1``), count loop offsets
+    (``range(i + 1, n)``) or are exponents (``d ** 2``), and tiny floats (safety margins like ``1e-9``).
+    On circle_packing about half the constant mutations raised or were invalid before they were damped."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            out.update(id(n) for n in ast.walk(node.slice) if isinstance(n, ast.Constant))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            out.update(id(n) for n in ast.walk(node.right) if isinstance(n, ast.Constant))
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in _SHAPE_CALLS:
+                for arg in node.args:
+                    out.update(id(n) for n in ast.walk(arg) if isinstance(n, ast.Constant) and type(n.value) is int)
+            out.update(id(k.value) for k in node.keywords if k.arg in ("axis", "axes", "ndmin")
+                       and isinstance(k.value, ast.Constant))
+        elif isinstance(node, ast.Constant) and type(node.value) is float and 0 < abs(node.value) < 1e-6:
+            out.add(id(node))
+    return out
+
+
 def _mutate_constant(src: _Source, rng: np.random.Generator, donors: list) -> object:
     if not src.constants:
         return _NONE
-    start, end, value = src.constants[int(rng.integers(len(src.constants)))]
+    weights = src.constant_weights
+    start, end, value = src.constants[int(rng.choice(len(src.constants), p=weights / weights.sum()))]
     new = _perturb_float(value, rng) if isinstance(value, float) else _perturb_int(value, rng)
     if new is None:
         return None
@@ -361,8 +396,26 @@ def _mutate_duplicate(src: _Source, rng: np.random.Generator, donors: list) -> o
     return _LineEdit(stmt.first, stmt.last, text + text)
 
 
+def _stores(node: ast.AST) -> set[str]:
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names | {n.name for n in ast.walk(node) if isinstance(n, _DEFS)}
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _needed(stmt: _Stmt) -> bool:
+    """Whether deleting ``stmt`` leaves a name its siblings read unbound: it binds a name that a later
+    statement of its body reads and that no other statement of the body binds (a NameError to be)."""
+    others = [s for i, s in enumerate(stmt.body) if i != stmt.index]
+    bound_elsewhere = set().union(*(_stores(s) for s in others)) if others else set()
+    later = set().union(*(_loads(s) for s in stmt.body[stmt.index + 1:])) if stmt.index + 1 < len(stmt.body) else set()
+    return bool((_stores(stmt.node) - bound_elsewhere) & later)
+
+
 def _mutate_delete(src: _Source, rng: np.random.Generator, donors: list) -> object:
-    candidates = [s for s in src.stmts if _movable(s) and len(s.body) > 1]
+    candidates = [s for s in src.stmts if _movable(s) and len(s.body) > 1 and not _needed(s)]
     if not candidates:
         return _NONE
     stmt = _pick_stmt(candidates, rng)
@@ -371,8 +424,11 @@ def _mutate_delete(src: _Source, rng: np.random.Generator, donors: list) -> obje
 
 def _mutate_swap(src: _Source, rng: np.random.Generator, donors: list) -> object:
     movable = [s for s in src.stmts if _movable(s)]
+    # Only independent neighbours: swapping a statement with one that reads what it writes (or writes what
+    # it reads) turns a working program into a NameError or a different computation more often than not.
     pairs = [(a, b) for a, b in zip(movable, movable[1:])
-             if a.body is b.body and b.index == a.index + 1 and a.region == b.region]
+             if a.body is b.body and b.index == a.index + 1 and a.region == b.region
+             and not (_stores(a.node) & (_loads(b.node) | _stores(b.node)) or _stores(b.node) & _loads(a.node))]
     if not pairs:
         return _NONE
     a, b = pairs[int(rng.integers(len(pairs)))]
@@ -556,7 +612,8 @@ class OfflineMutator(LLMClient):
         # construction; this guards the contract with apply_reply).
         while mutations:
             result = apply_reply(parent_code, format_search_replace([m.edit for m in mutations]))
-            if result.ok and result.code == mutations[-1].code:
+            # ... and must differ from the parent (stacked mutations can undo each other: a swap back).
+            if result.ok and result.code == mutations[-1].code and code_hash(result.code) != code_hash(parent_code):
                 break
             mutations.pop()
         return mutations

@@ -43,7 +43,7 @@ import numpy as np
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["BinPackingTask", "evaluate_priority", "online_binpack", "count_bins", "lower_bound", "load_dataset",
-           "train_instances", "heldout_excess", "CandidateViolation"]
+           "train_instances", "heldout_excess", "CandidateViolation", "evaluate_heldout_priority"]
 
 CALL_TIMEOUT_S = 10.0           # one priority() call; the whole evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
@@ -176,7 +176,6 @@ def evaluate_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]
         train = train_instances(task)
         try:
             counts = [count_bins(items, cap, priority) for items, cap in train]
-            heldout = {name: _excess(load_dataset(task, name), priority) for name in task.heldout_sets}
         except CandidateViolation as exc:
             return _invalid(str(exc))
 
@@ -199,11 +198,26 @@ def evaluate_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]
         "mean_fill": mean_fill,
         "full_bin_fraction": full_fraction,
     }
-    for name, value in heldout.items():
-        metrics[f"heldout_excess_pct_{name}"] = 100.0 * value
-    held = ", ".join(f"{name.upper()} {100.0 * v:.2f}%" for name, v in heldout.items())
     summary = (f"valid; training ({task.train_instances} x {task.train_items} items, {task.distribution}): mean "
                f"{mean_bins:.3f} bins vs lower bound {mean_lb:.3f} (excess {metrics['train_excess_pct']:.3f}%); mean "
-               f"fill of used bins {mean_fill:.4f}; {100.0 * full_fraction:.1f}% of used bins exactly full; held-out "
-               f"excess bins: {held}")
+               f"fill of used bins {mean_fill:.4f}; {100.0 * full_fraction:.1f}% of used bins exactly full")
     return {"score": -mean_bins, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+
+
+def evaluate_heldout_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:
+    """The excess bins of the candidate's ``priority`` on each held-out set (``heldout_excess_pct_<set>``):
+    private, run only when it matters (docs/architecture.md, "The task contract")."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        if not candidate.defines("priority"):
+            return _invalid("the program defines no callable priority(item, bins)")
+
+        def priority(item: int, bins: np.ndarray) -> Any:
+            return candidate.call("priority", item, bins)
+
+        try:
+            heldout = {name: _excess(load_dataset(task, name), priority) for name in task.heldout_sets}
+        except CandidateViolation as exc:
+            return _invalid(str(exc))
+    held = ", ".join(f"{name.upper()} {100.0 * v:.2f}%" for name, v in heldout.items())
+    return {"metrics": {f"heldout_excess_pct_{name}": 100.0 * value for name, value in heldout.items()},
+            "artifacts": {"heldout": f"held-out excess bins: {held}"}}

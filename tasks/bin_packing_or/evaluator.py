@@ -21,8 +21,8 @@ import numpy as np
 from evoforge.evaluators.harnesses import bin_packing as _harness
 from evoforge.evaluators.harnesses.bin_packing import BinPackingTask, count_bins, lower_bound, online_binpack
 
-__all__ = ["evaluate", "online_binpack", "count_bins", "lower_bound", "heldout_excess", "load_dataset",
-           "train_instances", "HELDOUT_SETS", "CAPACITY", "SPEC"]
+__all__ = ["evaluate", "evaluate_heldout", "online_binpack", "count_bins", "lower_bound", "heldout_excess",
+           "load_dataset", "train_instances", "HELDOUT_SETS", "CAPACITY", "SPEC"]
 
 # ---- task configuration -------------------------------------------------------------------------------
 DISTRIBUTION = "OR-Library: uniform integer item sizes 20..100, capacity 150"
@@ -65,3 +65,8 @@ def heldout_excess(priority_fn: Callable[..., Any], dataset: str) -> float:
 def evaluate(program_path: str) -> dict[str, Any]:
     """Pack the training instances with the candidate's ``priority``; score = -mean(bins used)."""
     return _harness.evaluate_priority(program_path, SPEC)
+
+
+def evaluate_heldout(program_path: str) -> dict[str, Any]:
+    """Excess bins on the held-out sets (private: run for a new best, the final elites, ``eval --heldout``)."""
+    return _harness.evaluate_heldout_priority(program_path, SPEC)

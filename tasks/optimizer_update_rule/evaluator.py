@@ -38,13 +38,14 @@ Score (maximise) = the mean gain over the 4 training problems (Rosenbrock 6-D, a
 condition number 1e3, L2-regularised logistic regression on 200 x 10 synthetic data with feature scales
 0.1..10, a 3-8-1 tanh MLP teacher-student regression), each gain clipped to [-3, 12] and -3 when the run
 diverges (non-finite, or the loss grows 1000-fold). Held-out metrics: the same families at other sizes,
-seeds, starts and conditioning (``heldout_gain_*``, ``heldout_mean_gain``), never scored. Baselines run
+seeds, starts and conditioning (``heldout_gain_*``, ``heldout_mean_gain``), never scored, computed by
+``evaluate_heldout`` only when it matters (a new best, the final elites) and kept private. Baselines run
 here with trusted reference implementations on the same problems (``baseline_*``): Adam (lr 0.03,
 betas 0.9/0.999), Lion (lr 0.01, 3x smaller than Adam's, betas 0.9/0.99), plain SGD (lr 1e-3).
 
 Descriptors: ``state_floats_per_param`` (floats kept in ``state`` per parameter at the end of a run,
-averaged over training problems: SGD 0, momentum/Lion 1, Adam 2) and ``stability`` (share of the 8
-training and held-out problems that did not diverge).
+averaged over training problems: SGD 0, momentum/Lion 1, Adam 2) and ``stability`` (share of the 4
+training problems that did not diverge).
 """
 
 from __future__ import annotations
@@ -217,16 +218,41 @@ def _invalid(message: str) -> dict[str, Any]:
     return {"status": "invalid", "error": message, "metrics": {}, "artifacts": {"violation": message[:2000]}}
 
 
+def evaluate_heldout(program_path: str) -> dict[str, Any]:
+    """The held-out problems (private: run for a new best, the final elites and ``evoforge eval --heldout``):
+    ``heldout_gain_<problem>``, ``heldout_mean_gain``, ``heldout_n_diverged`` and the baselines' held-out gains."""
+    heldout = heldout_problems()
+    try:
+        with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S) as candidate:
+            def step(*args):
+                return candidate.call("step", *args)
+            held = [run_rule(p, step) for p in heldout]
+    except RuleBroken as exc:
+        return _invalid(str(exc))
+    except CandidateInvalid as exc:
+        return _invalid(f"step() returned something that is not plain data: {exc}")
+    metrics: dict[str, float] = {"heldout_mean_gain": float(np.mean([r["gain"] for r in held])),
+                                 "heldout_n_diverged": float(sum(r["diverged"] for r in held))}
+    for problem, run in zip(heldout, held):
+        metrics[f"heldout_gain_{problem.name}"] = run["gain"]
+    for name, rule in (("adam", adam()), ("lion", lion()), ("sgd", sgd())):
+        metrics[f"baseline_{name}_heldout_mean_gain"] = float(np.mean([run_rule(p, rule)["gain"] for p in heldout]))
+    listing = ", ".join(f"{p.name} {r['gain']:.2f}{' (diverged)' if r['diverged'] else ''}"
+                        for p, r in zip(heldout, held))
+    return {"metrics": metrics, "artifacts": {"heldout": f"held-out mean gain {metrics['heldout_mean_gain']:.3f} "
+                                                         f"({listing})"}}
+
+
 def evaluate(program_path: str) -> dict[str, Any]:
-    """Run the candidate's ``step`` on the training and held-out problems, check integrity, score."""
-    train, heldout = training_problems(), heldout_problems()
+    """Run the candidate's ``step`` on the training problems, check integrity, score (the held-out problems
+    are `evaluate_heldout`'s)."""
+    train = training_problems()
     replay_at = (1, STEPS // 2)
     try:
         with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S) as candidate:
             def step(*args):
                 return candidate.call("step", *args)
             runs = [run_rule(p, step, record=replay_at) for p in train]
-            held = [run_rule(p, step) for p in heldout]
         if all(r["diverged"] for r in runs):
             return _invalid("the rule diverged (NaN/inf or a 1000-fold loss increase) on every training problem: "
                             + ", ".join(f"{p.name} final loss {r['final_loss']:.3g}" for p, r in zip(train, runs)))
@@ -262,28 +288,20 @@ def evaluate(program_path: str) -> dict[str, Any]:
     except CandidateError:
         raise   # raised / crashed / timed out: the runner records error / timeout
 
-    baselines = {name: ([run_rule(p, rule)["gain"] for p in train], [run_rule(p, rule)["gain"] for p in heldout])
+    baselines = {name: [run_rule(p, rule)["gain"] for p in train]
                  for name, rule in (("adam", adam()), ("lion", lion()), ("sgd", sgd()))}
     score = float(np.mean([r["gain"] for r in runs]))
-    stability = 1.0 - sum(r["diverged"] for r in runs + held) / (len(runs) + len(held))
+    # Training problems only: a descriptor is shown in prompts, so it must not carry held-out results.
+    stability = 1.0 - sum(r["diverged"] for r in runs) / len(runs)
     features = {"state_floats_per_param": float(np.mean([r["state_floats_per_param"] for r in runs])),
                 "stability": stability}
-    metrics: dict[str, float] = {"train_mean_gain": score,
-                                 "heldout_mean_gain": float(np.mean([r["gain"] for r in held])),
-                                 "n_diverged": float(sum(r["diverged"] for r in runs + held))}
+    metrics: dict[str, float] = {"train_mean_gain": score, "n_diverged": float(sum(r["diverged"] for r in runs))}
     for problem, run in zip(train, runs):
         metrics[f"train_gain_{problem.name}"] = run["gain"]
-    for problem, run in zip(heldout, held):
-        metrics[f"heldout_gain_{problem.name}"] = run["gain"]
-    for name, (tr, ho) in baselines.items():
+    for name, tr in baselines.items():
         metrics[f"baseline_{name}_train_mean_gain"] = float(np.mean(tr))
-        metrics[f"baseline_{name}_heldout_mean_gain"] = float(np.mean(ho))
-    def listing(problems: list[Problem], results: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{p.name} {r['gain']:.2f}{' (diverged)' if r['diverged'] else ''}"
-                         for p, r in zip(problems, results))
-    per, per_h = listing(train, runs), listing(heldout, held)
-    summary = (f"mean gain {score:.3f} orders of magnitude in {STEPS} steps (training: {per}); held-out mean "
-               f"{metrics['heldout_mean_gain']:.3f} ({per_h}); baselines train/held-out: "
-               + ", ".join(f"{k} {np.mean(v[0]):.2f}/{np.mean(v[1]):.2f}" for k, v in baselines.items())
+    per = ", ".join(f"{p.name} {r['gain']:.2f}{' (diverged)' if r['diverged'] else ''}" for p, r in zip(train, runs))
+    summary = (f"mean gain {score:.3f} orders of magnitude in {STEPS} steps (training: {per}); baselines train: "
+               + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in baselines.items())
                + f"; state {features['state_floats_per_param']:.2f} floats per parameter")
     return {"score": score, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}

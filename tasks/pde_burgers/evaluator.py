@@ -44,10 +44,10 @@ viscous Burgers obeys a maximum principle, so more is a blow-up), otherwise the 
 ``invalid`` with a message naming the problem. Exceptions, crashes and timeouts of the candidate
 propagate as ``CandidateError``s (the engine records them as error / timeout).
 
-Held-out cases (another viscosity, another wavenumber) are solved in the same process after the
-training case and reported as metrics ``heldout_<case>_nrmse`` / ``_passed``; they never enter the
-score. A held-out failure (exception, timeout, invalid output) is reported in the artifacts and as
-``heldout_<case>_passed = 0``.
+Held-out cases (another viscosity, another wavenumber) are solved by ``evaluate_heldout`` (only when it
+matters: a new best, the final elites) and reported as metrics ``heldout_<case>_nrmse`` / ``_passed``; they
+never enter the score. A held-out failure (exception, timeout, invalid output) is reported in the artifacts
+and as ``heldout_<case>_passed = 0``.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ from scipy.special import ive
 
 from evoforge.evaluators.harnesses.pde import (  # the harness the three PDE tasks share
     MIN_RUNTIME_S, NRMSE_CAP, NRMSE_FLOOR, PASS_NRMSE, SOLVER_TIMEOUT_S, Case, check_solution, evaluate_solver, grid,
-    nrmse,
+    evaluate_heldout_solver, nrmse,
 )
 from evoforge.evaluators.harnesses.pde import score_terms as _score  # noqa: F401 - the rule above, for tests
 
-__all__ = ["evaluate", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid",
+__all__ = ["evaluate", "evaluate_heldout", "CASES", "build_case", "exact_solution", "nrmse", "check_solution", "grid",
            "MIN_RUNTIME_S", "NRMSE_CAP", "NRMSE_FLOOR", "PASS_NRMSE", "SOLVER_TIMEOUT_S"]
 
 
@@ -117,3 +117,8 @@ def build_case(case: Case) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
 def evaluate(program_path: str) -> dict[str, Any]:
     """Solve the training case (score) and the held-out cases (metrics) with the candidate's solver()."""
     return evaluate_solver(program_path, CASES, build_case)
+
+
+def evaluate_heldout(program_path: str) -> dict[str, Any]:
+    """The held-out cases (private: run for a new best, the final elites and ``evoforge eval --heldout``)."""
+    return evaluate_heldout_solver(program_path, CASES, build_case)

@@ -19,7 +19,7 @@ that lies; a reply that is not plain data is invalid, a candidate that raises or
 
 Score (maximise): ``-(mean tour length)`` over 8 uniform random instances of 50 nodes in [0, 1]^2
 generated here with a fixed seed (Euclidean distances).
-Held-out metrics (never in the score):
+Held-out metrics (never in the score; private, computed by ``evaluate_heldout`` only when it matters):
   * mean tour length on the public seeded test sets test20, test50, test100, test200 and its gap to
     nearest neighbour's published length (the sets: ``np.random.seed(1234)`` then ``np.random.rand(n, 2)``
     64 times for each of train50, val20, val50, val100, val200, test20, test50, test100, test200,
@@ -42,7 +42,8 @@ import numpy as np
 
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
-__all__ = ["evaluate", "construct_tour", "tour_length", "public_sets", "public_set", "heldout_mean_length",
+__all__ = ["evaluate", "evaluate_heldout", "construct_tour", "tour_length", "public_sets", "public_set",
+           "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",
            "NN_PUBLISHED", "TSPLIB_INSTANCES"]
 
@@ -52,7 +53,7 @@ TRAIN_NODES = 50
 PUBLIC_SET_ORDER = ("train50", "val20", "val50", "val100", "val200",
                     "test20", "test50", "test100", "test200", "test500", "test1000")
 PUBLIC_SET_SIZE = 64
-HELDOUT_PUBLIC = ("test20", "test50", "test100", "test200")   # run in every evaluation (about 0.8 s for NN)
+HELDOUT_PUBLIC = ("test20", "test50", "test100", "test200")   # run by evaluate_heldout (about 0.8 s for NN)
 NN_PUBLISHED = {"test20": 4.446566634, "test50": 6.891886602, "test100": 9.650788327,
                 "test200": 13.42478741, "test500": 20.65273147}   # nearest neighbour, mean tour length
 TSPLIB_INSTANCES = ("eil51", "rat99", "kroB100")
@@ -235,8 +236,6 @@ def evaluate(program_path: str) -> dict[str, Any]:
                 lengths.append(tour_length(d, tour))
                 h, s = _nearest_agreement(d, tour)
                 hits, steps = hits + h, steps + s
-            held = {name: heldout_mean_length(rule, name) for name in HELDOUT_PUBLIC}
-            gaps = {name: tsplib_gap(rule, name) for name in TSPLIB_INSTANCES}
         except CandidateViolation as exc:
             return _invalid(str(exc))
 
@@ -246,14 +245,33 @@ def evaluate(program_path: str) -> dict[str, Any]:
     agreement = hits / steps
     features = {"nn_agreement": agreement}    # share of steps that picked a nearest unvisited node, [0, 1]
     metrics: dict[str, float] = {"train_mean_length": mean_len, "nn_agreement": agreement}
+    summary = (f"valid; training ({TRAIN_INSTANCES} x {TRAIN_NODES} uniform nodes): mean tour length "
+               f"{mean_len:.4f}; {100.0 * agreement:.1f}% of steps chose a nearest unvisited node")
+    return {"score": -mean_len, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+
+
+def evaluate_heldout(program_path: str) -> dict[str, Any]:
+    """The held-out sets and TSPLIB gaps (private). Run only for a new best, the final elites and ``evoforge
+    eval --heldout``, under ``[heldout] timeout_s``: a slow but good rule (AEL's O(n^3) rule needs about 300 s
+    here) is scored on the training instances within ``[limits] timeout_s`` and gets these numbers once."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        if not candidate.defines("select_next_node"):
+            return _invalid("the program defines no callable select_next_node(current_node, destination_node, "
+                            "unvisited_nodes, distance_matrix)")
+        rule = _RemoteRule(candidate)
+        try:
+            held = {name: heldout_mean_length(rule, name) for name in HELDOUT_PUBLIC}
+            gaps = {name: tsplib_gap(rule, name) for name in TSPLIB_INSTANCES}
+        except CandidateViolation as exc:
+            return _invalid(str(exc))
+    metrics: dict[str, float] = {}
     for name, value in held.items():
         metrics[f"heldout_length_{name}"] = value
         metrics[f"heldout_gap_to_nn_pct_{name}"] = 100.0 * (value - NN_PUBLISHED[name]) / NN_PUBLISHED[name]
     for name, value in gaps.items():
         metrics[f"tsplib_gap_pct_{name}"] = 100.0 * value
     metrics["tsplib_gap_pct_mean"] = 100.0 * _fsum(gaps.values()) / _len(gaps)
-    summary = (f"valid; training ({TRAIN_INSTANCES} x {TRAIN_NODES} uniform nodes): mean tour length "
-               f"{mean_len:.4f}; {100.0 * agreement:.1f}% of steps chose a nearest unvisited node; held-out mean "
-               "lengths " + ", ".join(f"{k} {v:.4f} (nearest neighbour {NN_PUBLISHED[k]:.4f})" for k, v in held.items())
-               + "; TSPLIB gaps to optimum " + ", ".join(f"{k} {100.0 * v:.2f}%" for k, v in gaps.items()))
-    return {"score": -mean_len, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+    text = ("held-out mean lengths " + ", ".join(f"{k} {v:.4f} (nearest neighbour {NN_PUBLISHED[k]:.4f})"
+                                                 for k, v in held.items())
+            + "; TSPLIB gaps to optimum " + ", ".join(f"{k} {100.0 * v:.2f}%" for k, v in gaps.items()))
+    return {"metrics": metrics, "artifacts": {"heldout": text}}

@@ -197,7 +197,8 @@ def test_a_core_rebuilt_from_what_was_stored_continues_exactly(tmp_path):
         task=resumed.task, config=resumed.config, islands=islands, lookup=resumed.programs.__getitem__,
         next_program_id=max(stored) + 1, done=12,
         hashes={r.code_hash: i for i, r in sorted(stored.items(), reverse=True) if r.status != Status.REJECTED},
-        failures=[r for _, r in sorted(stored.items()) if r.status != Status.OK and r.iteration > 0])
+        failures=[r for _, r in sorted(stored.items()) if r.status != Status.OK and r.iteration > 0],
+        history=[r for _, r in sorted(stored.items()) if r.iteration > 0])   # children, lessons, patience
     for iteration in range(13, 25):
         a, b = whole.step(iteration), resumed.step(iteration)
         assert a == b

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from evoforge.archive.store import Store
+from evoforge.archive.store import SCHEMA_VERSION, Store
 from evoforge.engine.cli import main
 from evoforge.engine.config import RunConfig
 from evoforge.engine.export import export_records
@@ -168,7 +168,7 @@ def test_store_upgrades_a_version_1_run_db(tmp_path):
         assert old.totals()["cached_tokens"] == 0 and old.totals()["cost_usd"] == pytest.approx(0.1)
         assert [c["messages"] for c in old.llm_calls()] == [None]
     with Store.open(path) as upgraded:               # upgraded in place for writing
-        assert upgraded.get_meta("schema_version") == 2
+        assert upgraded.get_meta("schema_version") == SCHEMA_VERSION   # 3 since programs keep private results
         upgraded.add_llm_call(iteration=2, model="m", system="sys", messages=[{"role": "user", "content": "u"}],
                               reply="r", cached_tokens=3, saved_usd=0.01)
         calls = list(upgraded.llm_calls())

@@ -71,7 +71,7 @@ def test_ok_result_and_workdir_removed(sandbox, task):
     assert result.status == Status.OK, result
     assert (result.score, result.features, result.metrics) == (1.5, {"f": 0.25}, {"m": 2.0})
     assert "hello from the candidate" in result.stdout
-    assert 0 < result.eval_s < 5
+    assert result.eval_s > 0
     workdir = result.artifacts["cwd"]
     assert Path(workdir).name.startswith("evoforge-")
     assert not os.path.exists(workdir)
@@ -94,23 +94,21 @@ def test_missing_evaluate_is_error(sandbox, task):
 
 
 def test_infinite_loop_times_out(sandbox, task):
-    start = time.monotonic()
     result = sandbox.run(_job(task(), "def run():\n    while True:\n        pass\n", timeout_s=1))
     assert result.status == Status.TIMEOUT
-    assert time.monotonic() - start < 2.5
+    assert "CPU" not in result.artifacts["error"]   # the wall clock ended it, not the CPU limit
 
 
 def test_cpu_limit_times_out(sandbox, task):
     result = sandbox.run(_job(task(), "def run():\n    while True:\n        pass\n", timeout_s=8, cpu_s=1))
     assert result.status == Status.TIMEOUT
-    assert result.eval_s < 4
-    assert "CPU" in result.artifacts["error"]
+    assert "CPU" in result.artifacts["error"]   # RLIMIT_CPU fired, long before the 8 s wall clock
 
 
 def test_sleeping_candidate_times_out_on_wall_clock(sandbox, task):
     result = sandbox.run(_job(task(), "import time\ndef run():\n    time.sleep(30)\n", timeout_s=1))
     assert result.status == Status.TIMEOUT
-    assert result.eval_s < 2
+    assert result.eval_s < 25   # killed on its 1 s limit: it never slept its 30 s (a generous bound, not a timing)
 
 
 def test_memory_blow_up_is_oom(sandbox, task):

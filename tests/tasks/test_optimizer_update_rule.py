@@ -101,8 +101,11 @@ def test_gain_clips_and_flags_divergence():
 def test_initial_program_is_sgd_with_momentum(initial):
     assert initial.get("status", "ok") == "ok", initial
     assert initial["score"] == pytest.approx(2.8562756445800126, abs=1e-9)
-    assert initial["features"] == {"state_floats_per_param": 1.0, "stability": 0.75}
-    assert initial["metrics"]["heldout_gain_quadratic50_cond10000"] == -3.0      # diverges off the training set
+    assert initial["features"] == {"state_floats_per_param": 1.0, "stability": 1.0}   # training problems only
+    held = ev.evaluate_heldout(str(TASK / "initial_program.py"))
+    assert held["metrics"]["heldout_gain_quadratic50_cond10000"] == -3.0      # diverges off the training set
+    assert held["metrics"]["heldout_n_diverged"] == 2.0
+    assert not any("heldout" in k for k in initial["metrics"]) and "held-out" not in initial["artifacts"]["summary"]
     raw = tomllib.loads((TASK / "task.toml").read_text())
     for spec in raw["descriptors"]:
         low, high = spec["range"]
@@ -118,7 +121,9 @@ def test_adam_beats_sgd_on_the_proxy_suite(tmp_path, initial):
     assert adam["features"] == {"state_floats_per_param": 2.0, "stability": 1.0}
     assert adam["score"] > initial["score"] > m["baseline_sgd_train_mean_gain"]
     assert m["baseline_adam_train_mean_gain"] > m["baseline_sgd_train_mean_gain"] + 2.0
-    assert m["baseline_adam_heldout_mean_gain"] > m["baseline_sgd_heldout_mean_gain"] + 4.0
+    h = ev.evaluate_heldout(_program(tmp_path, ADAM))["metrics"]
+    assert h["baseline_adam_heldout_mean_gain"] > h["baseline_sgd_heldout_mean_gain"] + 4.0
+    assert h["heldout_n_diverged"] == 0.0
     assert m["baseline_lion_train_mean_gain"] > m["baseline_sgd_train_mean_gain"]
 
 
