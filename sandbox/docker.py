@@ -361,7 +361,7 @@ class DockerSandbox:
                                f"but got {user!r}")
         self.image, self.user, self.cpus = image, user, float(cpus)
         self._uid, self._gid = int(uid), int(gid)
-        where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        where = self._where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
             # The first answer within [limits] startup_timeout_s (a daemon that takes the connection
             # and never answers is as absent as none); every later API call within API_TIMEOUT_S.
@@ -441,7 +441,7 @@ class DockerSandbox:
                 f"as root) or `docker build -t {image} sandbox/`, or set [sandbox] image in task.toml"
             ) from exc
         except _sdk_errors() as exc:
-            raise SandboxError(f"docker: cannot inspect image {image!r}: {_one_line(exc)}") from exc
+            raise self._translate(exc, f"inspecting image {image!r}") from exc
         with self._lock:
             self._images_ok.add(image)
 
@@ -509,6 +509,9 @@ class DockerSandbox:
         if isinstance(exc, docker.errors.ImageNotFound) and image:
             return SandboxError(f"docker image {image!r} not found: build it with `sandbox/build_image.sh` "
                                 f"or `docker build -t {image} sandbox/`")
+        if _is_timeout(exc):
+            return SandboxError(f"docker: the Docker engine at {self._where} did not answer within "
+                                f"{API_TIMEOUT_S:g} s while {what}; check that the daemon is healthy (`docker info`)")
         return SandboxError(f"docker: {what} failed: {_one_line(exc)}")
 
     def _drive(self, container: Any, job: EvaluationJob) -> EvaluationResult:

@@ -242,3 +242,55 @@ def test_the_progress_line_says_what_start_up_waits_for():
         after = reporter._progress.tasks[0].fields["line"]
     assert line == "waiting for the Docker daemon at unix:///x.sock to answer (gives up after 7 s)"
     assert after == "starting…"
+
+
+def test_a_docker_daemon_that_answers_ping_then_hangs(monkeypatch, tmp_path):
+    """Ping answered, then the image inspection never is: the evaluation's machinery error is one line."""
+    pytest.importorskip("docker", reason="the docker SDK is not installed")
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from evoforge.sandbox import docker as docker_backend
+    from evoforge.sandbox.job import EvaluationJob
+
+    stop = threading.Event()
+
+    class Daemon(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            if self.path.endswith("/_ping") or self.path.endswith("/version"):
+                body = b"OK" if self.path.endswith("/_ping") else json.dumps(
+                    {"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.0"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            stop.wait(30)   # every other call: accepted, never answered
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Daemon)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        where = f"tcp://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("DOCKER_HOST", where)
+        monkeypatch.setattr(docker_backend, "API_TIMEOUT_S", 1.0)
+        sandbox = docker_backend.DockerSandbox(startup_timeout_s=5.0)
+        job = EvaluationJob(program_text="def run():\n    return 1.0\n",
+                            task_dir=str(write_tiny_task(tmp_path / "t")), timeout_s=1.0)
+        started = time.monotonic()
+        with pytest.raises(SandboxError) as info:
+            sandbox.run(job)
+        assert time.monotonic() - started < GENEROUS_S
+        sandbox.close()
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"docker: the Docker engine at {where} did not answer within 1 s while inspecting "
+                              "image 'evoforge-sandbox:latest'; check that the daemon is healthy")
