@@ -5,6 +5,7 @@ loopback only), and the notice shown while such a wait lasts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -195,7 +196,6 @@ def test_a_ray_result_that_never_comes_costs_one_candidate(tmp_path, monkeypatch
     object store that never delivers) ends as an ``error`` result within its bound; the task is
     cancelled and its worker goes away."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evoforge[ray]')")
-    import asyncio
 
     from evoforge.evaluators.types import Status
     from evoforge.sandbox import ray_executor
@@ -294,3 +294,28 @@ def test_a_docker_daemon_that_answers_ping_then_hangs(monkeypatch, tmp_path):
     assert "\n" not in message
     assert message.startswith(f"docker: the Docker engine at {where} did not answer within 1 s while inspecting "
                               "image 'evoforge-sandbox:latest'; check that the daemon is healthy")
+
+
+def test_a_healthy_cluster_is_joined_through_the_bounded_path():
+    """Ray's own test cluster, its head on 127.0.0.2 (an address Ray dials as given): the child's
+    join succeeds, the driver joins, the first task runs, and the executor leaves the cluster as it was."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evoforge[ray]')")
+    from ray.cluster_utils import Cluster
+
+    from evoforge.sandbox.ray_executor import RayExecutor
+    from evoforge.sandbox.ray_join import check_join
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"node_ip_address": "127.0.0.2", "num_cpus": 1,
+                                                            "include_dashboard": False})
+    try:
+        check_join(cluster.address, timeout_s=60)
+        executor = RayExecutor("process", address=cluster.address, startup_timeout_s=60)
+        assert ray.is_initialized() and executor.slots == 1
+        asyncio.run(executor.close())
+        assert not ray.is_initialized()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
