@@ -53,13 +53,16 @@ def run(task: str | Path, *, iterations: int | None = None, llm: str | Sequence[
         seed: int | None = None, concurrency: int | None = None, eval_slots: int | None = None,
         sandbox: str = "process", executor: str = "local", ray_address: str | None = None,
         out: str | Path | None = None, max_cost_usd: float | None = None, max_time_s: float | None = None,
-        max_tokens: int | None = None, quiet: bool = True) -> Any:
+        max_tokens: int | None = None, quiet: bool = True, evaluator: str | Path | None = None,
+        config_file: str | Path | None = None, pass_env: Sequence[str] = ()) -> Any:
     """Start a discovery run on ``task`` (a task folder or a built-in task name) and wait for it.
 
     The keywords are ``evoforge run``'s flags with its defaults (None: 100 iterations, seed 0, the
     models from ``--llm`` / the task's ``[[llm.models]]`` / a key in the environment / offline,
     concurrency 2 × cores offline and 8 with an LLM; ``max_time_s`` is ``--max-time``,
     ``max_tokens`` is ``--max-tokens``). ``quiet=False`` shows the live progress display.
+    ``evaluator`` makes ``task`` an initial program (OpenEvolve's ``PROGRAM EVALUATOR``),
+    ``config_file`` is ``--config`` and ``pass_env`` the names of ``--env``.
     Where the models came from, when not given, is printed to stderr as the command line does.
 
     Returns:
@@ -73,7 +76,8 @@ def run(task: str | Path, *, iterations: int | None = None, llm: str | Sequence[
 
     plan = plan_run(task, iterations=iterations, llm=llm, seed=seed, concurrency=concurrency,
                     eval_slots=eval_slots, executor=executor, ray_address=ray_address, sandbox=sandbox,
-                    max_cost_usd=max_cost_usd, max_time_s=max_time_s, max_tokens=max_tokens)
+                    max_cost_usd=max_cost_usd, max_time_s=max_time_s, max_tokens=max_tokens,
+                    evaluator=evaluator, config_file=config_file, pass_env=pass_env)
     if plan.note:
         print(f"evoforge: {plan.note}", file=sys.stderr)
     outcome = _with_reporter(quiet, lambda reporter: start_run(
@@ -92,11 +96,14 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, executor: str 
     return _open(outcome.run_dir)
 
 
-def evaluate(task: str | Path, program_file: str | Path, *, sandbox: str = "process") -> EvaluationResult:
-    """Evaluate one program file with ``task``'s evaluator, exactly as a run does (``evoforge eval``)."""
+def evaluate(task: str | Path, program_file: str | Path, *, sandbox: str = "process",
+             pass_env: Sequence[str] = (), config_file: str | Path | None = None) -> EvaluationResult:
+    """Evaluate one program file with ``task``'s evaluator (a task folder, a built-in task or an
+    OpenEvolve evaluator file), exactly as a run does (``evoforge eval``, with ``--env``/``--config``)."""
     from evoforge.engine.session import evaluate_file
 
-    return evaluate_file(str(task), Path(program_file), sandbox=sandbox)
+    return evaluate_file(str(task), Path(program_file), sandbox=sandbox, pass_env=pass_env,
+                         config_file=config_file)
 
 
 def evolve_function(initial: Callable[..., Any] | str, evaluator: Callable[[Callable[..., Any]], Any] | str, *,

@@ -43,6 +43,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="an OpenEvolve config (YAML) instead of the folder's config.yaml")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME", help=(
+        "pass the host environment variable NAME to the evaluator (repeatable); no other variable "
+        "of this environment reaches it, beside the task's [sandbox] pass_env"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evoforge", description=(
         "LLM-driven evolutionary algorithm discovery: evolve the EVOLVE-BLOCKs of a task's program "
@@ -50,9 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="start a discovery run on a task",
-                         description="Start a discovery run. TASK is a task folder or a built-in task name.")
+    run = sub.add_parser("run", help="start a discovery run on a task", description=(
+        "Start a discovery run. TASK is a task folder or a built-in task name; or, as OpenEvolve's command "
+        "line takes them, an initial program and its evaluator: evoforge run PROGRAM EVALUATOR --config FILE."))
     run.add_argument("task", metavar="TASK")
+    run.add_argument("evaluator", metavar="EVALUATOR", nargs="?", default=None,
+                     help="with TASK an initial program file: the OpenEvolve evaluator that scores it")
+    _task_options(run)
     run.add_argument("--iterations", type=_positive_int, default=None,
                      help="proposals to make (default 100, or an OpenEvolve config.yaml's max_iterations)")
     run.add_argument("--llm", action="append", metavar="SPEC", help=(
@@ -90,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate one program file exactly as a run does",
                         description="Evaluate PROGRAM_FILE with TASK's evaluator, in the sandbox a run uses.")
-    ev.add_argument("task", metavar="TASK")
+    ev.add_argument("task", metavar="TASK", help="a task folder, a built-in task, or an OpenEvolve evaluator file")
     ev.add_argument("program", metavar="PROGRAM_FILE", type=Path)
+    _task_options(ev)
     ev.add_argument("--sandbox", default="process", help="process | docker")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--heldout", action="store_true",
@@ -146,7 +159,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(args.task, iterations=args.iterations, llm=args.llm, seed=args.seed,
                     concurrency=args.concurrency, eval_slots=args.eval_slots, executor=args.executor,
                     ray_address=args.ray_address, sandbox=args.sandbox, max_cost_usd=args.max_cost_usd,
-                    max_time_s=args.max_time, max_tokens=args.max_tokens, baseline=args.baseline)
+                    max_time_s=args.max_time, max_tokens=args.max_tokens, baseline=args.baseline,
+                    evaluator=args.evaluator, config_file=args.config, pass_env=args.env)
     config, task = plan.config, plan.task
     if plan.note:
         print(f"evoforge: {plan.note}", file=sys.stderr)
@@ -224,7 +238,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.session import evaluate_file
 
     _say_missing_protections(args.sandbox)
-    result = evaluate_file(args.task, args.program, sandbox=args.sandbox, heldout=args.heldout)
+    result = evaluate_file(args.task, args.program, sandbox=args.sandbox, heldout=args.heldout, pass_env=args.env,
+                           config_file=args.config)
     if args.json:
         print(_json(result.to_dict()))
     else:

@@ -39,6 +39,10 @@ class RunConfig:
     # None: evolution. "best-of-n": every proposal from the initial program without archive context;
     # "random-parent": parents drawn uniformly among all valid programs (engine.evolution.BASELINES).
     baseline: str | None = None
+    # --env NAME: host environment variables the evaluator may see, beside the task's [sandbox] pass_env.
+    pass_env: tuple[str, ...] = ()
+    # Holds "task_args" ({"program", "evaluator", "config"}) for `evoforge run PROGRAM EVALUATOR
+    # --config FILE` (engine.openevolve_compat), so a resumed run loads the same task.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +77,7 @@ class RunConfig:
         data = asdict(self)
         data["llm"] = [v if isinstance(v, str) else dict(v) for v in self.llm]
         data["extra"] = dict(self.extra)
+        data["pass_env"] = list(self.pass_env)
         return data
 
     @classmethod
@@ -80,6 +85,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["llm"] = tuple(values.get("llm", ()))
+        values["pass_env"] = tuple(values.get("pass_env", ()))
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -221,7 +221,7 @@ class Evolution:
         An ``ok`` result missing a declared descriptor becomes an ``error``: it has no place in the archive.
         ``fields`` are the row's other columns (iteration, parent_id, island, model, tokens, ...).
         """
-        features = dict(builtin_features(code))
+        features = dict(builtin_features(code, self._names))
         features.update(result.features)
         status, artifacts = result.status, dict(result.artifacts)
         # Names the task marks private (task.toml ``private``) join what the evaluator marked itself.

@@ -286,7 +286,8 @@ class Engine:
             return
         twin = self.evolution.claim(edit.code)
         if twin is not None:
-            reason = f"duplicate of program #{twin} (not evaluated again)"
+            reason = (f"duplicate of program #{twin} (not evaluated again)" if twin >= 0 else
+                      "duplicate of a program still being evaluated (not evaluated again)")
             self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
                                                  edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
             return

@@ -1,25 +1,35 @@
 """OpenEvolve task folders run unchanged: ``initial_program.py`` + ``evaluator.py`` (+ ``config.yaml``).
 
 A folder with no ``task.toml`` but those two files is read as an OpenEvolve task
-(github.com/codelion/openevolve). `task_table` turns its ``config.yaml`` into the table a
-``task.toml`` would hold, and `run_defaults` gives the run settings (``max_iterations``,
-``random_seed``) that the command line uses when its own flags are not given. Keys that map onto
-nothing of ours are named in one notice line on stderr.
+(github.com/codelion/openevolve); so is ``evoforge run PROGRAM EVALUATOR [--config FILE]``, OpenEvolve's
+own command line (any program and evaluator path, any config file). `task_table` turns the config
+into the table a ``task.toml`` would hold, and `run_defaults` gives the run settings
+(``max_iterations``, ``random_seed``) that the command line uses when its own flags are not given.
+One notice line on stderr names the keys that were mapped and those that map onto nothing of ours
+(sections OpenEvolve does not know, such as an evaluator's own ``algotune:``, are not listed).
 
-OpenEvolve's evaluator contract differs from ours in three ways, bridged by a small adapter module
-written next to the evaluator (``.evoforge_openevolve.py``, regenerated when stale; the sandbox
-only sees the task folder, so the adapter has to live there):
+Nothing is written into the task folder: the evaluator is imported as it is inside the sandbox,
+and `evoforge.evaluators.openevolve` applies OpenEvolve's contract there (the score is
+``combined_score`` or the mean of the other metrics; feature dimensions are top-level metrics;
+``openevolve.evaluation_result`` importable without the package; OpenEvolve's cascade). The job
+says so through ``Task.openevolve`` (`evoforge.engine.startup.job_for`).
 
-* the score is ``combined_score``, or — as OpenEvolve does when it is absent — the mean of the
-  numeric metrics;
-* MAP-Elites features (``database.feature_dimensions``) are top-level metrics of the returned
-  dict, not a ``features`` table; the built-in ``complexity`` is our ``code_length``, ``score``
-  the score itself. OpenEvolve scales features to the range it has seen so far; our grid needs
-  declared, fixed ranges, so custom features get ``[0, 1]`` (a ``task.toml`` can declare others);
-* stages are ``evaluate_stage1..3`` gated by ``evaluator.cascade_thresholds`` — the same
-  convention as ours, so they pass straight through.
+Differences from a ``task.toml`` task (docs/architecture.md, "OpenEvolve folders"):
 
-The EVOLVE-BLOCK markers (``# EVOLVE-BLOCK-START`` / ``# EVOLVE-BLOCK-END``) are the same as ours.
+* the cascade is OpenEvolve's: on by default (``evaluator.cascade_evaluation``), thresholds
+  ``[0.5, 0.75, 0.9]`` unless given; a stage below its threshold is the program's result (kept and
+  scored, not ``invalid``) and ``evaluate`` is not called after the stages;
+* the evaluator's working directory is a read-only view of the task folder (relative data files);
+* no CPU-time limit by default (multi-threaded evaluators such as JAX use more CPU seconds than
+  wall-clock seconds): the wall clock (``evaluator.timeout``) ends an evaluation;
+* feature dimensions: ``complexity`` (characters) and ``diversity`` (`evoforge.engine.features`) are
+  computed by evoforge -- also the default, as in OpenEvolve; ``score`` is the score; any other is a
+  metric the evaluator returns, on a fixed ``[0, 1]`` range (OpenEvolve rescales to the range seen
+  so far; our grid needs fixed ranges).
+
+Our own keys, in an ``evoforge:`` section of config.yaml: ``pass_env`` (environment variables the
+evaluator may see, e.g. ``[DATA_ROOT]``; nothing else of the host's environment reaches it),
+``memory_mb``, ``cpu_s`` (0: no CPU-time limit) and ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -28,74 +38,29 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from evoforge.evaluators.types import ConfigError, TaskError
+from evoforge.evaluators.types import ConfigError
 
-__all__ = ["is_openevolve_folder", "task_table", "run_defaults", "ADAPTER_NAME"]
+__all__ = ["is_openevolve_folder", "task_table", "run_defaults", "SUPPORTED_LANGUAGES"]
 
-ADAPTER_NAME = ".evoforge_openevolve.py"
+SUPPORTED_LANGUAGES = ("python",)
 _CUSTOM_FEATURE_RANGE = [0.0, 1.0]
-_COMPLEXITY_RANGE = [0.0, 200.0]     # code_length is in lines
+_DEFAULT_FEATURES = ["complexity", "diversity"]       # OpenEvolve's default feature_dimensions
+_DEFAULT_THRESHOLDS = [0.5, 0.75, 0.9]                 # OpenEvolve's default cascade_thresholds
 _noticed: set[str] = set()
 
-# config.yaml keys read here, by their dotted path; everything else is named as ignored.
+# config.yaml keys read here, by their dotted path; other keys of OpenEvolve's sections are named as
+# ignored; top-level sections OpenEvolve does not have belong to the evaluator and are not named.
 _MAPPED = {
     "max_iterations", "random_seed", "diff_based_evolution", "language",
     "llm.models", "llm.api_base", "llm.temperature", "llm.max_tokens", "llm.timeout", "llm.primary_model",
     "llm.primary_model_weight", "llm.secondary_model", "llm.secondary_model_weight",
     "database.num_islands", "database.migration_interval", "database.feature_dimensions",
     "database.feature_bins", "database.random_seed",
-    "evaluator.timeout", "evaluator.cascade_evaluation", "evaluator.cascade_thresholds", "prompt.system_message",
+    "evaluator.timeout", "evaluator.cascade_evaluation", "evaluator.cascade_thresholds",
+    "evaluator.memory_limit_mb", "prompt.system_message",
+    "evoforge.pass_env", "evoforge.memory_mb", "evoforge.cpu_s", "evoforge.timeout_s",
 }
-_ADAPTER = '''"""Written by evoforge (engine/openevolve_compat.py): OpenEvolve's evaluator contract -> evoforge's.
-Regenerated when stale; safe to delete."""
-import importlib.util as _util
-import math as _math
-from pathlib import Path as _Path
-
-_FEATURES = {features!r}
-_spec = _util.spec_from_file_location("_openevolve_evaluator", _Path(__file__).with_name({evaluator!r}))
-_user = _util.module_from_spec(_spec)
-_spec.loader.exec_module(_user)
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _convert(raw):
-    if hasattr(raw, "metrics"):                     # openevolve.evaluation_result.EvaluationResult
-        raw = dict(raw.metrics, artifacts=dict(getattr(raw, "artifacts", {{}}) or {{}}))
-    if not isinstance(raw, dict):
-        return raw                                  # evoforge reports the wrong type
-    raw = dict(raw)
-    artifacts = {{str(k): str(v) for k, v in dict(raw.pop("artifacts", {{}}) or {{}}).items()}}
-    if "error" in raw:
-        artifacts.setdefault("error", str(raw.pop("error")))
-    numbers = {{k: float(v) for k, v in raw.items() if _number(v)}}
-    if "combined_score" in numbers:
-        score = numbers["combined_score"]
-    else:                                           # OpenEvolve: the mean of the numeric metrics
-        values = [v for v in numbers.values() if _math.isfinite(v)]
-        score = sum(values) / len(values) if values else None
-    if score is None:
-        return {{"status": "invalid", "error": "the evaluator returned no numeric metric", "artifacts": artifacts}}
-    features = {{name: (score if name == "score" else numbers[name])
-                for name in _FEATURES if name == "score" or name in numbers}}
-    metrics = {{k: v for k, v in numbers.items() if k not in features and k != "combined_score"}}
-    return {{"score": score, "features": features, "metrics": metrics, "artifacts": artifacts}}
-
-
-def evaluate(program_path):
-    return _convert(_user.evaluate(program_path))
-
-
-for _k in range(1, 10):
-    if callable(getattr(_user, f"evaluate_stage{{_k}}", None)):
-        globals()[f"evaluate_stage{{_k}}"] = (lambda f: lambda program_path: _convert(f(program_path)))(
-            getattr(_user, f"evaluate_stage{{_k}}"))
-    else:
-        break
-'''
+_OPENEVOLVE_SECTIONS = {"llm", "prompt", "database", "evaluator", "evolution_trace", "evoforge"}
 
 
 def is_openevolve_folder(path: Path) -> bool:
@@ -104,8 +69,18 @@ def is_openevolve_folder(path: Path) -> bool:
             and (path / "evaluator.py").is_file())
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    file = path / "config.yaml"
+def config_file(path: Path, config: str | Path | None = None) -> Path:
+    """The config a run of this folder reads: ``--config FILE`` if given, else ``config.yaml`` beside
+    the evaluator (which may not exist: every key has a default)."""
+    if config is None:
+        return Path(path) / "config.yaml"
+    file = Path(config).resolve()
+    if not file.is_file():
+        raise ConfigError(f"--config {config}: no such file (give OpenEvolve's config.yaml or another YAML config)")
+    return file
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
     if not file.is_file():
         return {}
     import yaml
@@ -124,7 +99,8 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
+            if key in _OPENEVOLVE_SECTIONS:     # any other section is the evaluator's own
+                out.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             out[str(key)] = value
     return out
@@ -156,17 +132,41 @@ def _models(llm: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
     return tables
 
 
-def task_table(path: Path) -> dict[str, Any]:
-    """The ``task.toml`` table equivalent to an OpenEvolve folder's ``config.yaml``; writes the adapter."""
+def _check_language(data: Mapping[str, Any], file: Path, program: Path) -> None:
+    language = str(data.get("language") or ("python" if program.suffix in (".py", "") else program.suffix[1:]))
+    if language.lower() not in SUPPORTED_LANGUAGES:
+        raise ConfigError(f"{file if data.get('language') else program}: language {language!r} is not supported "
+                          f"(supported: {', '.join(SUPPORTED_LANGUAGES)}); evolve a Python program or port the task")
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of environment variable names but got {value!r}")
+    return list(value)
+
+
+def task_table(path: Path, *, program: str | Path | None = None, evaluator: str | Path | None = None,
+               config: str | Path | None = None) -> dict[str, Any]:
+    """The ``task.toml`` table equivalent to an OpenEvolve folder's config, plus ``openevolve``: what
+    the sandbox needs to apply OpenEvolve's contract (`evoforge.evaluators.openevolve`).
+
+    ``path`` is the evaluator's folder; ``program``/``evaluator`` any paths (default the folder's
+    ``initial_program.py`` / ``evaluator.py``); ``config`` any YAML file (default ``config.yaml``)."""
     path = Path(path)
-    where = str(path / "config.yaml")
-    data = _read_yaml(path)
+    file = config_file(path, config)
+    where = str(file)
+    data = _read_yaml(file)
+    program_path = Path(program).resolve() if program else path / "initial_program.py"
+    _check_language(data, file, program_path)
     flat = _flatten(data)
+    mapped = sorted(k for k in flat if k in _MAPPED)
     ignored = sorted(k for k in flat if k not in _MAPPED)
     database = dict(data.get("database") or {})
-    evaluator = dict(data.get("evaluator") or {})
-    table: dict[str, Any] = {"name": path.name, "evaluator": ADAPTER_NAME,
-                             "description": _description(path, data)}
+    evaluator_cfg = dict(data.get("evaluator") or {})
+    ours = dict(data.get("evoforge") or {})
+    table: dict[str, Any] = {"name": path.name, "description": _description(path, data),
+                             "initial_program": str(program_path),
+                             "evaluator": Path(evaluator).name if evaluator else "evaluator.py"}
     archive: dict[str, Any] = {}
     if "num_islands" in database:
         archive["islands"] = int(database["num_islands"])
@@ -174,38 +174,51 @@ def task_table(path: Path) -> dict[str, Any]:
         archive["migration_interval"] = int(database["migration_interval"])
     if archive:
         table["archive"] = archive
-    features = [str(f) for f in database.get("feature_dimensions") or []]
+    features = [str(f) for f in database.get("feature_dimensions") or _DEFAULT_FEATURES]
     bins = database.get("feature_bins", 10)
     descriptors = []
+    initial_chars = len(program_path.read_text()) if program_path.is_file() else 1000
     for name in features:
-        if name == "diversity":
-            ignored.append("database.feature_dimensions: diversity")
-            continue
         n_bins = int(bins.get(name, 10) if isinstance(bins, Mapping) else bins)
-        if name == "complexity":
-            descriptors.append({"name": "code_length", "range": _COMPLEXITY_RANGE, "bins": n_bins})
+        if name == "complexity":   # characters; fixed range from the initial program (room to double)
+            high = float(max(1000, -(-2 * initial_chars // 1000) * 1000))
+            descriptors.append({"name": name, "range": [0.0, high], "bins": n_bins})
         else:
             descriptors.append({"name": name, "range": _CUSTOM_FEATURE_RANGE, "bins": n_bins})
-    if descriptors:
-        table["descriptors"] = descriptors
-    if "timeout" in evaluator:
-        table["limits"] = {"timeout_s": float(evaluator["timeout"])}
-    if evaluator.get("cascade_evaluation", False) and evaluator.get("cascade_thresholds"):
-        table["cascade"] = {"thresholds": [float(t) for t in evaluator["cascade_thresholds"]]}
+    table["descriptors"] = descriptors
+    limits: dict[str, Any] = {"cpu_s": 0.0}   # no CPU-time limit: the wall clock rules (module docstring)
+    if "timeout" in evaluator_cfg:
+        limits["timeout_s"] = float(evaluator_cfg["timeout"])
+    if evaluator_cfg.get("memory_limit_mb"):
+        limits["memory_mb"] = int(evaluator_cfg["memory_limit_mb"])
+    for key in ("timeout_s", "memory_mb", "cpu_s"):
+        if key in ours:
+            limits[key] = ours[key]
+    table["limits"] = limits
+    cascade = bool(evaluator_cfg.get("cascade_evaluation", True))
+    if cascade:
+        table["cascade"] = {"thresholds": [float(t) for t in evaluator_cfg.get("cascade_thresholds")
+                                           or _DEFAULT_THRESHOLDS]}
+    if "pass_env" in ours:
+        table["sandbox"] = {"pass_env": _names(ours["pass_env"], f"{where}: evoforge.pass_env")}
     models = _models(dict(data.get("llm") or {}), where)
     if models:
         table["llm"] = {"models": models}
-    _write_adapter(path, [d["name"] if d["name"] != "code_length" else "complexity" for d in descriptors])
-    if str(path) not in _noticed:
-        _noticed.add(str(path))
-        note = f"; ignored config.yaml keys: {', '.join(ignored)}" if ignored else ""
-        print(f"evoforge: {path} is an OpenEvolve task folder (no task.toml){note}", file=sys.stderr)
+    # Computed by the engine (complexity, diversity) or the score itself: not looked up in the metrics.
+    table["openevolve"] = {"cascade": cascade, "cwd": "task",
+                           "features": [n for n in features if n not in ("complexity", "diversity")]}
+    key = f"{path}|{program_path}|{file}"
+    if key not in _noticed:
+        _noticed.add(key)
+        note = f"; mapped {file.name} keys: {', '.join(mapped)}" if mapped else ""
+        note += f"; ignored {file.name} keys: {', '.join(ignored)}" if ignored else ""
+        print(f"evoforge: {path} is an OpenEvolve task (no task.toml){note}", file=sys.stderr)
     return table
 
 
-def run_defaults(path: Path) -> dict[str, Any]:
-    """Run settings from ``config.yaml`` for flags the user did not give: iterations, seed, reply format."""
-    data = _read_yaml(Path(path))
+def run_defaults(path: Path, config: str | Path | None = None) -> dict[str, Any]:
+    """Run settings from the config for flags the user did not give: iterations, seed, reply format."""
+    data = _read_yaml(config_file(Path(path), config))
     out: dict[str, Any] = {}
     if data.get("max_iterations") is not None:
         out["iterations"] = int(data["max_iterations"])
@@ -223,14 +236,3 @@ def _description(path: Path, data: Mapping[str, Any]) -> str:
     return str(text).strip() if text else (
         f"Improve the program of the OpenEvolve task {path.name!r}; its evaluator's combined_score is the score "
         f"(higher is better).")
-
-
-def _write_adapter(path: Path, features: list[str]) -> None:
-    text = _ADAPTER.format(features=features, evaluator="evaluator.py")
-    target = path / ADAPTER_NAME
-    try:
-        if not target.is_file() or target.read_text() != text:
-            target.write_text(text)
-    except OSError as exc:
-        raise TaskError(f"{path}: cannot write {ADAPTER_NAME} (the OpenEvolve adapter) there: {exc}; "
-                        f"make the folder writable or add a task.toml") from exc

@@ -33,7 +33,6 @@ from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.llm.ensemble import Ensemble
 from evoforge.engine.loop import Engine, Reporter, Snapshot
 from evoforge.engine.rundir import RunDir
-from evoforge.engine.task import load_task
 from evoforge.evaluators.types import ConfigError, EvoforgeError, LLMError, StoreError
 
 __all__ = ["ReplyBook", "ReplayClient", "RepliesExhausted", "ReplayOutcome", "replay_run", "replay_llm"]
@@ -159,7 +158,7 @@ def replay_run(source: Path, *, out: Path, iterations: int | None = None, task: 
     / ``executor``: what to change (default: the original's); ``concurrency`` likewise — keep it 1
     (and the original's) for a replay equal to the original.
     """
-    from evoforge.engine.session import _drive, _executor, _preflight_isolation
+    from evoforge.engine.session import _drive, _executor, _preflight_isolation, task_of
 
     db = Path(source) / "run.db"
     with Store.open(db, readonly=True) as original:
@@ -174,8 +173,10 @@ def replay_run(source: Path, *, out: Path, iterations: int | None = None, task: 
     for key, value in (("task", task), ("sandbox", sandbox), ("executor", executor), ("concurrency", concurrency)):
         if value is not None:
             changes[key] = value
+    if task is not None:   # another task folder: not the original's PROGRAM EVALUATOR --config (session.task_of)
+        changes["extra"].pop("task_args", None)
     config = config.replace(**changes)
-    task_obj = load_task(config.task)
+    task_obj = task_of(config)
     _preflight_isolation(config.sandbox)
     llm = replay_llm(config, book)
     executor_obj = _executor(config, task_obj)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -24,7 +25,8 @@ from evoforge.sandbox.registry import make_executor
 if TYPE_CHECKING:  # the loop (prompts, Jinja2) loads when a run starts, not for `evoforge eval`
     from evoforge.engine.loop import Engine, Reporter, Snapshot
 
-__all__ = ["RunOutcome", "RunPlan", "plan_run", "start_run", "resume_run", "evaluate_file", "resolve_config"]
+__all__ = ["RunOutcome", "RunPlan", "plan_run", "start_run", "resume_run", "evaluate_file", "resolve_config",
+           "task_of", "openevolve_task"]
 
 _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
@@ -48,6 +50,39 @@ def _preflight_isolation(sandbox: str) -> None:
     if not available:
         raise ConfigError(f"--sandbox docker: {why}; start Docker (`systemctl start docker`, or as root "
                           f"`sandbox/ci_docker.sh start`) or use --sandbox process")
+
+
+def openevolve_task(task: str | Path, evaluator: str | Path | None = None,
+                    config: str | Path | None = None) -> tuple[str, dict]:
+    """OpenEvolve's command line (``PROGRAM EVALUATOR [--config FILE]``, or ``FOLDER --config FILE``)
+    as the task folder and the `load_task` keywords a run stores (``RunConfig.extra["task_args"]``)."""
+    args: dict = {}
+    if evaluator is not None:
+        program, evaluator = Path(task).resolve(), Path(evaluator).resolve()
+        for what, path in (("PROGRAM", program), ("EVALUATOR", evaluator)):
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such {what.lower()} file (evoforge run PROGRAM EVALUATOR --config FILE)")
+        task, args = str(evaluator.parent), {"program": str(program), "evaluator": str(evaluator)}
+    if config is not None:
+        args["config"] = str(Path(config).resolve())
+    return str(task), args
+
+
+def task_of(config: RunConfig, environ=None) -> Task:
+    """The run's task, as its config names it, with the variables ``--env`` named passed on
+    (`evoforge.engine.startup.job_for`); a ``--env`` variable that is not set is a `ConfigError`."""
+    task = load_task(config.task, **dict((config.extra or {}).get("task_args") or {}))
+    return with_env(task, config.pass_env, environ)
+
+
+def with_env(task: Task, names: Sequence[str], environ=None) -> Task:
+    environ = os.environ if environ is None else environ
+    for name in names:
+        if not name or "=" in name:
+            raise ConfigError(f"--env {name!r}: expected an environment variable name like DATA_ROOT")
+        if name not in environ:
+            raise ConfigError(f"--env {name}: not set in this environment (set it, or drop --env {name})")
+    return replace(task, pass_env=tuple(dict.fromkeys([*task.pass_env, *names])))
 
 
 def _with_hint(exc: TaskError, task: Task) -> TaskError:
@@ -132,7 +167,9 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
              seed: int | None = None, concurrency: int | None = None, eval_slots: int | None = None,
              executor: str = "local", ray_address: str | None = None, sandbox: str = "process",
              max_cost_usd: float | None = None, max_time_s: float | None = None,
-             max_tokens: int | None = None, baseline: str | None = None, environ=None) -> RunPlan:
+             max_tokens: int | None = None, baseline: str | None = None, environ=None,
+             evaluator: str | Path | None = None, config_file: str | Path | None = None,
+             pass_env: Sequence[str] = ()) -> RunPlan:
     """The options of ``evoforge run`` (CLI flags or `evoforge.run` keywords) → a `RunPlan`.
 
     The one place their defaults live, so the command line and the Python API cannot drift: None
@@ -140,15 +177,20 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
     values), the models of `resolve_config`, and ``concurrency`` 2 × the evaluation slots with the
     offline operator, 8 with an LLM. ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
     ``baseline``: None (evolution), ``"best-of-n"`` or ``"random-parent"`` (engine.evolution.BASELINES).
+    ``evaluator`` makes ``task`` a program file (OpenEvolve's ``PROGRAM EVALUATOR``), ``config_file``
+    is OpenEvolve's ``--config``; ``pass_env`` names host variables the evaluator may see (``--env``).
     """
-    from evoforge.engine.openevolve_compat import is_openevolve_folder, run_defaults
+    from evoforge.engine.openevolve_compat import run_defaults
     from evoforge.sandbox.local import default_slots
 
     specs, settings = llm_from_flags([llm] if isinstance(llm, str) else list(llm or ()))
-    loaded = load_task(task)
+    task, task_args = openevolve_task(task, evaluator, config_file)
+    extra = {"task_args": task_args} if task_args else {}
+    loaded = with_env(load_task(task, **task_args), pass_env, environ)
     # An OpenEvolve folder's config.yaml supplies what the options leave open (engine.openevolve_compat).
-    defaults = run_defaults(loaded.path) if is_openevolve_folder(loaded.path) else {}
-    config = RunConfig(task=str(task), iterations=defaults.get("iterations", 100) if iterations is None else iterations,
+    defaults = run_defaults(loaded.path, task_args.get("config")) if loaded.openevolve is not None else {}
+    config = RunConfig(task=str(task), pass_env=tuple(pass_env), extra=extra,
+                       iterations=defaults.get("iterations", 100) if iterations is None else iterations,
                        llm=specs, executor=executor, ray_address=ray_address, sandbox=sandbox,
                        concurrency=concurrency or 1, eval_slots=eval_slots,
                        seed=defaults.get("seed", 0) if seed is None else seed,
@@ -204,7 +246,7 @@ def llm_prices(specs) -> dict:
 
 
 def start_run(config: RunConfig, *, out: Path | None = None, reporter: Reporter | None = None) -> RunOutcome:
-    task = load_task(config.task)
+    task = task_of(config)
     config, _ = resolve_config(config, task)
     check_llm_specs(config.llm)  # a missing key or a bad spec fails before the run directory exists
     _preflight_isolation(config.sandbox)
@@ -250,7 +292,7 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
         if placement:
             config = config.replace(**placement)
             run_dir.store.set_meta("config", config.to_dict())
-        task = load_task(config.task)
+        task = task_of(config)
         _preflight_isolation(config.sandbox)
         done = run_dir.store.count("iteration > 0")
         target = done + more_iterations if more_iterations is not None else config.iterations
@@ -261,18 +303,22 @@ def resume_run(path: Path, *, more_iterations: int | None = None, reporter: Repo
     return RunOutcome(Path(path), _run(run_dir, config, task, target, reporter))
 
 
-def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process",
-                  heldout: bool = False) -> EvaluationResult:
+def evaluate_file(task_spec: str, program: Path, *, sandbox: str = "process", heldout: bool = False,
+                  pass_env: Sequence[str] = (), config_file: str | Path | None = None,
+                  environ=None) -> EvaluationResult:
     """One evaluation, exactly as a run does it (same job, same isolation). ``heldout``: then the evaluator's
     ``evaluate_heldout`` too, under ``[heldout] timeout_s``; its results join ``private`` (as do the names
-    task.toml marks private), and a task without one is a `ConfigError`."""
-    task = load_task(task_spec)
+    task.toml marks private), and a task without one is a `ConfigError`. ``task_spec`` may be an
+    evaluator file (OpenEvolve's command line); ``pass_env`` as ``--env``, ``config_file`` as ``--config``."""
+    evaluator = task_spec if Path(task_spec).is_file() else None
+    folder, task_args = openevolve_task(program if evaluator else task_spec, evaluator, config_file)
+    task = with_env(load_task(folder, **task_args), pass_env, environ)
     program = Path(program)
     if not program.is_file():
         raise ConfigError(f"{program}: no such program file")
     _preflight_isolation(sandbox)
     executor = make_executor("local", sandbox, slots=1)
-    job = job_for(task, program.read_text())
+    job = job_for(task, program.read_text(), environ)
 
     if heldout and not task.has_heldout:
         raise ConfigError(f"{task.path / task.evaluator_file}: --heldout: the evaluator defines no "

@@ -13,9 +13,10 @@ differs is simply evaluated as usual, so a prefetch can be wasted but never wron
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Mapping
 
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult
@@ -24,13 +25,22 @@ from evoforge.sandbox.job import EvaluationJob
 __all__ = ["job_for", "PrefetchingExecutor", "prefetch_initial"]
 
 
-def job_for(task: Task, code: str) -> EvaluationJob:
-    """The job that evaluates ``code`` exactly as a run of ``task`` does."""
+def job_for(task: Task, code: str, environ: Mapping[str, str] | None = None) -> EvaluationJob:
+    """The job that evaluates ``code`` exactly as a run of ``task`` does.
+
+    The variables ``task.pass_env`` names travel with their values from ``environ`` (default: this
+    process's); a named variable that is not set is left out (`evoforge.engine.session` refuses an
+    unset ``--env``). Nothing else of the environment does (docs/architecture.md, "Isolation and placement")."""
+    environ = os.environ if environ is None else environ
+    extra: dict[str, Any] = {"docker_image": task.sandbox_image,   # read by --sandbox docker
+                             "num_cpus": task.resources.num_cpus}
+    if task.openevolve is not None:                                # evaluators.openevolve
+        extra["openevolve"] = {k: v for k, v in task.openevolve.items() if k != "cwd"}
     return EvaluationJob(program_text=code, task_dir=str(task.path), evaluator_file=task.evaluator_file,
-                         timeout_s=task.limits.timeout_s, memory_mb=task.limits.memory_mb,
+                         timeout_s=task.limits.timeout_s, memory_mb=task.limits.memory_mb, cpu_s=task.limits.cpu_s,
                          cascade_thresholds=task.cascade_thresholds,
-                         extra={"docker_image": task.sandbox_image,   # read by --sandbox docker
-                                "num_cpus": task.resources.num_cpus})
+                         env={name: environ[name] for name in task.pass_env if name in environ},
+                         cwd=(task.openevolve or {}).get("cwd", "workdir"), extra=extra)
 
 
 class PrefetchingExecutor:

@@ -36,6 +36,7 @@ TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 class Limits:
     timeout_s: float = 60.0
     memory_mb: int = 2048
+    cpu_s: float | None = None   # RLIMIT_CPU; None: a little above timeout_s; 0: none (multi-threaded evaluators)
     # Start-up waits on what the engine does not control: joining a Ray cluster, the Docker daemon's
     # first answer, the fork server's hello (evoforge.sandbox.waits); past it the run stops, said in a line.
     startup_timeout_s: float = 60.0
@@ -106,6 +107,10 @@ class Task:
     has_heldout: bool = False            # the evaluator defines evaluate_heldout
     stop: Stop = field(default_factory=Stop)
     search: Search = field(default_factory=Search)
+    pass_env: tuple[str, ...] = ()       # [sandbox] pass_env (+ --env): host variables the evaluator sees
+    # An OpenEvolve task (engine.openevolve_compat): what the sandbox needs to apply its contract
+    # (evaluators.openevolve): {"cascade": bool, "features": [...], "cwd": "task"}; None for ours.
+    openevolve: dict[str, Any] | None = None
 
     def is_private(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.private)
@@ -126,10 +131,10 @@ _SECTION_KEYS = {
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
     "search": {"lessons_every", "novelty_threshold"},
-    "limits": {"timeout_s", "memory_mb", "startup_timeout_s"},
+    "limits": {"timeout_s", "memory_mb", "cpu_s", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
-    "sandbox": {"image"},
+    "sandbox": {"image", "pass_env"},
 }
 _DESCRIPTOR_KEYS = {"name", "range", "bins"}
 
@@ -190,18 +195,46 @@ def _sandbox_image(table: dict, toml: Path) -> str:
     return image
 
 
-def load_task(spec: str | Path) -> Task:
-    """Load and validate a task folder, or a built-in task by name."""
+def _pass_env(table: dict, toml: Path) -> tuple[str, ...]:
+    """``[sandbox] pass_env``: names of host environment variables the evaluator may see."""
+    names = _expect(table.get("pass_env", []), list, f"{toml}: [sandbox] pass_env",
+                    "a list of environment variable names like ['DATA_ROOT']")
+    for name in names:
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"{toml}: [sandbox] pass_env: expected environment variable names but got {name!r}")
+    return tuple(names)
+
+
+def load_task(spec: str | Path, *, program: str | Path | None = None, evaluator: str | Path | None = None,
+              config: str | Path | None = None) -> Task:
+    """Load and validate a task folder, or a built-in task by name.
+
+    ``program``, ``evaluator`` and ``config`` make it an OpenEvolve task as OpenEvolve's command line
+    takes one (``evoforge run PROGRAM EVALUATOR --config FILE``): ``spec`` is then the evaluator's folder."""
     path = resolve_task_path(spec)
     toml = path / "task.toml"
     raw: dict[str, Any] = {}
-    if toml.is_file():
+    dialect = None
+    if program is not None or evaluator is not None or config is not None:
+        if toml.is_file() and config is not None:
+            raise ConfigError(f"--config {config}: {path} has a task.toml, which is the whole configuration "
+                              f"(--config is for OpenEvolve task folders)")
+        if not toml.is_file():
+            raw = openevolve_task_table(path, program=program, evaluator=evaluator, config=config)
+            dialect = raw.pop("openevolve")
+            toml = Path(config) if config is not None else path / "config.yaml"
+    if dialect is not None:
+        pass
+    elif toml.is_file():
         try:
             raw = tomllib.loads(toml.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml}: not valid TOML: {exc}") from exc
+        raw.update({k: str(v) for k, v in (("initial_program", program and Path(program).resolve()),
+                                             ("evaluator", evaluator and Path(evaluator).name)) if v})
     elif is_openevolve_folder(path):  # initial_program.py + evaluator.py (+ config.yaml), no task.toml
         raw = openevolve_task_table(path)
+        dialect = raw.pop("openevolve")
         toml = path / "config.yaml"
     _check_keys(raw, _TOP_KEYS, str(toml))
     for section, keys in _SECTION_KEYS.items():
@@ -246,15 +279,20 @@ def load_task(spec: str | Path) -> Task:
         raise ConfigError(f"{toml}: [archive]/[[descriptors]]: {exc}") from exc
 
     lim = raw.get("limits", {})
+    cpu_s = lim.get("cpu_s")
     limits = Limits(
         timeout_s=float(_expect(lim.get("timeout_s", 60.0), (int, float), f"{toml}: [limits] timeout_s", "seconds")),
         memory_mb=int(_expect(lim.get("memory_mb", 2048), int, f"{toml}: [limits] memory_mb", "megabytes")),
+        cpu_s=None if cpu_s is None else float(_expect(cpu_s, (int, float), f"{toml}: [limits] cpu_s",
+                                                       "CPU seconds (0: no CPU-time limit)")),
         startup_timeout_s=float(_expect(lim.get("startup_timeout_s", 60.0), (int, float),
                                         f"{toml}: [limits] startup_timeout_s", "seconds")),
     )
-    if limits.timeout_s <= 0 or limits.memory_mb < 32 or limits.startup_timeout_s <= 0:
-        raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0, memory_mb >= 32 and startup_timeout_s > 0 "
-                          f"but got {lim}")
+    if limits.timeout_s <= 0 or limits.memory_mb < 32 or (limits.cpu_s is not None and limits.cpu_s < 0):
+        raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0 and memory_mb >= 32 but got {lim}")
+    if limits.startup_timeout_s <= 0:
+        raise ConfigError(f"{toml}: [limits] startup_timeout_s: expected a number of seconds > 0 but got "
+                          f"{limits.startup_timeout_s:g}")
     res = raw.get("resources", {})
     resources = Resources(
         num_cpus=float(_expect(res.get("num_cpus", 1), (int, float), f"{toml}: [resources] num_cpus", "a number")),
@@ -283,6 +321,8 @@ def load_task(spec: str | Path) -> Task:
         private=private, heldout=_heldout(raw.get("heldout", {}), toml),
         has_heldout=_defines(path / evaluator_file, "evaluate_heldout"), stop=_stop(raw.get("stop", {}), toml),
         search=_search(raw.get("search", {}), toml),
+        pass_env=_pass_env(raw.get("sandbox", {}), toml),
+        openevolve=dialect,
     )
 
 

@@ -584,6 +584,11 @@ class CandidateSession:
         self._reply_fd, self._request_fd = reply_r, request_w
         self._poll = select.poll()
         self._poll.register(reply_r, select.POLLIN)
+        # Requests are written without blocking, under the call's deadline: a candidate that forges
+        # its own replies and stops reading its request pipe must not hold a large write forever.
+        os.set_blocking(request_w, False)
+        self._write_poll = select.poll()
+        self._write_poll.register(request_w, select.POLLOUT)
         self._buf = b""
         self._closed = False
         self._receive("importing the program", self.timeout_s if import_timeout_s is None else import_timeout_s)
@@ -621,14 +626,26 @@ class CandidateSession:
             payload = encode(message)
         except TypeError as exc:
             raise TypeError(f"{what}: an argument is not plain data: {exc}") from None
-        try:
-            _write_all(self._request_fd, _frame(payload))
-        except OSError:  # BrokenPipeError: it exited between calls
-            self._fail(CandidateCrashed, what, "the candidate's process exited")
-        return self._receive(what, self.timeout_s if timeout_s is None else float(timeout_s))
-
-    def _receive(self, what: str, timeout_s: float) -> Any:
+        timeout_s = self.timeout_s if timeout_s is None else float(timeout_s)
         deadline = time.monotonic() + timeout_s
+        view = memoryview(_frame(payload))
+        while view:
+            try:
+                view = view[os.write(self._request_fd, view):]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:  # BrokenPipeError: it exited between calls
+                self._fail(CandidateCrashed, what, "the candidate's process exited")
+            wait_s = deadline - time.monotonic()
+            if wait_s <= 0 or not self._write_poll.poll(wait_s * 1000.0):
+                self._fail(CandidateTimeout, what, f"the candidate did not take the request within {timeout_s:g} s "
+                                                   f"(the candidate was killed)")
+        return self._receive(what, timeout_s, deadline)
+
+    def _receive(self, what: str, timeout_s: float, deadline: float | None = None) -> Any:
+        if deadline is None:
+            deadline = time.monotonic() + timeout_s
         buf = self._buf
         while len(buf) < _SIZE.size:
             buf += self._read_some(deadline, what, timeout_s)

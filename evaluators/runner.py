@@ -11,7 +11,9 @@ and its result is validated; if it is not ``ok``, or ``k <= len(thresholds)`` an
 ``thresholds[k-1]``, evaluation stops there with ``stage = k``. Stages beyond the thresholds are gated only by
 being ``ok``; thresholds beyond the defined stages are ignored. After every stage passes, ``evaluate`` runs as
 the final stage, ``stage = (number of stages) + 1``. Without a cascade (no thresholds, or no stage functions)
-only ``evaluate`` runs and ``stage`` is ``None``.
+only ``evaluate`` runs and ``stage`` is ``None``. An OpenEvolve task (``job.extra["openevolve"]``) follows
+OpenEvolve's contract and cascade instead (`evoforge.evaluators.openevolve`). The variables in ``job.env`` (those
+the task named) are set before the evaluator is imported; nothing else of the host's environment is there.
 
 Held-out convention: a job whose ``extra["entry"]`` is ``"heldout"`` calls the evaluator's optional
 ``evaluate_heldout(program_path)`` instead, with no cascade; everything it returns is private (the engine
@@ -121,6 +123,13 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
     except BaseException as exc:
         return _failure_from_exception(exc, None, f"writing {job.program_name}")
 
+    # Variables the task named ([sandbox] pass_env, --env), and nothing else (docs/architecture.md).
+    os.environ.update({str(k): str(v) for k, v in dict(getattr(job, "env", None) or {}).items()})
+    dialect = (getattr(job, "extra", None) or {}).get("openevolve")
+    if dialect is not None:  # an OpenEvolve folder: its contract, its cascade, its import of openevolve
+        from evoforge.evaluators import openevolve
+
+        openevolve.make_importable()
     evaluator_path = os.path.join(job.task_dir, job.evaluator_file)
     try:
         module = load_evaluator(evaluator_path)
@@ -146,6 +155,10 @@ def run_job(job: Any, workdir: str) -> EvaluationResult:
         return EvaluationResult.failure(
             Status.ERROR, f"evaluator {evaluator_path} defines no evaluate(program_path) function")
 
+    if dialect is not None:
+        return openevolve.evaluate(module, program_path, thresholds=tuple(job.cascade_thresholds),
+                                   cascade=bool(dialect.get("cascade", True)),
+                                   features=tuple(dialect.get("features", ())), failure=_failure_from_exception)
     stages = stage_functions(module) if job.cascade_thresholds else []
     thresholds = tuple(job.cascade_thresholds)
     for k, stage_fn in enumerate(stages, start=1):

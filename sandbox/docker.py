@@ -487,7 +487,7 @@ class DockerSandbox:
                 mem_limit=f"{int(job.memory_mb)}m", memswap_limit=f"{int(job.memory_mb)}m",
                 nano_cpus=int(cpus * 1e9) if cpus > 0 else None,
                 pids_limit=int(job.max_processes),
-                ulimits=[Ulimit(name="cpu", soft=cpu_s, hard=cpu_s + 1),
+                ulimits=([Ulimit(name="cpu", soft=cpu_s, hard=cpu_s + 1)] if cpu_s is not None else []) + [
                          Ulimit(name="fsize", soft=int(job.max_file_mb) * mib, hard=int(job.max_file_mb) * mib),
                          Ulimit(name="nofile", soft=int(job.max_open_files), hard=int(job.max_open_files)),
                          Ulimit(name="core", soft=0, hard=0)],

@@ -30,6 +30,12 @@ class EvaluationJob:
     max_processes: int = 64              # RLIMIT_NPROC (enforced where the child runs unprivileged)
     cascade_thresholds: tuple[float, ...] = ()
     program_name: str = "program.py"
+    # Environment variables the task named ([sandbox] pass_env, --env), with their values; nothing
+    # else of the host's environment reaches the evaluator (sandbox.process.ENV_ALLOWLIST).
+    env: dict[str, str] = field(default_factory=dict)
+    # The evaluator's working directory: "workdir" (private, writable, empty) or "task" (a read-only
+    # view of the task folder, for evaluators that open data files by relative path).
+    cwd: str = "workdir"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,15 +28,20 @@ def setrlimit(which: int, value: int, hard: int | None = None) -> None:
         pass
 
 
-def cpu_limit_s(job) -> int:
-    """RLIMIT_CPU soft limit: ``cpu_s`` or a little above the wall clock, so the wall clock rules."""
+def cpu_limit_s(job) -> int | None:
+    """RLIMIT_CPU soft limit: ``cpu_s``, or a little above the wall clock so the wall clock rules
+    (``cpu_s`` None); ``cpu_s <= 0`` is no CPU-time limit at all, for an evaluator whose threads
+    together use more CPU seconds than wall-clock seconds (JAX, BLAS): the wall clock still ends it."""
+    if job.cpu_s is not None and job.cpu_s <= 0:
+        return None
     return int(math.ceil(job.cpu_s)) if job.cpu_s else int(math.ceil(job.timeout_s)) + 1
 
 
 def apply_rlimits(job) -> None:
     setrlimit(resource.RLIMIT_AS, int(job.memory_mb) * _MIB)
     cpu = cpu_limit_s(job)
-    setrlimit(resource.RLIMIT_CPU, cpu, cpu + 1)  # soft -> SIGXCPU, hard -> SIGKILL
+    if cpu is not None:
+        setrlimit(resource.RLIMIT_CPU, cpu, cpu + 1)  # soft -> SIGXCPU, hard -> SIGKILL
     setrlimit(resource.RLIMIT_FSIZE, int(job.max_file_mb) * _MIB)
     setrlimit(resource.RLIMIT_NOFILE, int(job.max_open_files))
     setrlimit(resource.RLIMIT_CORE, 0)

@@ -80,10 +80,14 @@ class UidLeases:
 
 
 def become(uid: int, read_cap: bool = False) -> None:
-    """setuid to ``uid`` (and gid ``uid``, no groups); with ``read_cap``, keep only
-    CAP_DAC_READ_SEARCH (ambient, so a nested interpreter keeps it too)."""
+    """setuid to ``uid`` (and gid ``uid``, no groups) with an empty capability bounding set; with
+    ``read_cap``, keep only CAP_DAC_READ_SEARCH (in the bounding set, and ambient, so a nested
+    interpreter keeps it too)."""
+    # The bounding set goes first, while we still hold CAP_SETPCAP: after setuid every later
+    # PR_CAPBSET_DROP fails with EPERM, and a full bounding set is what an exec (of a file with
+    # capabilities, were no_new_privs ever off) could regain.
+    drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,) if read_cap else ())
     if read_cap:
-        drop_bounding_set(keep=(CAP_DAC_READ_SEARCH,))   # while we still hold CAP_SETPCAP
         _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
     os.setgroups([])
     os.setgid(uid)

@@ -40,6 +40,8 @@ __all__ = ["ProcessSandbox", "ENV_ALLOWLIST", "FIXED_ENV", "clean_environment"]
 
 # Copied from the host when set: harmless and needed for a sane interpreter (locale, time zone),
 # and the GPUs this evaluation may use (Ray sets CUDA_VISIBLE_DEVICES per task: sandbox.ray_executor).
+# Any other variable reaches an evaluator only when its task names it ([sandbox] pass_env, --env): it
+# then travels with that job (EvaluationJob.env), never in the fork server's own environment.
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES")
 
 # Always set: reproducible hashing, no .pyc litter in task folders, and single-threaded BLAS so the

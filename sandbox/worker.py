@@ -82,6 +82,10 @@ def _private_mounts(job: EvaluationJob, workdir: str, policy: Policy) -> bool:
         mounts.tmpfs("/dev/shm", size_mb=job.max_file_mb, mode=0o1777)
     if policy.masked:
         mounts.mask(list(policy.hidden), w_keep(job.task_dir))
+    if getattr(job, "cwd", "workdir") == "task":
+        # The evaluator's working directory is the task folder (OpenEvolve evaluators open data files
+        # by relative path): a read-only bind of it onto itself, in this namespace only.
+        mounts.bind(os.path.realpath(job.task_dir), os.path.realpath(job.task_dir))
     return True
 
 
@@ -110,7 +114,8 @@ def _chown_tree(path: str, uid: int) -> None:
             os.lchown(os.path.join(root, name), uid, uid)
 
 
-def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool = False) -> EvaluationJob:
+def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool = False,
+                     private_mounts: bool = False) -> EvaluationJob:
     evaluator = os.path.join(job.task_dir, job.evaluator_file)
     if not (_others_can_read(job.task_dir) and _others_can_read(evaluator)):
         # nobody could not import the evaluator from there: give it a private copy
@@ -118,6 +123,8 @@ def _drop_privileges(job: EvaluationJob, workdir: str, uid: int, read_cap: bool 
         shutil.copytree(job.task_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
         os.chmod(copy, 0o700)
         _chown_tree(copy, uid)
+        if job.cwd == "task" and private_mounts:  # the evaluator's cwd: read-only, as the original is
+            mounts.bind(copy, copy)      # (without a namespace of its own, Landlock keeps writes out)
         job = replace(job, task_dir=copy)
     _chown_tree(workdir, uid)
     setrlimit(resource.RLIMIT_NPROC, int(job.max_processes))  # per-user count: only meaningful as nobody
@@ -162,7 +169,7 @@ def worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, er
     faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; W need not
     try:
-        _private_mounts(job, workdir, policy)
+        private_mounts = _private_mounts(job, workdir, policy)
         os.chdir(workdir)
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = workdir  # stray temp files die with the workdir
@@ -171,8 +178,12 @@ def worker_main(job: EvaluationJob, workdir: str, policy: Policy, out_w: int, er
         _enter_network_namespace()
         original_task_dir = job.task_dir
         if policy.drop_uid is not None:
-            job = _drop_privileges(job, workdir, policy.drop_uid, policy.read_cap)
+            job = _drop_privileges(job, workdir, policy.drop_uid, policy.read_cap, private_mounts)
         _lock_down(job, workdir, policy, original_task_dir)
+        if job.cwd == "task":
+            # Read-only as root (the bind above); without root, Landlock keeps writes to the workdir
+            # where the kernel has it (sandbox.protections names what is missing).
+            os.chdir(job.task_dir)
         result = run_job(job, workdir)
     except BaseException as exc:  # the isolation set-up itself failed: report it as data from here
         result = EvaluationResult.failure(

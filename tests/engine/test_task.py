@@ -20,7 +20,9 @@ def test_a_folder_without_task_toml_gets_defaults(tmp_path):
     path = write_tiny_task(tmp_path / "t")
     (path / "task.toml").unlink()
     task = load_task(path)
-    assert task.name == "t" and [d.name for d in task.descriptors] == ["code_length", "ast_nodes"]
+    # No task.toml: read as an OpenEvolve folder, whose default descriptors are OpenEvolve's
+    # (complexity, diversity: engine.features), which separate constant-tuning children.
+    assert task.name == "t" and [d.name for d in task.descriptors] == ["complexity", "diversity"]
 
 
 @pytest.mark.parametrize("toml, fragment", [

@@ -187,7 +187,7 @@ def test_startup_timeout_is_a_limits_key(tmp_path):
     assert load_task(task).limits.startup_timeout_s == 5.0
     task = write_tiny_task(tmp_path / "zero")
     _set_limit(task, "startup_timeout_s = 0")
-    with pytest.raises(ConfigError, match="startup_timeout_s > 0"):
+    with pytest.raises(ConfigError, match=r"startup_timeout_s: expected a number of seconds > 0 but got 0"):
         load_task(task)
 
 
