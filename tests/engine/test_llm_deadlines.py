@@ -68,7 +68,7 @@ def test_a_server_that_trickles_ends_at_the_call_deadline(provider):
         base_url = f"http://{server.address}" + ("/v1" if provider == "openai" else "")
         message = fail(client(provider, base_url, timeout_s=5.0, max_retries=2, deadline_s=1.5))
     assert "\n" not in message
-    assert f"did not finish answering within the call's deadline of 1.5 s" in message
+    assert "did not finish answering within the call's deadline of 1.5 s" in message
     assert "read timeout 5 s, up to 3 attempt(s)" in message and "raise deadline_s" in message
 
 
