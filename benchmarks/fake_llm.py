@@ -29,7 +29,8 @@ __all__ = ["make_edit", "serve", "FakeLLMServer"]
 
 # The heading before the parent program: "# Current program (score 1.2)" (evoforge) or
 # "# Current Program" (OpenEvolve; its "# Current Program Information" section comes first).
-_CURRENT = re.compile(r"^#+ *Current program(?! information)[^\n]*\n.*?```[\w+-]*\n(?P<code>.*?)^```",
+# The program's own fence (```python); the evaluator feedback above it is fenced as ```text.
+_CURRENT = re.compile(r"^#+ *Current program(?! information)[^\n]*\n.*?^```python\n(?P<code>.*?)^```",
                       re.IGNORECASE | re.MULTILINE | re.DOTALL)
 _ASSIGN = re.compile(r"^(?P<lhs>[ \t]*[A-Za-z_]\w*[ \t]*=[ \t]*)(?P<value>-?\d+(?:\.\d+)?(?:e-?\d+)?)[ \t]*$",
                      re.MULTILINE)
