@@ -75,6 +75,7 @@ from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.outcome import classify_exit
 from evoforge.evaluators.location import evaluators_dir
 from evoforge.sandbox.process import FIXED_ENV
+from evoforge.sandbox.waits import waiting
 
 __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_available"]
 
@@ -236,6 +237,17 @@ def _why_unreachable(where: str, exc: BaseException) -> str:
     return _one_line(exc, 160)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A read timeout from `requests` (or its urllib3 cause), however docker-py wrapped it."""
+    import requests.exceptions
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.Timeout, TimeoutError)) or "timed out" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _sdk_errors() -> tuple[type[BaseException], ...]:
     """Everything the docker SDK raises at us: its own tree and the transport's (`requests`)."""
     import docker.errors
@@ -337,7 +349,8 @@ class DockerSandbox:
     """
 
     def __init__(self, *, image: str = DEFAULT_IMAGE, user: str = DEFAULT_USER, cpus: float = 1.0,
-                 base_url: str | None = None, max_pool_size: int = 64) -> None:
+                 base_url: str | None = None, max_pool_size: int = 64,
+                 startup_timeout_s: float = API_TIMEOUT_S) -> None:
         try:
             import docker
         except ImportError as exc:  # registry turns this into a ConfigError
@@ -348,15 +361,23 @@ class DockerSandbox:
                                f"but got {user!r}")
         self.image, self.user, self.cpus = image, user, float(cpus)
         self._uid, self._gid = int(uid), int(gid)
+        where = self._where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
-            if base_url:
-                self._client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S,
-                                                   max_pool_size=max_pool_size)
-            else:
-                self._client = docker.from_env(timeout=API_TIMEOUT_S, max_pool_size=max_pool_size)
-            self._client.ping()
+            # The first answer within [limits] startup_timeout_s (a daemon that takes the connection
+            # and never answers is as absent as none); every later API call within API_TIMEOUT_S.
+            with waiting(f"the Docker daemon at {where} to answer", limit_s=startup_timeout_s):
+                if base_url:
+                    self._client = docker.DockerClient(base_url=base_url, timeout=startup_timeout_s,
+                                                       max_pool_size=max_pool_size)
+                else:
+                    self._client = docker.from_env(timeout=startup_timeout_s, max_pool_size=max_pool_size)
+                self._client.ping()
+            self._client.api.timeout = API_TIMEOUT_S
         except _sdk_errors() as exc:
-            where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            if _is_timeout(exc):
+                raise SandboxError(f"--sandbox docker: the Docker engine at {where} accepted the connection but "
+                                   f"did not answer within {startup_timeout_s:g} s; check that the daemon is "
+                                   "healthy (`docker info`), or raise [limits] startup_timeout_s in task.toml") from exc
             raise SandboxError(f"--sandbox docker: no Docker engine answers at {where} "
                                f"({_why_unreachable(where, exc)}); {DAEMON_HINT}") from exc
         self._lock = threading.Lock()
@@ -420,7 +441,7 @@ class DockerSandbox:
                 f"as root) or `docker build -t {image} sandbox/`, or set [sandbox] image in task.toml"
             ) from exc
         except _sdk_errors() as exc:
-            raise SandboxError(f"docker: cannot inspect image {image!r}: {_one_line(exc)}") from exc
+            raise self._translate(exc, f"inspecting image {image!r}") from exc
         with self._lock:
             self._images_ok.add(image)
 
@@ -488,6 +509,9 @@ class DockerSandbox:
         if isinstance(exc, docker.errors.ImageNotFound) and image:
             return SandboxError(f"docker image {image!r} not found: build it with `sandbox/build_image.sh` "
                                 f"or `docker build -t {image} sandbox/`")
+        if _is_timeout(exc):
+            return SandboxError(f"docker: the Docker engine at {self._where} did not answer within "
+                                f"{API_TIMEOUT_S:g} s while {what}; check that the daemon is healthy (`docker info`)")
         return SandboxError(f"docker: {what} failed: {_one_line(exc)}")
 
     def _drive(self, container: Any, job: EvaluationJob) -> EvaluationResult:
