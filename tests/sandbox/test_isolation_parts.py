@@ -174,3 +174,27 @@ def test_the_sweep_removes_job_cgroups_of_dead_supervisors_only():
     finally:
         live.remove()
         dead.remove()
+
+
+@ROOT_ONLY
+def test_without_a_cpu_controller_jobs_keep_memory_and_pids_and_the_notice_says_so(monkeypatch):
+    from evoforge.sandbox import cgroups
+    from evoforge.sandbox.policy import Policy
+    from evoforge.sandbox.protections import protection_report
+
+    mounts = cgroups._mounts()
+    # A machine whose cgroup mounts carry no cpu controller (v1 hierarchy and v2 alike).
+    monkeypatch.setattr(cgroups, "_mounts", lambda: [m for m in mounts if "cpu" not in m[2]])
+    monkeypatch.setattr(cgroups, "_enable_v2_cpu", lambda *args: False)
+    support, why = cgroups.CgroupSupport.detect()
+    if support is None:
+        pytest.skip(f"no usable cgroups here: {why}")
+    assert support.cpu_parent is None
+    group = support.create(f"evoforge-test-{os.getpid()}", memory_mb=64, max_processes=4, cpus=1)
+    try:
+        assert len(group.dirs) == (1 if support.version == 2 else 2)      # memory and pids still
+    finally:
+        assert group.remove()
+    report = protection_report(Policy(drop_uid=None, hidden=(), cgroups=support))
+    assert report["cgroups"] and not report["cpu quota"]
+    assert "no cpu quota" in missing_line(report)
