@@ -137,6 +137,9 @@ def write_tree(root, found):
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
                 fh.write(data)
             os.chmod(path, 0o500 if exe else 0o400)
+    for rel, data, exe in reversed(found):  # read-only like the mount it replaces (its owner could chmod
+        if data is None:                    # it back, but it is this container's copy, not the task's)
+            os.chmod(os.path.normpath(os.path.join(root, rel)), 0o500)
 
 def launch(fds, home, read_program, serve):
     # C1, under the candidate's uid: forks the candidate C2 in a session and a fresh folder of its own,
