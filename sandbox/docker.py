@@ -89,7 +89,7 @@ __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_availabl
 
 DEFAULT_IMAGE = "evoforge-sandbox:latest"
 DEFAULT_USER = "65534:65534"          # nobody:nogroup in Debian's base-passwd
-CANDIDATE_UID = 65533                 # the nested candidates' uid and gid: no passwd entry needed, never the evaluator's
+CANDIDATE_UID = 65533                 # nested candidates' uid and gid: no passwd entry needed, not the evaluator's
 CANDIDATE_DIR = "/candidate"          # tmpfs of CANDIDATE_UID, 0700: each candidate's fresh folder under it
 CONTAINER_LABEL = "evoforge.sandbox"  # on every container we make (clean-up, tests); value: the engine's pid
 WORKDIR = "/work"                     # the tmpfs; not an image WORKDIR (Docker would reset its mode)

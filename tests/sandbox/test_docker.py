@@ -86,6 +86,8 @@ def test_unreachable_daemon_is_a_one_line_sandbox_error_naming_the_fix(tmp_path)
 def test_root_user_is_refused():
     with pytest.raises(SandboxError, match="non-root"):
         DockerSandbox(user="0:0", base_url="unix:///nonexistent.sock")
+    with pytest.raises(SandboxError, match="other than the candidates'"):   # the evaluator never shares it
+        DockerSandbox(user=f"{docker_backend.CANDIDATE_UID}:65534", base_url="unix:///nonexistent.sock")
 
 
 def _frame(kind: bytes, payload: bytes) -> bytes:
