@@ -328,6 +328,32 @@ class Run:
         return {str(s): int(n) for s, n in
                 self._conn.execute("SELECT status, COUNT(*) FROM programs GROUP BY status ORDER BY status")}
 
+    def placements(self) -> dict[str, Any]:
+        """Where candidates were evaluated (Ray runs; empty counts for a local run):
+        ``{"nodes": {node_id: {"address", "evaluations", "gpus"}}, "retried": candidates that needed more
+        than one attempt, "extra_attempts": attempts beyond the first, "lost": candidates whose every
+        attempt was lost}``; a retried evaluation counts on the node that finished it."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        out: dict[str, Any] = {"nodes": {}, "retried": 0, "extra_attempts": 0, "lost": 0}
+        if "placement" not in have:
+            return out
+        for (text,) in self._conn.execute("SELECT placement FROM programs WHERE placement != '{}' ORDER BY id"):
+            placement = _json(text)
+            attempts = int(placement.get("attempts") or 1)
+            out["retried"] += attempts > 1
+            out["extra_attempts"] += attempts - 1
+            node = placement.get("node_id")
+            if node is None:
+                out["lost"] += bool(placement.get("lost"))
+                continue
+            entry = out["nodes"].setdefault(str(node), {"address": placement.get("node_ip"), "evaluations": 0,
+                                                        "gpus": []})
+            entry["evaluations"] += 1
+            gpus = placement.get("cuda_visible_devices") or ""
+            if gpus and gpus not in entry["gpus"]:
+                entry["gpus"].append(gpus)
+        return out
+
     def models(self) -> list[dict[str, Any]]:
         """Per model, from the LLM calls: ``model, calls, failed, prompt_tokens, completion_tokens,
         cost_usd, mean_latency_s`` (None without a successful call), ``cached_tokens,

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS programs (
     private TEXT NOT NULL DEFAULT '{}',
     explanation TEXT,
     created_at REAL NOT NULL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    placement TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS programs_hash ON programs (code_hash);
 CREATE INDEX IF NOT EXISTS programs_iteration ON programs (iteration);
@@ -141,6 +142,8 @@ class CandidateRecord:
     # never rendered into a prompt (docs/architecture.md, "The task contract").
     private: Mapping[str, Any] = field(default_factory=dict)
     explanation: str | None = None      # the LLM's own account of the change (its reply outside the edits)
+    # Where it was evaluated (Ray: node id and address, GPUs, attempts); never part of a prompt.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class ArchiveEvent:
     iteration: int | None = None
 
 
-_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations", "private")
+_JSON_COLUMNS = ("features", "metrics", "artifacts", "inspirations", "private", "placement")
 
 # Columns of llm_calls added in schema version 2, with their SQL types (the upgrade adds them).
 _CALL_COLUMNS_V2 = {
@@ -224,7 +227,15 @@ class Store:
             store._upgrade()
         elif version != SCHEMA_VERSION and version not in _UPGRADABLE:   # read-only old runs read with defaults
             raise StoreError(f"{path}: expected schema version {SCHEMA_VERSION} but got {version}")
+        if not readonly:
+            store._add_missing_columns()
         return store
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a run was made (additive, so the schema version stays): ``placement``."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        if "placement" not in have:
+            self._conn.execute("ALTER TABLE programs ADD COLUMN placement TEXT NOT NULL DEFAULT '{}'")
 
     def _upgrade(self) -> None:
         """Version 1 → 2: the llm_calls columns that keep prompts, replies and cache usage; 2 → 3: the
@@ -296,6 +307,7 @@ class Store:
             "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
             "private": json.dumps(dict(record.private)), "explanation": record.explanation,
             "created_at": record.created_at or now, "finished_at": now,
+            "placement": json.dumps(dict(record.placement)),
         }
         if record.id is not None:
             values["id"] = record.id

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, WORK_DIR, cores
 
-BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory", "startup")
+BENCHMARKS = ("throughput", "openevolve", "cpu", "isolation", "scale", "memory", "startup", "placement")
 ISOLATION_BACKENDS = ("process", "local", "docker", "ray")
 
 
@@ -47,6 +47,9 @@ class Sizes:
     memory_candidates: int
     memory_every: int
     startup_repeats: int       # launches per start-up figure (medians are reported)
+    placement_nodes: tuple[int, ...] = (1, 2, 4)   # simulated Ray nodes per placement figure
+    placement_evals_per_node: int = 8              # sleeping evaluations per node, all submitted at once
+    placement_overhead_evals: int = 20             # trivial evaluations, one at a time
 
 
 FULL = Sizes(latencies_s=(0.0, 0.5), iterations=320, concurrency=16, capacity_evals=60, openevolve_seconds=8.0,
@@ -56,7 +59,7 @@ FULL = Sizes(latencies_s=(0.0, 0.5), iterations=320, concurrency=16, capacity_ev
 QUICK = Sizes(latencies_s=(0.05,), iterations=12, concurrency=4, capacity_evals=5, openevolve_seconds=1.0,
               burn_iterations=6, burn_units=20_000, isolation_evals=8, docker_evals=2,
               archive_programs=400, archive_samples=100, memory_candidates=24, memory_every=8,
-              startup_repeats=1)
+              startup_repeats=1, placement_nodes=(2,), placement_evals_per_node=2, placement_overhead_evals=3)
 
 
 def _guarded(name: str, fn, *args, **kwargs) -> dict:
@@ -174,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         # OpenEvolve's start-up is timed next to ours unless it was left out.
         results["startup"] = _guarded("6 start-up", startup.startup_times, work, repeats=sizes.startup_repeats,
                                       openevolve="openevolve" in only)
+
+    if "placement" in only:
+        from benchmarks import placement
+
+        results["placement"] = _guarded("7 Ray placement over simulated nodes", placement.placement, work,
+                                        node_counts=sizes.placement_nodes,
+                                        evaluations_per_node=sizes.placement_evals_per_node,
+                                        sleep_s=0.2 if args.quick else 0.5,
+                                        overhead_evals=sizes.placement_overhead_evals)
 
     from benchmarks.report import render_table
 

@@ -130,6 +130,22 @@ def render_table(results: dict) -> str:
             rows.append(("6 `evoforge run --iterations 0`, offline", f"{_num(st['evoforge_iterations_0_s'], '.2f')} s",
                          "the whole command", ""))
 
+    pl = results.get("placement")
+    if pl is not None:
+        if _why(pl):
+            rows.append(("7 Ray placement", f"unavailable: {_why(pl)}", "", ""))
+        else:
+            for r in pl["runs"]:
+                rows.append((f"7 Ray placement, {r['nodes']} simulated nodes",
+                             f"{_num(r['evals_per_s'], '.2f')} evaluations/s ({r['evaluations']} sleeping "
+                             f"{pl['sleep_s']:g} s, {r['nodes_used']} nodes used)",
+                             f"bound {r['slots']} slots / {pl['sleep_s']:g} s = {_num(r['bound_per_s'], '.2f')}/s",
+                             _pct(r["ratio"])))
+                rows.append((f"7 multi-node overhead, {r['nodes']} nodes",
+                             f"+{_num(r['overhead_ms'])} ms per evaluation",
+                             f"trivial evaluation on Ray {_num(r['trivial_median_ms'])} ms vs local process "
+                             f"sandbox {_num(pl['local_trivial_median_ms'])} ms (medians)", ""))
+
     header = ("benchmark", "measured", "reference", "ratio")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]

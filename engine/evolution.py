@@ -244,7 +244,7 @@ class Evolution:
             code=code, code_hash=code_hash(code), status=status,
             score=result.score if status == Status.OK else None, fitness=fitness, features=features,
             metrics=metrics, artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, private=private, **fields)
+            stage=result.stage, eval_s=result.eval_s, private=private, placement=dict(result.placement), **fields)
 
     def seed(self, record: CandidateRecord) -> Told:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""

@@ -170,24 +170,33 @@ class Engine:
         # flight, so replies never pile up behind busy cores. With concurrency 1 an iteration keeps its
         # slot until its result is in the archive: the next parent is drawn from a settled archive,
         # which is what makes such a run exactly repeatable.
+        # The executor's slots are read again before each launch: on Ray they follow the live nodes,
+        # so a node added mid-run is used at once and a lost one stops being counted.
         llm_slots = asyncio.Semaphore(self.config.concurrency)
         pipelined = self.config.concurrency > 1
-        eval_slots = getattr(self.executor, "slots", 1) if pipelined else 0
-        in_flight = asyncio.Semaphore(self.config.concurrency + eval_slots)
+        settled = asyncio.Event()
+
+        def room() -> int:
+            return self.config.concurrency + (int(getattr(self.executor, "slots", 1)) if pipelined else 0)
+
         while launched < target and not self._stop_requested:
-            await in_flight.acquire()
+            while len(self._in_flight) >= room() and not self._stop_requested:
+                settled.clear()
+                try:  # woken by a finished candidate, or after a second to look at the slots again
+                    await asyncio.wait_for(settled.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
             await llm_slots.acquire()
             if (reason := self.evolution.stop_reason()) is not None:
                 self.request_stop(reason)
             if self._stop_requested or self._budget_reached():
                 llm_slots.release()
-                in_flight.release()
                 break
             release_llm_slot = _once(llm_slots.release)
             task = asyncio.create_task(self._iteration(next_iteration, release_llm_slot if pipelined else None))
             self._in_flight.add(task)
             task.add_done_callback(lambda t, release=release_llm_slot: (
-                self._in_flight.discard(t), self._stop_on_failure(t), release(), in_flight.release()))
+                self._in_flight.discard(t), self._stop_on_failure(t), release(), settled.set()))
             next_iteration += 1
             launched += 1
         results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the loop (prompts, Jinja2) loads when a run starts, not for
     from evoforge.engine.loop import Engine, Reporter, Snapshot
 
 __all__ = ["RunOutcome", "RunPlan", "plan_run", "start_run", "resume_run", "evaluate_file", "resolve_config",
-           "task_of", "openevolve_task"]
+           "task_of", "openevolve_task", "size_concurrency"]
 
 _LLM_SETTINGS = ("ensemble", "full_rewrite_share", "crossover_share", "retry_failed_edit")
 
@@ -174,7 +174,8 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
     The one place their defaults live, so the command line and the Python API cannot drift: None
     means "the default", which is 100 iterations and seed 0 (or an OpenEvolve folder's config.yaml
     values), the models of `resolve_config`, and ``concurrency`` 2 × the evaluation slots with the
-    offline operator, 8 with an LLM. ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
+    offline operator, 8 with an LLM (with Ray, from the cluster's slots once connected: `size_concurrency`).
+    ``llm`` holds spec strings or ``FILE.toml`` paths, as ``--llm``.
     ``baseline``: None (evolution), ``"best-of-n"`` or ``"random-parent"`` (engine.evolution.BASELINES).
     ``evaluator`` makes ``task`` a program file (OpenEvolve's ``PROGRAM EVALUATOR``), ``config_file``
     is OpenEvolve's ``--config``; ``pass_env`` names host variables the evaluator may see (``--env``).
@@ -199,7 +200,22 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
     if not concurrency:
         offline = all(as_spec(s).provider == "offline" for s in config.llm)
         config = config.replace(concurrency=2 * (eval_slots or default_slots()) if offline else 8)
+        if config.executor == "ray" and not eval_slots:
+            # Sized from the cluster once connected (`size_concurrency`), not from this machine.
+            config = config.replace(extra={**config.extra, "auto_concurrency": "offline" if offline else "llm"})
     return RunPlan(config, loaded, note)
+
+
+def size_concurrency(config: RunConfig, executor) -> RunConfig:
+    """With Ray and no ``--concurrency``, candidates in flight come from the cluster's slots (the CLI
+    marks such a config ``auto_concurrency``): twice the slots offline, as for local slots, and at least
+    8 LLM calls otherwise. The engine re-reads the slots before each launch, so the bound follows the
+    cluster as it grows or shrinks."""
+    auto = config.extra.get("auto_concurrency")
+    if not auto or config.executor != "ray":
+        return config
+    slots = int(getattr(executor, "slots", 1))
+    return config.replace(concurrency=2 * slots if auto == "offline" else max(8, slots))
 
 
 def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, reporter: Reporter | None,
@@ -207,6 +223,7 @@ def _run(run_dir: RunDir, config: RunConfig, task: Task, iterations: int, report
     try:
         llm = make_llm([as_spec(s) for s in config.llm], ensemble=config.setting("ensemble"))
         executor = executor or _executor(config, task)
+        config = size_concurrency(config, executor)
     except BaseException:
         run_dir.close()
         if executor is not None:

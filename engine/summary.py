@@ -51,6 +51,7 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
             "bandit": run.meta("llm_bandit"),
             "lessons": run.meta("lessons") or [],
             "baseline": config.baseline,
+            "placement": run.placements(),
         }
 
 
@@ -121,6 +122,13 @@ def format_summary(s: dict[str, Any]) -> str:
               f"{b['max_time_s']:g} s" if b.get("max_time_s") is not None else ""]
     if any(limits):
         lines.append("budgets: " + ", ".join(x for x in limits if x))
+    placed = s.get("placement") or {}
+    if placed.get("nodes") or placed.get("retried") or placed.get("lost"):
+        lines.append(f"placement: {len(placed['nodes'])} nodes, {placed['retried']} evaluations retried "
+                     f"({placed['extra_attempts']} extra attempts), {placed['lost']} lost on every attempt")
+        for node, info in sorted(placed["nodes"].items(), key=lambda kv: -kv[1]["evaluations"]):
+            gpus = f", GPUs {' '.join(info['gpus'])}" if info["gpus"] else ""
+            lines.append(f"  node {node[:8]} ({info['address']}): {info['evaluations']} evaluations{gpus}")
     if s.get("bandit"):
         lines.append(f"ensemble: {s['ensemble']} (UCB1 over improvements per dollar)")
         for arm in s["bandit"]["arms"]:

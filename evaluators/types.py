@@ -63,6 +63,9 @@ class EvaluationResult:
     stage: int | None = None
     eval_s: float = 0.0
     private: Mapping[str, float | str] = field(default_factory=dict)
+    # Where it ran, set by the placement (never by the evaluator): on Ray the node id and address, the
+    # GPUs it saw and the attempts it took. Stored with the candidate, never shown to the LLM.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -188,13 +191,14 @@ class EvaluationResult:
             "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
             "stderr": self.stderr, "stdout": self.stdout, "stage": self.stage, "eval_s": self.eval_s,
             "private": dict(self.private),
+            "placement": dict(self.placement),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
         """Inverse of `to_dict` (trusted data from our own sandbox)."""
         fields = ("status", "score", "features", "metrics", "artifacts", "stderr", "stdout",
-                  "stage", "eval_s", "private")
+                  "stage", "eval_s", "private", "placement")
         return cls(**{k: data[k] for k in fields if k in data})
 
 

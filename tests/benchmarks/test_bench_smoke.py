@@ -3,7 +3,8 @@
 No time is asserted: the figures are noise on a shared machine. What is asserted is that each
 benchmark ran and measured something sane, that the fake LLM's edits are valid and distinct (every
 proposal evaluated, none rejected), and that a benchmark that cannot run is reported, not raised.
-OpenEvolve (a PyPI install) and the docker/Ray backends (their own suites cover them) are left out.
+OpenEvolve (a PyPI install) and the docker/Ray isolation backends (their own suites cover them) are left
+out; the Ray placement benchmark runs on a two-node cluster where Ray is installed.
 """
 
 from __future__ import annotations
@@ -116,6 +117,12 @@ def test_quick_bench_runs_every_benchmark(tmp_path, capsys):
     assert startup["evoforge_first_request_s"] > 0 and startup["evoforge_first_request_cpu_s"] > 0
     assert startup["evoforge_show_s"] > 0 and startup["evoforge_iterations_0_s"] > 0
     assert "unavailable" in startup["openevolve"]   # --skip-openevolve: said, not silently dropped
+
+    placement = results["placement"]  # Ray's multi-node harness: two one-CPU nodes on 127.0.0.1
+    if "unavailable" not in placement:
+        [run] = placement["runs"]
+        assert "error" not in placement and run["nodes"] == run["slots"] == 2, placement
+        assert run["nodes_used"] >= 1 and 0 < run["ratio"] and run["trivial_median_ms"] > 0
 
     printed = capsys.readouterr().out
     assert "| 1 pipeline, LLM latency 0.05 s" in printed and "| 3 CPU-bound" in printed

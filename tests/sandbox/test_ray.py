@@ -88,6 +88,26 @@ def test_unreachable_ray_address_is_a_one_line_config_error(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before a run directory was made
 
 
+def test_an_address_that_accepts_but_never_answers_is_refused_within_the_limit(tmp_path):
+    """Ray's own connect retries for ever when the port accepts TCP but is no GCS; ours gives up.
+    In a child process: the abandoned connect thread must not share a process with other tests."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)  # accepts connections, says nothing
+        port = mute.getsockname()[1]
+        code = ("from evoforge.sandbox.ray_executor import RayExecutor\n"
+                f"RayExecutor('process', address='127.0.0.1:{port}', connect_timeout_s=4)\n")
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep Ray on 127.0.0.1
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env,
+                              timeout=120)
+    assert done.returncode == 1 and time.monotonic() - started < 100
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("evoforge.evaluators.errors.ConfigError: --ray-address 127.0.0.1:") or \
+        "ConfigError: --ray-address 127.0.0.1:" in last, done.stderr[-2000:]
+    assert "no Ray cluster joined within 4 s" in last
+
+
 def _ray_processes(marker: str) -> set[int]:
     """Processes whose environment carries ``marker`` (every Ray process the run started inherits
     it), plus their children (the fork servers, whose own environment is scrubbed)."""
@@ -162,7 +182,7 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, num_gpus=1, resources={"special": 1}, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, object_store_memory=100 * 1024 * 1024)
+             logging_level=logging.WARNING, object_store_memory=100 * 1024 * 1024, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
 
