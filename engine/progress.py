@@ -48,11 +48,21 @@ class RichReporter:
         self._task = self._progress.add_task("run", total=None, line="starting…")
 
     def __enter__(self) -> "RichReporter":
+        from evoforge.sandbox.waits import listen
+
         self._progress.start()
+        # Start-up waits (joining Ray, the Docker daemon, the fork server) show on the line itself.
+        self._listening = listen(self.waiting)
+        self._listening.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._listening.__exit__(None, None, None)
         self._progress.stop()
+
+    def waiting(self, text: str | None) -> None:
+        """Show what start-up is waiting for (``None``: the wait is over)."""
+        self._progress.update(self._task, line=escape(one_line(text or "starting…", max_chars=400)))
 
     def update(self, snapshot: Snapshot) -> None:
         self._progress.update(self._task, completed=snapshot.done, total=snapshot.target or None,

@@ -101,7 +101,8 @@ def _with_hint(exc: TaskError, task: Task) -> TaskError:
 
 def _executor(config: RunConfig, task: Task):
     return make_executor(config.executor, config.sandbox, slots=config.eval_slots,
-                         ray_address=config.ray_address, resources=task.resources)
+                         ray_address=config.ray_address, resources=task.resources,
+                         startup_timeout_s=task.limits.startup_timeout_s)
 
 
 async def _drive(engine: Engine, iterations: int) -> Snapshot:

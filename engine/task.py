@@ -42,6 +42,9 @@ class Limits:
     timeout_s: float = 60.0
     memory_mb: int = 2048
     cpu_s: float | None = None   # RLIMIT_CPU; None: a little above timeout_s; 0: none (multi-threaded evaluators)
+    # Start-up waits on what the engine does not control: joining a Ray cluster, the Docker daemon's
+    # first answer, the fork server's hello (evoforge.sandbox.waits); past it the run stops, said in a line.
+    startup_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ _SECTION_KEYS = {
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
     "search": {"lessons_every", "novelty_threshold"},
-    "limits": {"timeout_s", "memory_mb", "cpu_s"},
+    "limits": {"timeout_s", "memory_mb", "cpu_s", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
     "sandbox": {"image", "pass_env"},
@@ -416,9 +419,14 @@ def load_task(spec: str | Path, *, program: str | Path | None = None, evaluator:
         memory_mb=int(_expect(lim.get("memory_mb", 2048), int, f"{toml}: [limits] memory_mb", "megabytes")),
         cpu_s=None if cpu_s is None else float(_expect(cpu_s, (int, float), f"{toml}: [limits] cpu_s",
                                                        "CPU seconds (0: no CPU-time limit)")),
+        startup_timeout_s=float(_expect(lim.get("startup_timeout_s", 60.0), (int, float),
+                                        f"{toml}: [limits] startup_timeout_s", "seconds")),
     )
     if limits.timeout_s <= 0 or limits.memory_mb < 32 or (limits.cpu_s is not None and limits.cpu_s < 0):
         raise ConfigError(f"{toml}: [limits]: expected timeout_s > 0 and memory_mb >= 32 but got {lim}")
+    if limits.startup_timeout_s <= 0:
+        raise ConfigError(f"{toml}: [limits] startup_timeout_s: expected a number of seconds > 0 but got "
+                          f"{limits.startup_timeout_s:g}")
     res = raw.get("resources", {})
     resources = Resources(
         num_cpus=float(_expect(res.get("num_cpus", 1), (int, float), f"{toml}: [resources] num_cpus", "a number")),

@@ -1,4 +1,4 @@
-"""Per-job resource limits through cgroups: memory and process count for a whole job, not per process.
+"""Per-job resource limits through cgroups: memory, process count and CPUs for a whole job, not per process.
 
 RLIMIT_AS bounds one process, so four forked children of 700 MB each pass a 1 GB limit; RLIMIT_NPROC
 counts processes per uid. A cgroup counts every process of the job together: the evaluator, the
@@ -13,6 +13,13 @@ Both cgroup versions are supported, v2 preferred when it can do the job:
   accounting exists), ``pids.max``; ``memory.oom_control`` counts OOM kills; processes are killed one
   by one from ``cgroup.procs``.
 
+CPUs come from the ``cpu`` controller where it can be used (v2 ``cpu.max``; v1 ``cpu`` or
+``cpu,cpuacct`` hierarchy, ``cpu.cfs_quota_us``/``cpu.cfs_period_us``): a CFS bandwidth quota of
+``num_cpus`` x period, so a job with ``num_cpus = 1`` gets one core's worth of time per period however
+many busy processes it starts, and concurrent jobs keep theirs. It is optional: without it the job
+still gets its memory and pids limits, and `CgroupSupport.cpu_parent` is None, which the protections
+line names.
+
 Job cgroups are made beneath the cgroup the fork server itself sits in, so whatever limit the host
 put on us still holds. Only root can create them here (the files are root's); a non-root server, or
 a machine without these controllers, gets ``None`` from `CgroupSupport.detect`, and the fork server
@@ -26,9 +33,11 @@ import signal
 import time
 from dataclasses import dataclass
 
-__all__ = ["CgroupSupport", "JobCgroup"]
+__all__ = ["CgroupSupport", "JobCgroup", "cpu_quota_us", "CPU_PERIOD_US"]
 
 _RMDIR_TRIES = 50
+CPU_PERIOD_US = 100_000     # the kernel's default CFS period
+_MIN_QUOTA_US = 1_000       # the kernel refuses a smaller quota
 
 
 def _read(path: str) -> str:
@@ -69,11 +78,12 @@ def _own_paths() -> dict[str, str]:
 @dataclass(frozen=True)
 class CgroupSupport:
     """Where this server makes job cgroups: ``version`` 2 with one parent, or 1 with a memory and a
-    pids parent."""
+    pids parent; ``cpu_parent`` where the cpu controller is usable too (v2: the same parent)."""
 
     version: int
     memory_parent: str
     pids_parent: str
+    cpu_parent: str | None = None
 
     @classmethod
     def detect(cls) -> "tuple[CgroupSupport | None, str]":
@@ -97,23 +107,26 @@ class CgroupSupport:
                 enabled = set(_read(os.path.join(parent, "cgroup.subtree_control")).split())
                 if not {"memory", "pids"} <= enabled:
                     _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
-                return cls(2, parent, parent), ""
+                return cls(2, parent, parent, parent if _enable_v2_cpu(parent, available, enabled) else None), ""
             except OSError as exc:
                 why_not_v2 = f"cgroup2 at {point}: {exc.strerror or exc}"
         parents = {}
         for point, kind, opts in mounts:
-            for name in ("memory", "pids"):
+            for name in ("memory", "pids", "cpu"):
                 if kind == "cgroup" and name in opts and name in own:
                     parents[name] = os.path.join(point, own[name].lstrip("/"))
-        if {"memory", "pids"} <= parents.keys() and all(os.access(p, os.W_OK) for p in parents.values()):
-            return cls(1, parents["memory"], parents["pids"]), ""
+        if {"memory", "pids"} <= parents.keys() and all(os.access(parents[n], os.W_OK) for n in ("memory", "pids")):
+            cpu = parents.get("cpu")
+            usable = cpu is not None and os.access(cpu, os.W_OK) and os.path.exists(
+                os.path.join(cpu, "cpu.cfs_quota_us"))
+            return cls(1, parents["memory"], parents["pids"], cpu if usable else None), ""
         return None, f"{why_not_v2}, and no writable cgroup v1 memory+pids hierarchies"
 
     def sweep(self, prefix: str = "evoforge-") -> int:
         """Remove the empty job cgroups ``<prefix><pid>`` whose supervisor is gone (a fork server that
         was killed cannot remove its jobs' cgroups); returns how many went."""
         removed = 0
-        for parent in {self.memory_parent, self.pids_parent}:
+        for parent in {self.memory_parent, self.pids_parent, self.cpu_parent} - {None}:
             try:
                 names = os.listdir(parent)
             except OSError:
@@ -129,8 +142,31 @@ class CgroupSupport:
                     pass
         return removed
 
-    def create(self, name: str, *, memory_mb: int, max_processes: int) -> "JobCgroup":
-        return JobCgroup.create(self, name, memory_mb=memory_mb, max_processes=max_processes)
+    def create(self, name: str, *, memory_mb: int, max_processes: int, cpus: float | None = None) -> "JobCgroup":
+        return JobCgroup.create(self, name, memory_mb=memory_mb, max_processes=max_processes, cpus=cpus)
+
+
+def _enable_v2_cpu(parent: str, available: set[str], enabled: set[str]) -> bool:
+    """Whether job cgroups beneath ``parent`` get the v2 cpu controller (enabling it can be refused,
+    e.g. while a real-time process sits in the parent; then jobs go without a CPU quota)."""
+    if "cpu" not in available:
+        return False
+    if "cpu" in enabled:
+        return True
+    try:
+        _write(os.path.join(parent, "cgroup.subtree_control"), "+cpu")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_quota_us(cpus: float, period_us: int, parent_quota_us: int = -1, parent_period_us: int = CPU_PERIOD_US) -> int:
+    """The CFS quota for ``cpus`` CPUs per ``period_us``: at least the kernel's 1 ms, and no more than
+    the parent's share (v1 refuses a child quota above its parent's)."""
+    quota = max(_MIN_QUOTA_US, int(round(float(cpus) * period_us)))
+    if parent_quota_us > 0:
+        quota = min(quota, max(_MIN_QUOTA_US, parent_quota_us * period_us // max(1, parent_period_us)))
+    return quota
 
 
 class JobCgroup:
@@ -142,8 +178,12 @@ class JobCgroup:
         self.dirs = dirs
 
     @classmethod
-    def create(cls, support: CgroupSupport, name: str, *, memory_mb: int, max_processes: int) -> "JobCgroup":
+    def create(cls, support: CgroupSupport, name: str, *, memory_mb: int, max_processes: int,
+               cpus: float | None = None) -> "JobCgroup":
+        """``cpus`` (the job's ``num_cpus``) sets a CPU quota where `CgroupSupport.cpu_parent` exists;
+        None or <= 0 leaves the job's CPUs unlimited."""
         memory_bytes = str(int(memory_mb) * 1024 * 1024)
+        limit_cpus = support.cpu_parent is not None and cpus is not None and float(cpus) > 0
         if support.version == 2:
             path = os.path.join(support.memory_parent, name)
             os.mkdir(path, 0o755)
@@ -152,6 +192,8 @@ class JobCgroup:
             if os.path.exists(os.path.join(path, "memory.swap.max")):
                 _write(os.path.join(path, "memory.swap.max"), "0")
             _write(os.path.join(path, "pids.max"), str(int(max_processes)))
+            if limit_cpus:      # v2 checks against ancestors at run time, so no clamp is needed
+                _write(os.path.join(path, "cpu.max"), f"{cpu_quota_us(cpus, CPU_PERIOD_US)} {CPU_PERIOD_US}")
             return group
         memory, pids = os.path.join(support.memory_parent, name), os.path.join(support.pids_parent, name)
         os.mkdir(memory, 0o755)
@@ -166,6 +208,15 @@ class JobCgroup:
             except OSError:
                 pass
         _write(os.path.join(pids, "pids.max"), str(int(max_processes)))
+        if limit_cpus:
+            cpu = os.path.join(support.cpu_parent, name)
+            os.mkdir(cpu, 0o755)
+            group.dirs.append(cpu)
+            parent_quota = int(_read(os.path.join(support.cpu_parent, "cpu.cfs_quota_us")))
+            parent_period = int(_read(os.path.join(support.cpu_parent, "cpu.cfs_period_us")))
+            _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            _write(os.path.join(cpu, "cpu.cfs_quota_us"),
+                   str(cpu_quota_us(cpus, CPU_PERIOD_US, parent_quota, parent_period)))
         return group
 
     @classmethod
@@ -173,7 +224,10 @@ class JobCgroup:
         """The job cgroup ``name`` made earlier (by a supervisor that has exited since)."""
         if support.version == 2:
             return cls(support, [os.path.join(support.memory_parent, name)])
-        return cls(support, [os.path.join(support.memory_parent, name), os.path.join(support.pids_parent, name)])
+        dirs = [os.path.join(support.memory_parent, name), os.path.join(support.pids_parent, name)]
+        if support.cpu_parent is not None:      # absent where the job had no num_cpus: remove() skips it
+            dirs.append(os.path.join(support.cpu_parent, name))
+        return cls(support, dirs)
 
     def join(self, pid: int = 0) -> None:
         """Move ``pid`` (default: the caller) into every cgroup of the job."""

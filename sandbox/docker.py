@@ -12,8 +12,10 @@ the process sandbox runs, so both backends score a candidate the same way. The c
   pids limit of ``max_processes``, and rlimits for CPU seconds, file size, open files and cores;
 - a ``tmpfs`` work directory (``/work``, ``max_file_mb`` large, ``noexec``) holding the candidate;
   tmpfs pages are charged to the container's memory cgroup, so it cannot outgrow the memory limit;
-- read-only bind mounts: the repo's ``evaluators`` package, the task folder and a per-job input folder
-  holding ``job.json`` (modes 0700/0600: only the supervisor reads it);
+- read-only bind mounts: the repo's ``evaluators`` package and a per-job input folder holding
+  ``job.json`` and a copy of the task folder (mode 0700: only the supervisor reads it); tmpfs folders,
+  each 0700 and its uid's alone: ``/opt/evoforge/task`` (the evaluator's copy of the task) and
+  ``/candidate`` (the nested candidates');
 - HOME on the read-only root and ``PYTHONNOUSERSITE``, and the supervisor runs ``python3 -s`` in ``/``:
   no user site-packages and nothing writable on ``sys.path``, so no start-up hook (``usercustomize``,
   a ``.pth``) can be planted for a later interpreter;
@@ -34,10 +36,18 @@ When the evaluator ends, the supervisor SIGKILLs every other process in the cont
 It runs under Docker's init (``init=True``, tini) rather than as PID 1: the kernel drops
 default-action signals sent to a namespace's PID 1, and RLIMIT_CPU's SIGXCPU would be lost.
 
-What this does not separate: an evaluator that imports the candidate into its own interpreter shares
-its uid (the evaluator's threat model; built-in tasks use ``run_candidate``), and the task folder is
-readable by the evaluator's uid — a nested candidate is kept from it by its own Landlock layer
-(`evoforge.evaluators.confine`) where the container's kernel and seccomp profile allow Landlock.
+A third uid for nested candidates (issue 12: a candidate under the evaluator's uid could list the task
+folder). Before it reads the job, the supervisor forks a candidate *zygote* (`serve_candidates` in
+``_ENTRY``) that drops to ``CANDIDATE_UID`` with no capabilities and imports the ``evaluators``
+package (numpy) once; it never held the job. The evaluator's `CandidateSession` reaches it through
+``EVOFORGE_ZYGOTE_FD`` with the protocol of `evoforge.sandbox.zygote` (four descriptors by SCM_RIGHTS;
+pid, then wait status on the control socket); each candidate runs in its own session and a fresh
+folder under ``CANDIDATE_DIR``, and what it wrote there is deleted before the next one starts. The
+evaluator copies the task folder out of the input folder (as root, before its drop) into a 0700 tmpfs
+of its uid, so no candidate can list or read it, the job or the evaluator's ``/work``. Not separated:
+a candidate the evaluator imports in-process (the evaluator's uid), ``/dev/shm`` between candidates of
+one evaluation, and a process a candidate detached (no PID namespace here: the container has no
+CAP_SYS_ADMIN) lives until the evaluation ends.
 
 Outcome mapping, in this order: the wall clock passed -> ``timeout`` (container killed), whatever was
 printed; a container that did not end cleanly (killed, OOM) never yields a result it may have sent;
@@ -62,7 +72,6 @@ import json
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import threading
 import time
@@ -75,11 +84,14 @@ from evoforge.sandbox.job import EvaluationJob
 from evoforge.sandbox.outcome import classify_exit
 from evoforge.evaluators.location import evaluators_dir
 from evoforge.sandbox.process import FIXED_ENV
+from evoforge.sandbox.waits import waiting
 
 __all__ = ["DockerSandbox", "DEFAULT_IMAGE", "CONTAINER_LABEL", "docker_available"]
 
 DEFAULT_IMAGE = "evoforge-sandbox:latest"
 DEFAULT_USER = "65534:65534"          # nobody:nogroup in Debian's base-passwd
+CANDIDATE_UID = 65533                 # nested candidates' uid and gid: no passwd entry needed, not the evaluator's
+CANDIDATE_DIR = "/candidate"          # tmpfs of CANDIDATE_UID, 0700: each candidate's fresh folder under it
 CONTAINER_LABEL = "evoforge.sandbox"  # on every container we make (clean-up, tests); value: the engine's pid
 WORKDIR = "/work"                     # the tmpfs; not an image WORKDIR (Docker would reset its mode)
 LIB_DIR = "/opt/evoforge"             # evoforge/evaluators/ is mounted under it (a namespace package); on PYTHONPATH
@@ -104,10 +116,165 @@ DAEMON_HINT = ("start one (as root: `sandbox/ci_docker.sh start`, or `systemctl 
 # the evaluator's wait status), 4-byte big-endian length, payload. Standard library only, then the
 # mounted `evaluators` package (imported by the evaluator, after the drop).
 _ENTRY = r"""
-import ctypes, faulthandler, json, os, select, signal, struct, sys, tempfile, time, types
+import array, ctypes, faulthandler, json, os, select, shutil, signal, socket, struct, sys, tempfile, time, types
+
+def read_tree(root):
+    found = []
+    for top, dirs, files in os.walk(root):
+        rel = os.path.relpath(top, root)
+        found.append((rel, None, 0))
+        for name in files:
+            path = os.path.join(top, name)
+            with open(path, "rb") as fh:
+                found.append((os.path.join(rel, name), fh.read(), os.stat(path).st_mode & 0o100))
+    return found
+
+def write_tree(root, found):
+    for rel, data, exe in found:
+        path = os.path.normpath(os.path.join(root, rel))
+        if data is None:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        else:
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+                fh.write(data)
+            os.chmod(path, 0o500 if exe else 0o400)
+    for rel, data, exe in reversed(found):  # read-only like the mount it replaces (its owner could chmod
+        if data is None:                    # it back, but it is this container's copy, not the task's)
+            os.chmod(os.path.normpath(os.path.join(root, rel)), 0o500)
+
+def launch(fds, home, read_program, serve):
+    # C1, under the candidate's uid: forks the candidate C2 in a session and a fresh folder of its own,
+    # sends its pid, kills its session when the evaluator lets go, sends its wait status.
+    control, reply_w, request_r, err = fds
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            os.close(control)
+            os.chdir(home)
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(err, 1)  # prints go to stderr, never into the replies
+            os.dup2(err, 2)
+            os.environ.clear()
+            os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home,
+                               "TMPDIR": home, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+                               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            tempfile.tempdir = home
+            path = read_program(request_r, home)
+        except BaseException as exc:
+            try:
+                os.write(2, ("candidate set-up failed: %%s: %%s\n" %% (type(exc).__name__, exc)).encode())
+            finally:
+                os._exit(71)
+        sys.stdout = sys.stderr
+        try:
+            serve(path, reply_w, request_r, None)
+        finally:
+            os._exit(0)
+    for fd in (reply_w, request_r, err):
+        os.close(fd)
+    os.write(control, struct.pack("<cq", b"p", child))
+    pidfd = os.pidfd_open(child)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(control, select.POLLIN)
+    while True:
+        ready = dict(poller.poll())
+        if pidfd in ready:
+            break
+        if control in ready:
+            try:
+                data = os.read(control, 64)
+            except OSError:
+                data = b""
+            if not data:  # the evaluator shut the session (or died): end the candidate's session
+                os.killpg(child, signal.SIGKILL)
+                poller.unregister(control)
+    _, status = os.waitpid(child, 0)
+    try:
+        os.killpg(child, signal.SIGKILL)  # whatever it left in its session
+    except OSError:
+        pass
+    shutil.rmtree(home, ignore_errors=True)  # before the evaluator hears of the end: no next candidate sees it
+    try:
+        os.write(control, struct.pack("<cq", b"s", status))
+    except OSError:
+        pass
+
+def serve_candidates(sock, read_program, serve):
+    # Z: one launcher per request (four descriptors by SCM_RIGHTS) until the evaluator closes its end.
+    launched = {}  # launcher pid -> its candidate's folder
+    while True:
+        fds = array.array("i")
+        try:
+            msg, anc, _, _ = sock.recvmsg(16, socket.CMSG_LEN(8 * fds.itemsize))
+        except OSError:
+            return
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) %% fds.itemsize])
+        if not msg and not fds:
+            return
+        if len(fds) == 4:
+            for child in list(launched):  # reap the launchers that finished
+                if os.waitpid(child, os.WNOHANG)[0]:
+                    del launched[child]
+            # Nothing a finished candidate wrote (its folder, files beside it) is left for the next one.
+            for name in os.listdir(%(candidate_dir)r):
+                path = os.path.join(%(candidate_dir)r, name)
+                if path not in launched.values():
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        try:
+                            os.unlink(path)
+                        except OSError:
+                            pass
+            home = tempfile.mkdtemp(dir=%(candidate_dir)r)
+            child = os.fork()
+            if child == 0:
+                try:
+                    sock.close()
+                    for name in os.listdir("/proc/self/fd"):
+                        if int(name) > 2 and int(name) not in fds:
+                            try:
+                                os.close(int(name))
+                            except OSError:
+                                pass
+                    launch(list(fds), home, read_program, serve)
+                finally:
+                    os._exit(0)
+            launched[child] = home
+        for fd in fds:
+            os.close(fd)
+
 faulthandler.enable()
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no same-uid /proc/<pid>/fd, mem, environ of ours
+sys.path.insert(0, %(lib_dir)r)
+# The candidate zygote, forked before the job is read: it never holds the job, the task or the
+# evaluator's state. It drops to the candidate's uid at once and forks each candidate of the
+# evaluator's run_candidate / CandidateSession (the EVOFORGE_ZYGOTE_FD protocol of the process sandbox).
+zygote_sock, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+zygote = os.fork()
+if zygote == 0:
+    try:
+        zygote_sock.close()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)  # the container's stdout carries the supervisor's frames only
+        os.close(null)
+        os.setgroups([])
+        os.setgid(%(candidate_uid)d)
+        os.setuid(%(candidate_uid)d)  # every capability goes with root's uid
+        libc.prctl(4, 0, 0, 0, 0)
+        os.chdir(%(candidate_dir)r)
+        from evoforge.evaluators.candidate import _read_program, _serve  # warm: numpy once, not per candidate
+        serve_candidates(zygote_end, _read_program, _serve)
+    finally:
+        os._exit(0)
+zygote_end.close()
 with open(%(job_file)r, encoding="utf-8") as fh:
     spec = json.load(fh)
 uid, gid, max_result = spec["uid"], spec["gid"], spec["max_result_bytes"]
@@ -122,6 +289,7 @@ signal.set_wakeup_fd(wake_w)
 pid = os.fork()
 if pid == 0:
     data = b""
+    os.set_inheritable(zygote_sock.fileno(), False)  # the evaluator's, in-process only
     result_fd = pipes["r"][1]
     try:
         signal.set_wakeup_fd(-1)
@@ -136,16 +304,19 @@ if pid == 0:
         for r, w in pipes.values():
             os.close(r)
         os.set_inheritable(result_fd, False)  # a nested candidate (an exec) never holds it
+        task = read_tree(%(staged_task)r)  # as root (CAP_DAC_READ_SEARCH): the staged copy is 0700
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)  # from root to another uid: every capability is dropped with it
         libc.prctl(4, 0, 0, 0, 0)
+        write_tree(%(task_dir)r, task)  # into a 0700 tmpfs of the evaluator's uid: no candidate reads it
+        del task
         os.chdir(%(workdir)r)
         tempfile.tempdir = %(workdir)r
         # What a nested candidate (run_candidate) hides from itself with Landlock: the task folder
         # and the job's input folder (the contract sandbox.forkserver sets for the process sandbox).
         os.environ["EVOFORGE_TASK_DIR"] = %(task_dir)r + os.pathsep + %(in_dir)r
-        sys.path.insert(0, %(lib_dir)r)
+        os.environ["EVOFORGE_ZYGOTE_FD"] = str(zygote_sock.fileno())
         from evoforge.evaluators.runner import run_job
         result = run_job(types.SimpleNamespace(**spec["job"]), %(workdir)r).to_dict()
         try:
@@ -168,6 +339,7 @@ if pid == 0:
 
 for r, w in pipes.values():
     os.close(w)
+zygote_sock.close()  # the evaluator holds the only end: when it ends, the zygote does
 kind_of = {pipes[k][0]: k for k in "oer"}
 result = bytearray()
 oversized = False
@@ -222,7 +394,8 @@ else:
     frame("x", json.dumps({"wait_status": status}).encode())
 os._exit(0)
 """ % {"job_file": f"{IN_DIR}/job.json", "workdir": WORKDIR, "lib_dir": LIB_DIR, "task_dir": TASK_DIR,
-       "in_dir": IN_DIR}
+       "in_dir": IN_DIR, "staged_task": f"{IN_DIR}/task", "candidate_uid": CANDIDATE_UID,
+       "candidate_dir": CANDIDATE_DIR}
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -234,6 +407,17 @@ def _why_unreachable(where: str, exc: BaseException) -> str:
     if where.startswith("unix://") and not os.path.exists(where[len("unix://"):]):
         return "its socket does not exist: no daemon is running"
     return _one_line(exc, 160)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A read timeout from `requests` (or its urllib3 cause), however docker-py wrapped it."""
+    import requests.exceptions
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.Timeout, TimeoutError)) or "timed out" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _sdk_errors() -> tuple[type[BaseException], ...]:
@@ -315,18 +499,6 @@ class _FrameReader:
                     self.corrupt = True
 
 
-def _readable_by_others(path: Path) -> bool:
-    """Whether the container's non-root user can read ``path`` (a bind mount keeps host modes)."""
-    try:
-        for p in [path, *[q for q in path.rglob("*") if "__pycache__" not in q.parts]]:
-            mode = p.stat().st_mode
-            if not mode & stat.S_IROTH or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH):
-                return False
-    except OSError:
-        return False
-    return True
-
-
 class DockerSandbox:
     """Isolation in containers; ``run`` blocks and is safe to call from several threads.
 
@@ -337,26 +509,35 @@ class DockerSandbox:
     """
 
     def __init__(self, *, image: str = DEFAULT_IMAGE, user: str = DEFAULT_USER, cpus: float = 1.0,
-                 base_url: str | None = None, max_pool_size: int = 64) -> None:
+                 base_url: str | None = None, max_pool_size: int = 64,
+                 startup_timeout_s: float = API_TIMEOUT_S) -> None:
         try:
             import docker
         except ImportError as exc:  # registry turns this into a ConfigError
             raise ImportError(f"the docker Python SDK is missing ({exc}); pip install docker") from exc
         uid, _, gid = user.partition(":")
-        if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0:
-            raise SandboxError(f"DockerSandbox user: expected a non-root 'uid:gid' like {DEFAULT_USER} "
-                               f"but got {user!r}")
+        if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0 or CANDIDATE_UID in (int(uid), int(gid)):
+            raise SandboxError(f"DockerSandbox user: expected a non-root 'uid:gid' like {DEFAULT_USER}, "
+                               f"other than the candidates' {CANDIDATE_UID}, but got {user!r}")
         self.image, self.user, self.cpus = image, user, float(cpus)
         self._uid, self._gid = int(uid), int(gid)
+        where = self._where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
-            if base_url:
-                self._client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S,
-                                                   max_pool_size=max_pool_size)
-            else:
-                self._client = docker.from_env(timeout=API_TIMEOUT_S, max_pool_size=max_pool_size)
-            self._client.ping()
+            # The first answer within [limits] startup_timeout_s (a daemon that takes the connection
+            # and never answers is as absent as none); every later API call within API_TIMEOUT_S.
+            with waiting(f"the Docker daemon at {where} to answer", limit_s=startup_timeout_s):
+                if base_url:
+                    self._client = docker.DockerClient(base_url=base_url, timeout=startup_timeout_s,
+                                                       max_pool_size=max_pool_size)
+                else:
+                    self._client = docker.from_env(timeout=startup_timeout_s, max_pool_size=max_pool_size)
+                self._client.ping()
+            self._client.api.timeout = API_TIMEOUT_S
         except _sdk_errors() as exc:
-            where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            if _is_timeout(exc):
+                raise SandboxError(f"--sandbox docker: the Docker engine at {where} accepted the connection but "
+                                   f"did not answer within {startup_timeout_s:g} s; check that the daemon is "
+                                   "healthy (`docker info`), or raise [limits] startup_timeout_s in task.toml") from exc
             raise SandboxError(f"--sandbox docker: no Docker engine answers at {where} "
                                f"({_why_unreachable(where, exc)}); {DAEMON_HINT}") from exc
         self._lock = threading.Lock()
@@ -399,8 +580,8 @@ class DockerSandbox:
         self._check_image(image)
         indir = tempfile.mkdtemp(prefix="evoforge-docker-")  # 0700: only the supervisor reads it
         try:
-            task_dir = self._stage_inputs(job, indir)
-            container = self._create(job, image, indir, task_dir)
+            task_mb = self._stage_inputs(job, indir)
+            container = self._create(job, image, indir, task_mb)
             try:
                 return self._drive(container, job)
             finally:
@@ -420,31 +601,32 @@ class DockerSandbox:
                 f"as root) or `docker build -t {image} sandbox/`, or set [sandbox] image in task.toml"
             ) from exc
         except _sdk_errors() as exc:
-            raise SandboxError(f"docker: cannot inspect image {image!r}: {_one_line(exc)}") from exc
+            raise self._translate(exc, f"inspecting image {image!r}") from exc
         with self._lock:
             self._images_ok.add(image)
 
-    def _stage_inputs(self, job: EvaluationJob, indir: str) -> str:
-        """Write job.json into ``indir`` (mounted read-only, 0700/0600: the supervisor reads it with
-        its own uid or CAP_DAC_READ_SEARCH, the evaluator's and candidate's uid cannot); return the host
-        task folder to mount, copied into ``indir`` when the evaluator's uid could not read it in place."""
+    def _stage_inputs(self, job: EvaluationJob, indir: str) -> int:
+        """Write job.json and a copy of the task folder into ``indir`` (0700, mounted read-only: only
+        the supervisor reads it, with its own uid or CAP_DAC_READ_SEARCH); the evaluator copies the task
+        into a 0700 tmpfs of its own uid before it drops root, so no candidate uid reads it. Returns
+        the size in MiB that tmpfs needs."""
         task_dir = Path(job.task_dir).resolve()
         if not task_dir.is_dir():
             raise SandboxError(f"task folder {task_dir} does not exist")
-        if not _readable_by_others(task_dir):
-            copy = Path(indir) / "task"
+        copy = Path(indir) / "task"
+        try:
             shutil.copytree(task_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
-            for p in [copy, *copy.rglob("*")]:
-                p.chmod(0o755 if p.is_dir() else 0o644)
-            task_dir = copy
+        except OSError as exc:
+            raise SandboxError(f"cannot copy task folder {task_dir} for the container: {_one_line(exc)}") from exc
+        task_bytes = sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
         spec = job.to_dict()
         spec["task_dir"] = TASK_DIR
         path = os.path.join(indir, "job.json")
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
             json.dump({"job": spec, "uid": self._uid, "gid": self._gid, "max_result_bytes": MAX_RESULT_BYTES}, fh)
-        return str(task_dir)
+        return 1 + 2 * task_bytes // (1024 * 1024)
 
-    def _create(self, job: EvaluationJob, image: str, indir: str, task_dir: str) -> Any:
+    def _create(self, job: EvaluationJob, image: str, indir: str, task_mb: int) -> Any:
         from docker.types import LogConfig, Ulimit
         mib = 1024 * 1024
         cpus = float(job.extra.get("num_cpus") or self.cpus)
@@ -470,11 +652,14 @@ class DockerSandbox:
                          Ulimit(name="fsize", soft=int(job.max_file_mb) * mib, hard=int(job.max_file_mb) * mib),
                          Ulimit(name="nofile", soft=int(job.max_open_files), hard=int(job.max_open_files)),
                          Ulimit(name="core", soft=0, hard=0)],
-                # noexec is Docker's default for tmpfs; uid/gid rather than mode, which Docker resets
+                # noexec is Docker's default for tmpfs; mode 0700: the evaluator's and the candidates'
+                # folders are each their own uid's alone (the task's: it may hold programs to run).
                 tmpfs={WORKDIR: f"rw,nosuid,nodev,noexec,size={int(job.max_file_mb)}m,"
-                                f"uid={self._uid},gid={self._gid}"},
+                                f"uid={self._uid},gid={self._gid},mode=0700",
+                       TASK_DIR: f"rw,nosuid,nodev,exec,size={task_mb}m,uid={self._uid},gid={self._gid},mode=0700",
+                       CANDIDATE_DIR: f"rw,nosuid,nodev,noexec,size={int(job.max_file_mb)}m,"
+                                      f"uid={CANDIDATE_UID},gid={CANDIDATE_UID},mode=0700"},
                 volumes={evaluators_dir(): {"bind": f"{LIB_DIR}/evoforge/evaluators", "mode": "ro"},
-                         task_dir: {"bind": TASK_DIR, "mode": "ro"},
                          indir: {"bind": IN_DIR, "mode": "ro"}},
                 log_config=LogConfig(type="none"), stdin_open=False, tty=False)
         except _sdk_errors() as exc:
@@ -488,6 +673,9 @@ class DockerSandbox:
         if isinstance(exc, docker.errors.ImageNotFound) and image:
             return SandboxError(f"docker image {image!r} not found: build it with `sandbox/build_image.sh` "
                                 f"or `docker build -t {image} sandbox/`")
+        if _is_timeout(exc):
+            return SandboxError(f"docker: the Docker engine at {self._where} did not answer within "
+                                f"{API_TIMEOUT_S:g} s while {what}; check that the daemon is healthy (`docker info`)")
         return SandboxError(f"docker: {what} failed: {_one_line(exc)}")
 
     def _drive(self, container: Any, job: EvaluationJob) -> EvaluationResult:

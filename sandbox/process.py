@@ -34,6 +34,7 @@ from evoforge.evaluators.location import evaluators_dir
 from evoforge.evaluators.types import EvaluationResult, SandboxError
 from evoforge.sandbox.forkserver import FRAME_HEADER, HIDE_ENV, MAX_FRAME_BYTES, encode_frame
 from evoforge.sandbox.job import EvaluationJob
+from evoforge.sandbox.waits import waiting
 
 __all__ = ["ProcessSandbox", "ENV_ALLOWLIST", "FIXED_ENV", "clean_environment"]
 
@@ -207,8 +208,14 @@ class _Server:
         with self.lock:
             self.pending.pop(request_id, None)
 
-    def stop(self) -> None:
-        """Closing stdin asks the server to kill its supervisors, clean up and exit."""
+    def stop(self, *, force: bool = False) -> None:
+        """Closing stdin asks the server to kill its supervisors, clean up and exit; ``force``: a
+        server that never said hello is not asked, its process group is killed at once."""
+        if force:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         with self.lock:
             self.alive = False
             try:
@@ -266,12 +273,20 @@ class ProcessSandbox:
             # through /proc/<pid>/environ, nor our memory (its capabilities are dropped, too).
             make_undumpable()
             server = self._server = _Server(self.python, self._shim)
-            if not server.ready.wait(self.startup_timeout_s) or not server.alive:
+            with waiting(f"the fork server ({self.python}) to start", limit_s=self.startup_timeout_s):
+                ready = server.ready.wait(self.startup_timeout_s)
+            if not ready or not server.alive:
                 self._server = None
-                tail = server.stderr_tail()
-                server.stop()
-                raise SandboxError(f"the fork server did not start within {self.startup_timeout_s:g} s"
-                                   + (f"; its stderr ends with:\n{tail}" if tail else ""))
+                tail = " ".join(server.stderr_tail().split()[-40:])
+                exited = server.proc.poll()
+                server.stop(force=True)
+                what = (f"exited with code {exited} before saying hello" if exited is not None
+                        else f"did not say hello within {self.startup_timeout_s:g} s")
+                raise SandboxError(
+                    f"the fork server ({self.python} -m evoforge.sandbox.forkserver) {what}"
+                    + (f"; its stderr ends with: {tail}" if tail else "")
+                    + "; check that this interpreter starts and imports evoforge, or raise [limits] "
+                      "startup_timeout_s in task.toml")
             return server
 
     @property

@@ -18,6 +18,7 @@ OPEN_WITHOUT = {
     "root": "candidates keep the engine's uid (no uid per job, no per-job filesystem views or private /dev/shm)",
     "uid per job": "jobs share one uid, so one job's processes count against another's RLIMIT_NPROC",
     "cgroups": "memory and process limits are per process/uid (RLIMIT), not per job",
+    "cpu quota": "a job can take every core for its whole timeout_s, starving concurrent jobs (num_cpus not held)",
     "mount namespaces": "candidates see the host filesystem (Landlock-hidden paths aside) and share /dev/shm",
     "landlock": "without root, candidates can read the home and checkout and write where the user can",
     "seccomp": "candidates may call unshare, mount, ptrace, keyctl, bpf, io_uring",
@@ -32,6 +33,7 @@ def protection_report(policy) -> dict[str, bool]:
         "root": "root" not in missing,
         "uid per job": policy.drop_uid is not None and "uid leases" not in missing,
         "cgroups": policy.cgroups is not None,
+        "cpu quota": policy.cgroups is not None and policy.cgroups.cpu_parent is not None,
         "mount namespaces": policy.zygote_root is not None,
         "landlock": landlock_abi() > 0,
         "seccomp": seccomp_supported(),
@@ -40,8 +42,9 @@ def protection_report(policy) -> dict[str, bool]:
 
 def missing_line(report: dict[str, bool]) -> str | None:
     """One line naming each missing protection and what that leaves open; None when all hold."""
+    implied = {"uid per job": "root", "cpu quota": "cgroups"}    # missing with its parent: said once
     gaps = [f"no {name} ({OPEN_WITHOUT[name]})" for name, held in report.items()
-            if not held and name in OPEN_WITHOUT and not (name == "uid per job" and not report.get("root", True))]
+            if not held and name in OPEN_WITHOUT and report.get(implied.get(name, ""), True)]
     if not gaps:
         return None
     return "process sandbox: " + "; ".join(gaps)
@@ -65,5 +68,7 @@ def probe_protections() -> dict[str, bool]:
             mount_ns = _candidate_view_works(folder)
         finally:
             os.rmdir(folder)
-    return {"root": root, "uid per job": root, "cgroups": CgroupSupport.detect()[0] is not None,
+    cgroups = CgroupSupport.detect()[0]
+    return {"root": root, "uid per job": root, "cgroups": cgroups is not None,
+            "cpu quota": cgroups is not None and cgroups.cpu_parent is not None,
             "mount namespaces": mount_ns, "landlock": landlock_abi() > 0, "seccomp": seccomp_supported()}

@@ -270,7 +270,8 @@ class RayExecutor:
                  slots: int | None = None, resources: Any = None,
                  max_retries: int = DEFAULT_MAX_RETRIES, num_cpus: int | None = None,
                  first_node_timeout_s: float = FIRST_NODE_TIMEOUT_S,
-                 connect_timeout_s: float = CONNECT_LIMIT_S) -> None:
+                 connect_timeout_s: float = CONNECT_LIMIT_S,
+                 startup_timeout_s: float | None = None) -> None:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - ray is a declared extra
@@ -282,6 +283,7 @@ class RayExecutor:
         self.max_retries = int(max_retries)
         self.request = resource_request(resources)
         self._owns_connection = False
+        self.startup_timeout_s = startup_timeout_s
         self._blobs: dict[str, tuple[tuple, str, Any]] = {}   # task_dir -> (fingerprint, digest, ObjectRef)
         self._fixed_slots = slots
         self._in_flight = 0
@@ -290,6 +292,7 @@ class RayExecutor:
         try:
             self._wait_for_nodes(first_node_timeout_s)
             self._check_feasible()
+            self._check_first_task()
         except BaseException:
             self._disconnect()
             raise
@@ -329,6 +332,7 @@ class RayExecutor:
         else:
             if self.address != "auto":
                 _probe(self.address)
+            self._check_join()
             options["address"] = self.address
         try:
             if self.address is None:
@@ -364,6 +368,13 @@ class RayExecutor:
                                    f"{timeout_s:g} s of connecting; check `ray status` on the head node")
             time.sleep(0.2)
 
+    def _check_join(self) -> None:
+        """``ray.init`` may wait for ever on a cluster that takes the connection and never answers
+        (a head whose node IP address this machine cannot reach): try the join where it can be
+        abandoned first (`evoforge.sandbox.ray_join`)."""
+        from evoforge.sandbox.ray_join import JOIN_TIMEOUT_S, check_join
+        check_join(self.address, timeout_s=self.startup_timeout_s or JOIN_TIMEOUT_S)
+
     def _check_feasible(self) -> None:
         """A request no node can satisfy would sit in Ray's queue forever: refuse it up front."""
         if self.cluster.slots(self.request) > 0:
@@ -373,6 +384,33 @@ class RayExecutor:
             f"task.toml [resources] asks each evaluation for {_asked(self.request)} but no node of {where} has "
             f"that (nodes: {self.cluster.describe()}); add a node with `ray start --address HEAD:6379 "
             "--num-gpus N --resources '{\"NAME\": N}'` or lower the request")
+
+    def _check_first_task(self) -> None:
+        """A cluster that has the resources may still never start a task (workers that cannot start,
+        a node that cannot reach the object store): run one empty task with the evaluations' request
+        within the start-up limit, so the run stops with one line instead of waiting on its first
+        evaluation."""
+        from evoforge.sandbox.ray_join import JOIN_TIMEOUT_S
+        from evoforge.sandbox.waits import waiting
+
+        limit_s = self.startup_timeout_s or JOIN_TIMEOUT_S
+        ready = self._ray.remote(_worker_ready).options(
+            num_cpus=self.request["num_cpus"], num_gpus=self.request["num_gpus"],
+            resources=self.request["resources"] or None, max_retries=0)
+        ref = ready.remote()
+        where = self.address or "the local Ray instance"
+        try:
+            with waiting(f"a Ray worker of {where} to run a first task", limit_s=limit_s):
+                self._ray.get(ref, timeout=limit_s)
+        except self._ray.exceptions.GetTimeoutError:
+            self._ray.cancel(ref, force=True)
+            raise SandboxError(
+                f"no Ray worker of {where} started a task within {limit_s:g} s although a node has the "
+                "resources; check `ray status` and the workers' logs (the same Python and evoforge on every "
+                "node?), or raise [limits] startup_timeout_s in task.toml") from None
+        except self._ray.exceptions.RayError as exc:
+            raise SandboxError(f"a first Ray task failed on {where}: {type(exc).__name__}: {_first_line(exc)}; "
+                               "is the same evoforge installed on every node?") from exc
 
     def _disconnect(self) -> None:
         if self._owns_connection:
@@ -462,9 +500,13 @@ class RayExecutor:
                     return future.result()
                 now = time.monotonic()
                 if now - started > limit_s:
-                    raise SandboxError(
-                        f"a Ray evaluation gave no result within {limit_s:.0f} s (its timeout_s is "
-                        f"{job.timeout_s:g}); the cluster may be overloaded or a node hung: see `ray status`")
+                    # A worker stuck outside the sandbox or an object store that never delivers costs
+                    # one candidate, not the run: the task is cancelled (its worker killed).
+                    self._ray.cancel(result_ref, force=True)
+                    return EvaluationResult.failure(
+                        Status.ERROR, f"no result from Ray within {limit_s:g} s (the evaluation's own limit is "
+                                      f"{job.timeout_s:g} s); check `ray status` and the object store's use "
+                                      "(`ray memory`) on the cluster").to_dict()
                 if self.cluster.slots(self.request) > 0:
                     no_node_since = None
                 elif no_node_since is None:
@@ -558,6 +600,11 @@ def _fingerprint(task_dir: str) -> tuple:
             continue
         entries.append((str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(entries)
+
+
+def _worker_ready() -> int:
+    """The empty first task (`RayExecutor._check_first_task`)."""
+    return os.getpid()
 
 
 def _first_line(exc: BaseException) -> str:

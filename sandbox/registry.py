@@ -16,13 +16,18 @@ EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str, isolation_name: str, *, slots: int | None = None,
-                  ray_address: str | None = None, resources=None) -> Executor:
+                  ray_address: str | None = None, resources=None,
+                  startup_timeout_s: float | None = None) -> Executor:
+    """``startup_timeout_s`` bounds the start-up waits: joining a Ray cluster, the Docker daemon's
+    first answer, the fork server's hello (None: each module's default)."""
     if name == "local":
-        return LocalExecutor(make_isolation(isolation_name), slots=slots)
+        options = {} if startup_timeout_s is None else {"startup_timeout_s": startup_timeout_s}
+        return LocalExecutor(make_isolation(isolation_name, **options), slots=slots)
     if name == "ray":
         try:
             from evoforge.sandbox.ray_executor import RayExecutor
         except ImportError as exc:
             raise ConfigError(f"--executor ray is not available in this installation: {exc}") from exc
-        return RayExecutor(isolation_name, address=ray_address, slots=slots, resources=resources)
+        return RayExecutor(isolation_name, address=ray_address, slots=slots, resources=resources,
+                           startup_timeout_s=startup_timeout_s)
     raise ConfigError(f"--executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -85,13 +85,23 @@ def job_cgroup_name(supervisor_pid: int) -> str:
     return f"evoforge-{supervisor_pid}"
 
 
+def _num_cpus(job: EvaluationJob) -> float | None:
+    """The job's ``num_cpus`` (the task's ``[resources]``), the CPU quota of its cgroup; None: unlimited."""
+    try:
+        value = float(job.extra.get("num_cpus") or 0)
+    except (TypeError, ValueError):
+        return None
+    return value if 0 < value < float("inf") else None
+
+
 def _job_cgroup(job: EvaluationJob, policy: Policy) -> JobCgroup | None:
     if policy.cgroups is None:
         return None
     try:
         # The zygote and each candidate's launcher count too: a few processes above the job's own.
         return policy.cgroups.create(job_cgroup_name(os.getpid()), memory_mb=job.memory_mb,
-                                     max_processes=int(job.max_processes) + 2 * ZYGOTE_SLACK)
+                                     max_processes=int(job.max_processes) + 2 * ZYGOTE_SLACK,
+                                     cpus=_num_cpus(job))
     except OSError:
         return None
 

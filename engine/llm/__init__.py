@@ -83,7 +83,8 @@ def make_client(spec: LLMSpec, environ: Mapping[str, str] | None = None) -> LLMC
     if problem:
         raise ConfigError(problem)
     common = dict(model=spec.model, max_tokens=spec.max_tokens, timeout_s=spec.timeout_s,
-                  max_retries=spec.max_retries, name=spec.label, context_tokens=spec.context_window,
+                  max_retries=spec.max_retries, connect_timeout_s=spec.connect_timeout_s,
+                  deadline_s=spec.deadline_s, name=spec.label, context_tokens=spec.context_window,
                   prices=spec.prices, temperature=spec.temperature)
     if spec.provider in ("openai", "openai-compatible"):
         from evoforge.engine.llm.openai_compat import OpenAIChatClient

@@ -29,7 +29,8 @@ import time
 from evoforge.evaluators.types import LLMError
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.llm.prices import Price, call_cost, price_per_mtok
-from evoforge.engine.llm.sdk_errors import translated_sdk_errors
+from evoforge.engine.llm.sdk_errors import (CONNECT_TIMEOUT_S, call_deadline_s, sdk_timeout,
+                                            translated_sdk_errors, within_deadline)
 
 __all__ = ["AnthropicClient", "needs_streaming"]
 
@@ -65,7 +66,8 @@ def _split_after_parent(user: str, parent_code: str) -> str | list[dict]:
 class AnthropicClient(LLMClient):
     def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
                  temperature: float | None = None, max_tokens: int = 4096, timeout_s: float = 120.0,
-                 max_retries: int = 3, name: str | None = None, context_tokens: int | None = None,
+                 max_retries: int = 3, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 deadline_s: float | None = None, name: str | None = None, context_tokens: int | None = None,
                  prices: Price | tuple | None = None, thinking_budget_tokens: int | None = None,
                  prompt_cache: bool = True, **_ignored: object) -> None:
         import anthropic
@@ -81,9 +83,11 @@ class AnthropicClient(LLMClient):
         self.stream = needs_streaming(model, max_tokens)
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.deadline_s = call_deadline_s(timeout_s, max_retries, deadline_s)
         self._anthropic = anthropic
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout_s,
-                                                max_retries=max_retries)
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                                timeout=sdk_timeout(anthropic, timeout_s, connect_timeout_s))
+        self.connect_timeout_s = self._client.timeout.connect   # as sent: never above timeout_s
 
     def request(self, prompt: Prompt) -> dict:
         """The keyword arguments of ``messages.create`` for ``prompt`` (what goes on the wire)."""
@@ -105,12 +109,10 @@ class AnthropicClient(LLMClient):
         kwargs = self.request(prompt)
         with translated_sdk_errors(self._anthropic, self._anthropic.AnthropicError, name=self.name,
                                    base_url=self._client.base_url, timeout_s=self.timeout_s,
-                                   max_retries=self.max_retries):
-            if self.stream:
-                async with self._client.messages.stream(**kwargs) as stream:
-                    message = await stream.get_final_message()
-            else:
-                message = await self._client.messages.create(**kwargs)
+                                   max_retries=self.max_retries, connect_timeout_s=self.connect_timeout_s):
+            message = await within_deadline(self._message(kwargs), name=self.name,
+                                            base_url=self._client.base_url, deadline_s=self.deadline_s,
+                                            timeout_s=self.timeout_s, max_retries=self.max_retries)
         blocks = message.content or []
         text = "".join(getattr(block, "text", "") or "" for block in blocks
                        if getattr(block, "type", "") == "text")
@@ -133,6 +135,12 @@ class AnthropicClient(LLMClient):
                      cached_tokens=read, cache_write_tokens=written, thinking=thinking,
                      latency_s=time.perf_counter() - started,
                      truncated=message.stop_reason == "max_tokens")
+
+    async def _message(self, kwargs: dict):
+        if self.stream:
+            async with self._client.messages.stream(**kwargs) as stream:
+                return await stream.get_final_message()
+        return await self._client.messages.create(**kwargs)
 
     async def close(self) -> None:
         await self._client.close()

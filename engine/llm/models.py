@@ -88,8 +88,10 @@ class LLMSpec:
     output_usd_per_mtok: float | None = None
     api_key_env: str | None = None          # None: the provider's usual variable
     name: str | None = None                 # what the run records; default provider:model
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0                # per attempt, between reply bytes (the SDK's read timeout)
     max_retries: int = 3
+    connect_timeout_s: float = 10.0         # per attempt, the TCP/TLS connect
+    deadline_s: float | None = None         # the whole call across retries; None: every attempt + back-off
     cached_input_usd_per_mtok: float | None = None
     cache_write_usd_per_mtok: float | None = None
     reasoning: bool | None = None           # None: the capability table decides
@@ -138,6 +140,7 @@ class LLMSpec:
 
 _SPEC_FIELDS = {f.name: f for f in fields(LLMSpec)}
 _NUMBER_KEYS = {"weight", "temperature", "input_usd_per_mtok", "output_usd_per_mtok", "timeout_s",
+                "connect_timeout_s", "deadline_s",
                 "cached_input_usd_per_mtok", "cache_write_usd_per_mtok"}
 _INT_KEYS = {"max_tokens", "context_tokens", "max_retries", "thinking_budget_tokens"}
 _STR_KEYS = {"provider", "model", "base_url", "api_key_env", "name", "reasoning_effort"}

@@ -21,7 +21,8 @@ from evoforge.evaluators.types import LLMError
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.llm.capabilities import capabilities
 from evoforge.engine.llm.prices import Price, call_cost, price_per_mtok
-from evoforge.engine.llm.sdk_errors import translated_sdk_errors
+from evoforge.engine.llm.sdk_errors import (CONNECT_TIMEOUT_S, call_deadline_s, sdk_timeout,
+                                            translated_sdk_errors, within_deadline)
 
 __all__ = ["OpenAIChatClient"]
 
@@ -29,7 +30,8 @@ __all__ = ["OpenAIChatClient"]
 class OpenAIChatClient(LLMClient):
     def __init__(self, *, model: str, api_key: str | None, base_url: str | None = None,
                  temperature: float | None = 0.8, max_tokens: int = 4096, timeout_s: float = 120.0,
-                 max_retries: int = 3, provider: str = "openai", name: str | None = None,
+                 max_retries: int = 3, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 deadline_s: float | None = None, provider: str = "openai", name: str | None = None,
                  context_tokens: int | None = None, prices: Price | tuple | None = None,
                  reasoning: bool | None = None, reasoning_effort: str | None = None,
                  **_ignored: object) -> None:
@@ -46,9 +48,11 @@ class OpenAIChatClient(LLMClient):
         self.price = price_per_mtok(model, None if prices is None else {model: prices})
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.deadline_s = call_deadline_s(timeout_s, max_retries, deadline_s)
         self._openai = openai
-        self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url,
-                                          timeout=timeout_s, max_retries=max_retries)
+        self._client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url, max_retries=max_retries,
+                                          timeout=sdk_timeout(openai, timeout_s, connect_timeout_s))
+        self.connect_timeout_s = self._client.timeout.connect   # as sent: never above timeout_s
 
     def request(self, prompt: Prompt) -> dict:
         """The keyword arguments of ``chat.completions.create`` for ``prompt`` (what goes on the wire)."""
@@ -67,8 +71,11 @@ class OpenAIChatClient(LLMClient):
         started = time.perf_counter()
         with translated_sdk_errors(self._openai, self._openai.OpenAIError, name=self.name,
                                    base_url=self._client.base_url, timeout_s=self.timeout_s,
-                                   max_retries=self.max_retries):
-            response = await self._client.chat.completions.create(**self.request(prompt))
+                                   max_retries=self.max_retries, connect_timeout_s=self.connect_timeout_s):
+            response = await within_deadline(
+                self._client.chat.completions.create(**self.request(prompt)), name=self.name,
+                base_url=self._client.base_url, deadline_s=self.deadline_s, timeout_s=self.timeout_s,
+                max_retries=self.max_retries)
         choices = response.choices or []
         message = choices[0].message if choices else None
         content = message.content if message else None

@@ -359,12 +359,6 @@ def test_a_kernel_that_refuses_the_seccomp_filter_is_reported_as_missing(monkeyp
 
 
 @ROOT_ONLY
-@pytest.mark.xfail(strict=True, reason=(
-    "not fixed: the process sandbox limits a job's memory and process count (cgroups) but not its CPUs; "
-    "a candidate with up to max_processes busy processes takes every core of the host for the whole "
-    "timeout_s, starving concurrent evaluations into timeouts. Fix: a cpu controller in "
-    "evoforge.sandbox.cgroups (v1 cpu.cfs_quota_us/cfs_period_us, v2 cpu.max) set from the job's "
-    "extra['num_cpus'], as the docker backend's CPU quota already is"))
 def test_a_job_is_held_to_its_num_cpus(sandbox, task):
     """Measured by configuration, not timing (the machine is shared): the evaluator's CPU affinity,
     or the CPU quota of the cgroup it sits in, must allow no more than the job's ``num_cpus``."""

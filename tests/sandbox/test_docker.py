@@ -86,6 +86,8 @@ def test_unreachable_daemon_is_a_one_line_sandbox_error_naming_the_fix(tmp_path)
 def test_root_user_is_refused():
     with pytest.raises(SandboxError, match="non-root"):
         DockerSandbox(user="0:0", base_url="unix:///nonexistent.sock")
+    with pytest.raises(SandboxError, match="other than the candidates'"):   # the evaluator never shares it
+        DockerSandbox(user=f"{docker_backend.CANDIDATE_UID}:65534", base_url="unix:///nonexistent.sock")
 
 
 def _frame(kind: bytes, payload: bytes) -> bytes:
@@ -517,3 +519,55 @@ def test_a_nested_candidate_reads_neither_the_task_folder_nor_the_job(box, tmp_p
     assert {k: v for k, v in result.artifacts.items() if k != "evaluator_saw"} == {
         "/opt/evoforge/task/answers.txt": "PermissionError", "/opt/evoforge/task/evaluator.py": "PermissionError",
         "/opt/evoforge/in/job.json": "PermissionError"}
+
+
+@needs_docker
+def test_a_nested_candidate_runs_under_its_own_uid_and_cannot_list_the_task_or_the_job(box, tmp_path):
+    """Issue 12: the candidate run_candidate starts is another uid than its evaluator's, with no
+    capabilities, and can neither list nor read the task folder, the job's folder, or the evaluator's
+    workdir (where its own program sits); the evaluator still reads its task."""
+    (tmp_path / "answers.txt").write_text("42")
+    (tmp_path / "evaluator.py").write_text(textwrap.dedent("""
+        import os
+        from evoforge.evaluators.candidate import run_candidate
+        def evaluate(program_path):
+            with open("/opt/evoforge/task/answers.txt") as fh:
+                mine = fh.read()
+            seen = run_candidate(program_path, "peek", os.path.dirname(program_path), timeout_s=20)
+            again = run_candidate(program_path, "peek", os.path.dirname(program_path), timeout_s=20)
+            return {"score": 1.0, "metrics": {"evaluator_uid": os.getuid(), "candidate_uid": seen.pop("uid"),
+                                              "candidate_gid": seen.pop("gid"), "cap_eff": seen.pop("cap_eff"),
+                                              "left_over": again["left_over"]},
+                    "artifacts": {"evaluator_saw": mine, **{k: str(v) for k, v in seen.items() if k != "left_over"}}}
+    """))
+    result = box.run(_job(str(tmp_path), """
+        import os
+        def peek(evaluator_workdir):
+            seen = {"uid": os.getuid(), "gid": os.getgid(),
+                    "cap_eff": int([l for l in open("/proc/self/status") if l.startswith("CapEff:")][0].split()[1], 16),
+                    "left_over": float(os.path.exists(os.path.join(os.path.dirname(os.getcwd()), "planted")))}
+            with open(os.path.join(os.path.dirname(os.getcwd()), "planted"), "w") if os.access(
+                    os.path.dirname(os.getcwd()), os.W_OK) else open(os.path.join(os.getcwd(), "planted"), "w") as fh:
+                fh.write("x")
+            for path in ("/opt/evoforge/task", "/opt/evoforge/in", evaluator_workdir):
+                try:
+                    seen["list " + path] = sorted(os.listdir(path))
+                except OSError as exc:
+                    seen["list " + path] = type(exc).__name__
+            for path in ("/opt/evoforge/task/answers.txt", "/opt/evoforge/task/evaluator.py",
+                         "/opt/evoforge/in/job.json", "/opt/evoforge/in/task/answers.txt"):
+                try:
+                    seen[path] = open(path).read()[:20]
+                except OSError as exc:
+                    seen[path] = type(exc).__name__
+            return seen
+    """))
+    assert result.status == Status.OK, result.artifacts
+    assert result.artifacts.pop("evaluator_saw") == "42"
+    assert result.metrics["evaluator_uid"] == 65534.0
+    assert result.metrics["candidate_uid"] == result.metrics["candidate_gid"] == float(docker_backend.CANDIDATE_UID)
+    assert result.metrics["candidate_uid"] != result.metrics["evaluator_uid"]
+    assert result.metrics["cap_eff"] == 0.0
+    assert result.metrics["left_over"] == 0.0   # the second candidate does not see the first one's files
+    assert set(result.artifacts.values()) == {"PermissionError"}, result.artifacts
+    assert len(result.artifacts) == 7

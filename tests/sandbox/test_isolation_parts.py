@@ -37,6 +37,46 @@ def test_missing_protections_make_one_line_naming_what_stays_open():
     assert line is not None and "\n" not in line
     assert "no root" in line and "no cgroups" in line and "per process" in line
 
+    only_cpu = missing_line({**held, "cpu quota": False})
+    assert only_cpu is not None and "no cpu quota" in only_cpu and "every core" in only_cpu
+    both = missing_line({**held, "cgroups": False, "cpu quota": False})
+    assert "no cgroups" in both and "cpu quota" not in both          # said once, with its parent
+
+
+def test_a_cpu_quota_is_num_cpus_periods_within_the_kernel_and_parent_bounds():
+    from evoforge.sandbox.cgroups import cpu_quota_us
+
+    assert cpu_quota_us(1, 100_000) == 100_000
+    assert cpu_quota_us(2.5, 100_000) == 250_000
+    assert cpu_quota_us(0.001, 100_000) == 1_000                      # the kernel's 1 ms minimum
+    assert cpu_quota_us(4, 100_000, parent_quota_us=50_000, parent_period_us=50_000) == 100_000
+    assert cpu_quota_us(4, 100_000, parent_quota_us=-1) == 400_000    # an unlimited parent
+
+
+@ROOT_ONLY
+def test_a_job_cgroup_holds_num_cpus_as_a_cpu_quota_and_is_removed():
+    from evoforge.sandbox.cgroups import CgroupSupport
+
+    support, why = CgroupSupport.detect()
+    if support is None or support.cpu_parent is None:
+        pytest.skip(f"no usable cpu controller here: {why or 'no cpu hierarchy'}")
+    group = support.create(f"evoforge-test-{os.getpid()}", memory_mb=256, max_processes=4, cpus=1.5)
+    try:
+        cpu_dir = os.path.join(support.cpu_parent, f"evoforge-test-{os.getpid()}")
+        assert cpu_dir in group.dirs
+        if support.version == 2:
+            quota, period = open(os.path.join(cpu_dir, "cpu.max")).read().split()
+        else:
+            quota = open(os.path.join(cpu_dir, "cpu.cfs_quota_us")).read()
+            period = open(os.path.join(cpu_dir, "cpu.cfs_period_us")).read()
+        assert int(quota) / int(period) == 1.5
+        unlimited = support.create(f"evoforge-test-{os.getpid()}-free", memory_mb=64, max_processes=4)
+        assert unlimited.remove() and len(unlimited.dirs) == (1 if support.version == 2 else 2)
+    finally:
+        group.kill()
+        assert group.remove()
+    assert not any(os.path.exists(d) for d in group.dirs)
+
 
 @ROOT_ONLY
 def test_uid_leases_are_unique_across_allocators_and_freed_with_the_holder():
@@ -134,3 +174,27 @@ def test_the_sweep_removes_job_cgroups_of_dead_supervisors_only():
     finally:
         live.remove()
         dead.remove()
+
+
+@ROOT_ONLY
+def test_without_a_cpu_controller_jobs_keep_memory_and_pids_and_the_notice_says_so(monkeypatch):
+    from evoforge.sandbox import cgroups
+    from evoforge.sandbox.policy import Policy
+    from evoforge.sandbox.protections import protection_report
+
+    mounts = cgroups._mounts()
+    # A machine whose cgroup mounts carry no cpu controller (v1 hierarchy and v2 alike).
+    monkeypatch.setattr(cgroups, "_mounts", lambda: [m for m in mounts if "cpu" not in m[2]])
+    monkeypatch.setattr(cgroups, "_enable_v2_cpu", lambda *args: False)
+    support, why = cgroups.CgroupSupport.detect()
+    if support is None:
+        pytest.skip(f"no usable cgroups here: {why}")
+    assert support.cpu_parent is None
+    group = support.create(f"evoforge-test-{os.getpid()}", memory_mb=64, max_processes=4, cpus=1)
+    try:
+        assert len(group.dirs) == (1 if support.version == 2 else 2)      # memory and pids still
+    finally:
+        assert group.remove()
+    report = protection_report(Policy(drop_uid=None, hidden=(), cgroups=support))
+    assert report["cgroups"] and not report["cpu quota"]
+    assert "no cpu quota" in missing_line(report)

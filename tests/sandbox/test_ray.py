@@ -96,7 +96,7 @@ def test_an_address_that_accepts_but_never_answers_is_refused_within_the_limit(t
         mute.listen(8)  # accepts connections, says nothing
         port = mute.getsockname()[1]
         code = ("from evoforge.sandbox.ray_executor import RayExecutor\n"
-                f"RayExecutor('process', address='127.0.0.1:{port}', connect_timeout_s=4)\n")
+                f"RayExecutor('process', address='127.0.0.1:{port}', connect_timeout_s=4, startup_timeout_s=4)\n")
         env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep Ray on 127.0.0.1
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env,
@@ -105,7 +105,8 @@ def test_an_address_that_accepts_but_never_answers_is_refused_within_the_limit(t
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("evoforge.evaluators.errors.ConfigError: --ray-address 127.0.0.1:") or \
         "ConfigError: --ray-address 127.0.0.1:" in last, done.stderr[-2000:]
-    assert "no Ray cluster joined within 4 s" in last
+    # the join is tried where it can be abandoned (sandbox.ray_join) before ray.init, itself bounded too
+    assert "within 4 s" in last and ("could not join the Ray cluster" in last or "no Ray cluster joined" in last)
 
 
 def _ray_processes(marker: str) -> set[int]:
