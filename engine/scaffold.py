@@ -136,6 +136,7 @@ bins = 10                              # cells along this axis
 timeout_s = 10                         # wall clock per evaluation
 memory_mb = 1024                       # address-space limit per evaluation
 cpu_s = 12                             # CPU seconds (RLIMIT_CPU); left out: a little above timeout_s
+startup_timeout_s = 60                 # how long the sandbox may take to start before the run says why
 
 [resources]
 num_cpus = 1                           # per evaluation (Ray placement)
