@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# An evaluator that imports the candidate in-process (as old-style evaluators do) and calls its run(),
+# which returns a score or a whole result dict: the sandbox tests' stand-in for any evaluator.
+IMPORTING_EVALUATOR = """
+import importlib.util
+
+def evaluate(program_path):
+    spec = importlib.util.spec_from_file_location("candidate_under_test", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.run()
+    return out if isinstance(out, dict) else {"score": out}
+"""
+
 TINY_PROGRAM = '''"""Approximate 3 * x with a few constants (a toy to evolve)."""
 
 # EVOLVE-BLOCK-START

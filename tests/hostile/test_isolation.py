@@ -21,20 +21,12 @@ import pytest
 from evoforge.evaluators.location import evaluators_dir
 from evoforge.evaluators.types import Status
 from evoforge.sandbox import EvaluationJob, ProcessSandbox
+from fakes.tasks import IMPORTING_EVALUATOR
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: uids per job, mounts and cgroups")
 
 # The evaluator imports the candidate in-process (as old-style evaluators do) and calls run().
-IMPORTING = """
-import importlib.util
-
-def evaluate(program_path):
-    spec = importlib.util.spec_from_file_location("candidate_under_test", program_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.run()
-    return out if isinstance(out, dict) else {"score": out}
-"""
+IMPORTING = IMPORTING_EVALUATOR
 
 
 @pytest.fixture(scope="module")

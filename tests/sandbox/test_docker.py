@@ -24,6 +24,7 @@ docker_sdk = pytest.importorskip("docker", reason="the docker Python SDK is not 
 
 from evoforge.sandbox import docker as docker_backend  # noqa: E402  (after the importorskip)
 from evoforge.sandbox.docker import CONTAINER_LABEL, DEFAULT_IMAGE, DockerSandbox, docker_available  # noqa: E402
+from fakes.tasks import IMPORTING_EVALUATOR  # noqa: E402  (after the importorskip)
 
 AVAILABLE, WHY = docker_available()
 needs_docker = pytest.mark.skipif(not AVAILABLE, reason=f"docker sandbox unavailable: {WHY} "
@@ -31,16 +32,7 @@ needs_docker = pytest.mark.skipif(not AVAILABLE, reason=f"docker sandbox unavail
 REPO = Path(__file__).resolve().parents[2]
 
 # The evaluator imports the candidate and calls its run(); run() returns a score or a whole dict.
-IMPORTING = """
-import importlib.util
-
-def evaluate(program_path):
-    spec = importlib.util.spec_from_file_location("candidate_under_test", program_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.run()
-    return out if isinstance(out, dict) else {"score": out}
-"""
+IMPORTING = IMPORTING_EVALUATOR
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,10 @@ from evoforge.evaluators.types import EvaluationResult, SandboxError, Status
 from evoforge.sandbox import EvaluationJob, ProcessSandbox
 from evoforge.sandbox.forkserver import JOB_UID_BASE
 from evoforge.sandbox.process import ENV_ALLOWLIST, clean_environment
+from fakes.tasks import IMPORTING_EVALUATOR
 
 # The evaluator imports the candidate and calls its run(); run() returns a score or a whole dict.
-IMPORTING = """
-import importlib.util
-
-def evaluate(program_path):
-    spec = importlib.util.spec_from_file_location("candidate_under_test", program_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.run()
-    return out if isinstance(out, dict) else {"score": out}
-"""
+IMPORTING = IMPORTING_EVALUATOR
 
 
 @pytest.fixture(scope="module")
