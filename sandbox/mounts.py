@@ -132,6 +132,12 @@ def build_root(root: str, *, read_only: list[str], devices: list[str], tmp_mb: f
     host's top-level symlinks (/lib -> usr/lib ...) recreated, and empty tmpfs mounts at /candidate, /tmp
     and /dev/shm. /proc is mounted later, from inside the new PID namespace (`pivot_into`)."""
     tmpfs(root, size_mb=4, mode=0o755)
+    # The fresh /tmp, /dev/shm and /candidate first, the read-only binds after: an interpreter or a
+    # checkout that lives under /tmp (a CI clone, a venv in /tmp) must stay visible, not be covered.
+    for path, size_mb in (("dev/shm", tmp_mb), ("tmp", tmp_mb), ("candidate", work_mb)):
+        target = os.path.join(root, path)
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        tmpfs(target, size_mb=size_mb, mode=0o1777 if path != "candidate" else 0o755)
     for name in sorted(os.listdir("/")):
         host = "/" + name
         if os.path.islink(host) and any(_under(os.path.realpath(host), p) for p in read_only):
@@ -151,10 +157,6 @@ def build_root(root: str, *, read_only: list[str], devices: list[str], tmp_mb: f
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, os.path.join(root, "dev", name))
-    for path, size_mb in (("dev/shm", tmp_mb), ("tmp", tmp_mb), ("candidate", work_mb)):
-        target = os.path.join(root, path)
-        os.makedirs(target, mode=0o755, exist_ok=True)
-        tmpfs(target, size_mb=size_mb, mode=0o1777 if path != "candidate" else 0o755)
     os.makedirs(os.path.join(root, "proc"), mode=0o555, exist_ok=True)
     os.makedirs(os.path.join(root, ".old"), mode=0o700, exist_ok=True)
 

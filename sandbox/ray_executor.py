@@ -332,7 +332,10 @@ class RayExecutor:
         else:
             if self.address != "auto":
                 _probe(self.address)
-            self._check_join()
+            if not self.address.startswith("ray://"):
+                # The GCS address rewrite (a head on loopback) hangs ray.init for ever: try the join in a
+                # child first. Ray Client joins a server, not a GCS; `_init_within` bounds it below.
+                self._check_join()
             options["address"] = self.address
         try:
             if self.address is None:
