@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -255,8 +256,14 @@ def test_a_changed_task_folder_is_never_served_stale(cluster, tmp_path):
 
 def test_a_run_through_ray_client(cluster, tmp_path):
     task = _task(tmp_path / "client", resources="num_gpus = 1")
-    done = _evoforge("run", str(task), "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{cluster.client_port}",
-                     "--iterations", "3", "--concurrency", "1", "--quiet", "--out", str(tmp_path / "run"), timeout=420)
+    args = ("run", str(task), "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{cluster.client_port}",
+            "--iterations", "3", "--concurrency", "1", "--quiet", "--out", str(tmp_path / "run"))
+    done = _evoforge(*args, timeout=420)
+    if done.returncode != 0 and "Initialization failure from server" in done.stderr:
+        # Ray's client server starts a Python process per client and, on a loaded 2-core machine, can
+        # miss its own start-up limit (seen about 1 run in 4): one more connection, not a retry of ours.
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        done = _evoforge(*args, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     placements = [p for p in _placements(tmp_path / "run") if p]
     assert placements and {p["node_id"] for p in placements} <= cluster.gpu_node_ids
