@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 
 from evoforge.evaluators.confine import needed_paths
 from evoforge.evaluators.location import code_dirs, evaluators_dir
@@ -55,23 +56,11 @@ def w_keep(task_dir: str | None = None) -> list[str]:
 
 def _probe(hidden: tuple[str, ...], read_cap: bool) -> bool:
     """Fork a probe that masks ``hidden`` as W will, becomes nobody and starts this interpreter."""
-    pid = os.fork()
-    if pid == 0:
-        ok = False
-        try:
-            mounts.unshare(mounts.CLONE_NEWNS)
-            mounts.make_private()
-            mounts.mask(list(hidden), w_keep())
-            become(NOBODY_UID, read_cap)
-            for p in [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]:
-                os.listdir(p)
-            ok = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "import json, numbers"]) == 0
-        except BaseException:
-            ok = False
-        finally:
-            os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    def mask() -> None:
+        mounts.unshare(mounts.CLONE_NEWNS)
+        mounts.make_private()
+        mounts.mask(list(hidden), w_keep())
+    return _nobody_starts_python(read_cap, before=mask)
 
 
 def _candidate_view_works(root: str) -> bool:
@@ -139,11 +128,20 @@ def make_policy() -> Policy:
 
 def _nobody_can_import(read_cap: bool = False) -> bool:
     """Without masking: can nobody (keeping CAP_DAC_READ_SEARCH if ``read_cap``) start Python?"""
-    paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
+    return _nobody_starts_python(read_cap)
+
+
+def _nobody_starts_python(read_cap: bool, before: Callable[[], None] | None = None) -> bool:
+    """In a forked child: run ``before`` (as root), become nobody, list every import path and start
+    this interpreter; whether all of it worked. The import paths are listed after ``before``, as W
+    sees them."""
     pid = os.fork()
     if pid == 0:
         ok = False
         try:
+            if before is not None:
+                before()
+            paths = [p for p in sys.path if p and os.path.isdir(p)] + [os.path.dirname(os.__file__)]
             become(NOBODY_UID, read_cap)
             for p in paths:
                 os.listdir(p)
