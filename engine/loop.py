@@ -29,19 +29,18 @@ import numpy as np
 from evoforge.archive.islands import IslandArchives
 from evoforge.archive.store import CandidateRecord, Store
 from evoforge.engine.config import RunConfig
-from evoforge.engine.edits import EditResult, apply_reply, code_hash, evolvable_text
+from evoforge.engine.edits import EditResult, apply_reply, code_hash
 from evoforge.engine.evolution import Evolution, Proposal, Told
 from evoforge.engine.lessons import explanation_of
-from evoforge.engine.reflection import derived_seed, judge_enabled, lessons_mode, read_lessons, read_verdict
-from evoforge.engine.llm import as_spec
+from evoforge.engine.reflection import derived_seed
+from evoforge.engine.review import Reviewer
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
 from evoforge.engine.startup import job_for
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
-from evoforge.prompts import PromptContext, render_lessons, render_novelty_judge, render_prompt, render_retry
+from evoforge.prompts import PromptContext, render_prompt, render_retry
 from evoforge.prompts.fit import fit_prompt
-from evoforge.prompts.sanitize import one_line
 from evoforge.sandbox.job import EvaluationJob
 
 __all__ = ["Engine", "Snapshot", "Reporter", "NullReporter", "Executor", "rebuild_islands"]
@@ -148,11 +147,11 @@ class Engine:
         self._call_counts: dict[int, int] = {}   # LLM calls made so far per iteration (their `attempt` numbers)
         # The model's second opinions (engine.reflection): who reviews, whether the judge is on, how lessons
         # are made; read from the run's model specs, so a replay decides as the original did.
-        real = {s.label for s in map(as_spec, config.llm) if s.provider != "offline"}
-        self._reviewers = [c for c in (getattr(llm, "clients", None) or [llm]) if c.name in real]
-        specs = config.llm if self._reviewers else ("offline",)
-        self._judge_on = judge_enabled(task.search.novelty_judge, specs) and task.search.novelty_threshold > 0
-        self._lessons_mode = lessons_mode(task.search.lessons, specs)
+        # The model's second opinions (engine.review): the novelty judge and written lessons.
+        self.reviewer = Reviewer(llm=llm, specs=config.llm, novelty_judge=task.search.novelty_judge,
+                                 novelty_threshold=task.search.novelty_threshold, lessons=task.search.lessons,
+                                 task_name=task.name, objective=task.objective, task_dir=task.path,
+                                 language=task.language, call=self._call, last_error=lambda: self._last_llm_error)
         self._lessons_due: int | None = None     # a refresh waiting for its written lessons
         self._load_snapshot()
         self._replay_model_outcomes()
@@ -332,10 +331,17 @@ class Engine:
             if hit is None:
                 return edit
             other_id, cosine, reason = hit
-            if self._judge_on:
-                novel, reason = await self._judge(iteration, attempt, proposal, edit.code, hit, common)
-                if novel:
+            if self.reviewer.judge_on:
+                verdict = await self.reviewer.judge(
+                    proposer=client, iteration=iteration, seed=derived_seed(proposal.llm_seed, "judge", attempt),
+                    code=edit.code, other_code=self._program(other_id).code, other_id=other_id, cosine=cosine,
+                    reason=reason)
+                if verdict.reply is not None:   # the judge's call is part of this proposal's cost
+                    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+                        common[key] = common.get(key, 0) + getattr(verdict.reply, key)
+                if verdict.novel:
                     return edit
+                reason = verdict.reason
             self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
                                                  edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
             notes.append(f"rejected edit (the previous attempt of this proposal): {reason}")
@@ -380,39 +386,6 @@ class Engine:
             return None
         return edit
 
-    async def _judge(self, iteration: int, attempt: int, proposal: Proposal, code: str,
-                     hit: tuple[int, float, str], common: dict[str, Any]) -> tuple[bool, str]:
-        """ShinkaEvolve's novelty judge: is ``code`` meaningfully new against the program it is too close to?
-        ``(True, reason)`` lets it be evaluated; a NOT NOVEL, an unreadable reply or a failed call is
-        ``(False, the row's reason)``. The call's tokens and cost join the proposal's row (``common``)."""
-        other_id, cosine, reason = hit
-        client = self._reviewer(proposal)
-        system, user = render_novelty_judge(task_name=self.task.name, child=_evolvable(code),
-                                            other=_evolvable(self._program(other_id).code), other_id=other_id,
-                                            cosine=cosine, task_dir=self.task.path)
-        prompt = Prompt(system=system, user=user, parent_code=code, iteration=iteration, language=self.task.language,
-                        seed=derived_seed(proposal.llm_seed, "judge", attempt))
-        reply = await self._call(client, prompt, iteration)
-        if reply is None:
-            return False, (f"{reason}; the novelty judge's call failed, so it counts as not novel: "
-                           f"{one_line(self._last_llm_error, max_chars=300)}")
-        for key, value in (("prompt_tokens", reply.prompt_tokens), ("completion_tokens", reply.completion_tokens),
-                           ("cost_usd", reply.cost_usd)):
-            common[key] = common.get(key, 0) + value
-        novel, why = read_verdict(reply.text)
-        if novel is None:
-            return False, (f"{reason}; the novelty judge's reply was neither NOVEL nor NOT NOVEL, so it counts as "
-                           f"not novel: {why or '(empty reply)'}")
-        if novel:
-            return True, why
-        return False, f"{reason}; the novelty judge ({client.name}) found it NOT NOVEL: {why or '(no reason given)'}"
-
-    def _reviewer(self, proposal: Proposal) -> LLMClient:
-        """Who judges and writes lessons: the proposal's own model when it reads prompts, else the run's first
-        model that does (an ensemble with the offline operator)."""
-        client = self.llm.pick(proposal.llm_seed)
-        return client if client in self._reviewers else self._reviewers[0]
-
     def _reserve_proposal(self) -> bool:
         """One more proposal for an iteration's resample, if the run's budget and stop conditions allow."""
         if (reason := self.evolution.stop_reason()) is not None:
@@ -427,37 +400,19 @@ class Engine:
         before its slot is freed: with ``concurrency`` 1 the next prompt already shows them."""
         await self._iteration(iteration, llm_done)
         if self._lessons_due is not None:
-            await self._write_lessons(iteration)
+            due, self._lessons_due = self._lessons_due, None
+            lessons = self.evolution.lessons
+            written = await self.reviewer.write_lessons(lessons, iteration=iteration,
+                                                        seed=derived_seed(self.config.seed, "lessons", due))
+            if written.reply is not None:   # not a proposal's row: its cost joins the totals here
+                self.snapshot.cost_usd += written.reply.cost_usd
+                self.snapshot.tokens += written.reply.prompt_tokens + written.reply.completion_tokens
+            if due == lessons.refreshes:    # (else a newer refresh came meanwhile, concurrency > 1: it gets its own)
+                if written.lines:
+                    lessons.write(written.lines)
+                self.store.set_meta("lessons", list(lessons.lines))
+                self.store.set_meta("lessons_source", written.source)   # a model's, or why the computed stay
         self._call_counts.pop(iteration, None)
-
-    async def _write_lessons(self, iteration: int) -> None:
-        """One model call turns the computed tallies and the recent changes into a few lessons, which replace
-        the computed lines in later prompts, ``evoforge show`` and the report (ShinkaEvolve's
-        meta-recommendations). A failed call or a reply without lessons keeps the computed lines, and the run
-        records why (meta ``lessons_source``; the call itself is in ``llm_calls``)."""
-        refresh, self._lessons_due = self._lessons_due, None
-        lessons = self.evolution.lessons
-        client = self._reviewers[0]
-        system, user = render_lessons(task_name=self.task.name, objective=self.task.objective,
-                                      tallies=lessons.computed, changes=lessons.recent, task_dir=self.task.path)
-        prompt = Prompt(system=system, user=user, parent_code="", iteration=iteration, language=self.task.language,
-                        seed=derived_seed(self.config.seed, "lessons", int(refresh or 0)))
-        reply = await self._call(client, prompt, iteration)
-        if reply is not None:   # not a proposal's row: its cost joins the totals here
-            self.snapshot.cost_usd += reply.cost_usd
-            self.snapshot.tokens += reply.prompt_tokens + reply.completion_tokens
-        if refresh != lessons.refreshes:   # a newer refresh came meanwhile (concurrency > 1): it gets its own
-            return
-        written = read_lessons(reply.text) if reply is not None else ()
-        if written:
-            lessons.write(written)
-            source = {"source": "llm", "refresh": refresh, "model": client.name}
-        else:
-            why = (f"the lessons call failed: {self._last_llm_error}" if reply is None else
-                   "the lessons reply held no lines starting with '- '")
-            source = {"source": "computed", "refresh": refresh, "why": one_line(why, max_chars=300)}
-        self.store.set_meta("lessons", list(lessons.lines))
-        self.store.set_meta("lessons_source", source)
 
     def _restore_lessons(self) -> None:
         """Resume: the lessons a model wrote for the latest refresh come back (the tallies were replayed)."""
@@ -523,7 +478,7 @@ class Engine:
         if lessons.refreshes != refreshes:   # refreshed: `evoforge show` and the notebook read them here
             self.store.set_meta("lessons", list(lessons.lines))
             self.store.set_meta("lessons_source", {"source": "computed", "refresh": lessons.refreshes})
-            if self._lessons_mode == "llm":   # written after this iteration (`_proposal`), before the next
+            if self.reviewer.lessons_mode == "llm":   # written after this iteration (`_proposal`), before the next
                 self._lessons_due = lessons.refreshes
         self.llm.observe(client.name, improved=_improved(record.fitness, parent.fitness), cost_usd=record.cost_usd)
         bandit = getattr(self.llm, "bandit", None)
@@ -627,14 +582,6 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
             done = True
             fn()
     return call
-
-
-def _evolvable(code: str) -> str:
-    """What the novelty judge is shown of a program: its evolvable regions (all of it without markers)."""
-    try:
-        return "".join(evolvable_text(code)) or code
-    except ValueError:
-        return code
 
 
 def _prompt_budget(client: LLMClient) -> int | None:

@@ -126,7 +126,8 @@ def _context(run: Any) -> dict[str, Any]:
             "private": {k: _fmt(v) if isinstance(v, (int, float)) else str(v)[:_DIFF_CHARS]
                         for k, v in sorted(best.private.items())},
         },
-        "lineage": steps, "lessons": run.meta("lessons") or [], "lessons_by": _lessons_by(run), "models": models, "failures": failures,
+        "lineage": steps, "lessons": run.meta("lessons") or [], "lessons_by": _lessons_by(run),
+        "models": models, "failures": failures,
         "figures": figures,
     }
 
