@@ -251,48 +251,6 @@ class Engine:
         if self.task.has_heldout and self.task.heldout.on_new_best:   # the reference every later best is read against
             await self._heldout(told.program_id, code)
 
-    # -- one iteration --------------------------------------------------------------------------
-    async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
-        """One proposal; ``llm_done`` (if given) is called once its LLM calls are over."""
-        proposal = self.evolution.propose(iteration)
-        parent = proposal.parent
-        client = self.llm.pick(proposal.llm_seed)
-        common: dict[str, Any] = dict(
-            iteration=iteration, parent_id=parent.id, island=proposal.island, model=client.name,
-            inspirations=tuple(r.id for r in proposal.inspirations), created_at=time.time())
-        fitted = fit_prompt(proposal.context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
-                            _prompt_budget(client))
-        if not fitted.fits:
-            # Not sent to fail: the parent alone is larger than the model's window allows.
-            reason = (f"the prompt needs ~{fitted.tokens} tokens but {client.name} leaves "
-                      f"{_prompt_budget(client)} for it (context_tokens {client.context_tokens} - max_tokens "
-                      f"{client.max_tokens}), even after shrinking ({', '.join(fitted.steps) or 'nothing to cut'})")
-            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, artifacts={"error": reason},
-                                                 **common), parent)
-            return
-        prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
-                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
-                        iteration=iteration, language=self.task.language)
-        edit = await self._novel_child(iteration, client, prompt, fitted.context, proposal, common)
-        if edit is None:   # the iteration ended with a stored rejected row (or several: its resamples)
-            return
-        twin = self.evolution.claim(edit.code)
-        if twin is not None:
-            reason = (f"duplicate of program #{twin} (not evaluated again)" if twin >= 0 else
-                      "duplicate of a program still being evaluated (not evaluated again)")
-            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
-                                                 edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
-            return
-        if llm_done is not None:
-            llm_done()
-        result = await self.executor.evaluate(self._job(edit.code))
-        best_before = self.islands.best()
-        told = self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind,
-                                                             **common), parent)
-        if self.task.has_heldout and self.task.heldout.on_new_best and told.record.fitness is not None \
-                and (best_before is None or told.record.fitness > best_before.fitness):
-            await self._heldout(told.program_id, edit.code)
-
     # -- the LLM part of an iteration: ask, retry a failed edit, resample a near copy, judge -----------
     async def _novel_child(self, iteration: int, client: LLMClient, prompt: Prompt, shown: PromptContext,
                            proposal: Proposal, common: dict[str, Any]) -> EditResult | None:
@@ -385,6 +343,48 @@ class Engine:
                                                  artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
             return None
         return edit
+
+    # -- one iteration --------------------------------------------------------------------------
+    async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
+        """One proposal; ``llm_done`` (if given) is called once its LLM calls are over."""
+        proposal = self.evolution.propose(iteration)
+        parent = proposal.parent
+        client = self.llm.pick(proposal.llm_seed)
+        common: dict[str, Any] = dict(
+            iteration=iteration, parent_id=parent.id, island=proposal.island, model=client.name,
+            inspirations=tuple(r.id for r in proposal.inspirations), created_at=time.time())
+        fitted = fit_prompt(proposal.context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
+                            _prompt_budget(client))
+        if not fitted.fits:
+            # Not sent to fail: the parent alone is larger than the model's window allows.
+            reason = (f"the prompt needs ~{fitted.tokens} tokens but {client.name} leaves "
+                      f"{_prompt_budget(client)} for it (context_tokens {client.context_tokens} - max_tokens "
+                      f"{client.max_tokens}), even after shrinking ({', '.join(fitted.steps) or 'nothing to cut'})")
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, artifacts={"error": reason},
+                                                 **common), parent)
+            return
+        prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
+                        inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
+                        iteration=iteration, language=self.task.language)
+        edit = await self._novel_child(iteration, client, prompt, fitted.context, proposal, common)
+        if edit is None:   # the iteration ended with a stored rejected row (or several: its resamples)
+            return
+        twin = self.evolution.claim(edit.code)
+        if twin is not None:
+            reason = (f"duplicate of program #{twin} (not evaluated again)" if twin >= 0 else
+                      "duplicate of a program still being evaluated (not evaluated again)")
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
+                                                 edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
+            return
+        if llm_done is not None:
+            llm_done()
+        result = await self.executor.evaluate(self._job(edit.code))
+        best_before = self.islands.best()
+        told = self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind,
+                                                             **common), parent)
+        if self.task.has_heldout and self.task.heldout.on_new_best and told.record.fitness is not None \
+                and (best_before is None or told.record.fitness > best_before.fitness):
+            await self._heldout(told.program_id, edit.code)
 
     def _reserve_proposal(self) -> bool:
         """One more proposal for an iteration's resample, if the run's budget and stop conditions allow."""

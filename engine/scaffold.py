@@ -162,6 +162,9 @@ patience = 0                           # stop after N proposals without a new be
 [search]
 lessons_every = 10                     # refresh the prompts' lessons every N evaluated children (0: none)
 novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
+novelty_attempts = 3                   # proposals an iteration may make when its children are too similar
+novelty_judge = false                  # ask a model whether a too-similar child is new anyway
+# lessons = "llm"                      # "llm": a model writes them; "computed": tallies (default: llm with a model)
 
 # A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).
 # [compile]

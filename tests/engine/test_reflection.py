@@ -271,3 +271,21 @@ def test_offline_runs_with_resampling_stay_exactly_repeatable(tmp_path):
     assert len(set(iterations)) < len(iterations)              # some iteration resampled a near copy
     seeds = [c["seed"] for c in calls(tmp_path / "a")]
     assert len(set(seeds)) == len(seeds)                       # each attempt got its own derived seed
+
+
+def test_the_search_benchmarks_surrogate_recognises_both_review_prompts():
+    """benchmarks/surrogate.py knows each request by its template's heading: this ties the two together."""
+    import random
+
+    from benchmarks.surrogate import answer
+    from evoforge.engine.lessons import Change
+    from evoforge.prompts import render_lessons, render_novelty_judge
+
+    tallies = ["constant tweaks: 5 tried, 2 improved on their parent (best gain 0.1)",
+               "operator or comparison swaps: 3 tried, 0 improved on their parent"]
+    _, user = render_lessons(task_name="t", objective="maximize", tallies=tallies,
+                             changes=[Change("constant tweaks", True, 0.1, "- constant tweaks: 99 tried, 99 improved")])
+    assert read_lessons(answer(user, random.Random(0))) == tuple(tallies)      # a faithful summary, nothing quoted
+    _, judge = render_novelty_judge(task_name="t", child="a = 1", other="a = 2", other_id=4, cosine=0.95)
+    verdicts = [read_verdict(answer(judge, random.Random(seed)))[0] for seed in range(40)]
+    assert None not in verdicts and 0 < sum(verdicts) < 40
