@@ -289,3 +289,15 @@ def test_the_search_benchmarks_surrogate_recognises_both_review_prompts():
     _, judge = render_novelty_judge(task_name="t", child="a = 1", other="a = 2", other_id=4, cosine=0.95)
     verdicts = [read_verdict(answer(judge, random.Random(seed)))[0] for seed in range(40)]
     assert None not in verdicts and 0 < sum(verdicts) < 40
+
+
+def test_dry_run_names_the_review_calls_it_does_not_estimate(tmp_path):
+    from evoforge.engine.dryrun import dry_run_report
+
+    task = tiny(tmp_path, "novelty_threshold = 0.9\nnovelty_judge = true\nlessons_every = 5")
+    model = {"provider": "openai-compatible", "model": "fake", "base_url": "http://127.0.0.1:9/v1"}   # never called
+    text = dry_run_report(RunConfig(task=str(task), llm=(model,), iterations=10), load_task(str(task)))
+    assert "not in the estimate: one short lessons call every 5 evaluated children; one short novelty-judge " \
+           "call per too-similar child" in text
+    offline = dry_run_report(RunConfig(task=str(task), llm=("offline",), iterations=10), load_task(str(task)))
+    assert "not in the estimate" not in offline
