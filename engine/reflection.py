@@ -12,7 +12,7 @@ its lessons computed, and `notices` says so once when task.toml asked for more. 
 run's model specs (provider ``offline`` or not), not from the client objects, so a replay of a run (whose
 clients stand in for the originals) decides exactly as the original did.
 
-``[search] lessons`` left unset means "llm" when the run has a real model and "computed" otherwise: a real
+``[search] lessons = "auto"`` (the default) means "llm" when the run has a real model and "computed" otherwise: a real
 model reads the lessons it is shown, and one more short call every ``lessons_every`` children is small next
 to the proposals; the offline operator reads nothing, and computed lessons keep its runs exactly repeatable.
 """
@@ -29,7 +29,7 @@ from evoforge.prompts.sanitize import one_line
 __all__ = ["LESSON_MODES", "MAX_LESSONS", "MAX_LESSON_CHARS", "lessons_mode", "judge_enabled", "notices",
            "read_verdict", "read_lessons", "derived_seed"]
 
-LESSON_MODES = ("computed", "llm")
+LESSON_MODES = ("auto", "computed", "llm")
 MAX_LESSONS = 6            # written lessons kept from one reply
 MAX_LESSON_CHARS = 240     # per lesson line, after sanitising
 _JUDGE_STREAM = 0x7D6E     # seeds of judge and lessons calls: their own streams, nothing else shifts
@@ -54,9 +54,10 @@ def has_real_model(specs: Iterable[Any]) -> bool:
 
 
 def lessons_mode(setting: str | None, specs: Iterable[Any]) -> str:
-    """``[search] lessons`` resolved for this run: "llm" only with a real model to write them."""
+    """``[search] lessons`` ("auto" | "computed" | "llm"; None: "auto") resolved for this run: "llm" only
+    with a real model to write them."""
     real = has_real_model(specs)
-    if setting is None:
+    if setting in (None, "auto"):
         return "llm" if real else "computed"
     return setting if real else "computed"
 

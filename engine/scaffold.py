@@ -164,7 +164,7 @@ lessons_every = 10                     # refresh the prompts' lessons every N ev
 novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
 novelty_attempts = 3                   # proposals an iteration may make when its children are too similar
 novelty_judge = false                  # ask a model whether a too-similar child is new anyway
-# lessons = "llm"                      # "llm": a model writes them; "computed": tallies (default: llm with a model)
+lessons = "auto"                       # "llm": a model writes them; "computed": tallies; "auto": llm with a model
 
 # A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).
 # [compile]

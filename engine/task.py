@@ -97,14 +97,14 @@ class Search:
     rejected before evaluation (engine.novelty; 0: off). ``novelty_attempts``: proposals one iteration may
     make in all when its children are too similar — each is a stored row and counts against ``--iterations``
     (ShinkaEvolve's resampling). ``novelty_judge``: ask a model whether a too-similar child is meaningfully
-    new anyway, and evaluate it if so. ``lessons``: "computed" tallies or "llm"-written lessons (None: "llm"
-    when the run has a real model, else "computed"; engine.reflection)."""
+    new anyway, and evaluate it if so. ``lessons``: "computed" tallies, "llm"-written lessons, or "auto": "llm"
+    when the run has a real model, else "computed" (engine.reflection)."""
 
     lessons_every: int = 10
     novelty_threshold: float = 0.0
     novelty_attempts: int = 3
     novelty_judge: bool = False
-    lessons: str | None = None
+    lessons: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -489,8 +489,8 @@ def _search(table: dict, toml: Path) -> Search:
     judge = _expect(table.get("novelty_judge", Search.novelty_judge), bool, f"{toml}: [search] novelty_judge",
                     "true or false")
     lessons = table.get("lessons", Search.lessons)
-    if lessons is not None and lessons not in LESSON_MODES:
-        raise ConfigError(f"{toml}: [search] lessons: expected \"computed\" or \"llm\" but got {lessons!r}")
+    if lessons not in LESSON_MODES:
+        raise ConfigError(f"{toml}: [search] lessons: expected \"auto\", \"computed\" or \"llm\" but got {lessons!r}")
     return Search(lessons_every=every, novelty_threshold=novelty, novelty_attempts=attempts, novelty_judge=judge,
                   lessons=lessons)
 

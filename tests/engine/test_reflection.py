@@ -236,6 +236,7 @@ def test_a_failed_or_empty_lessons_call_keeps_the_computed_lines(tmp_path, serve
     ("novelty_attempts = 0", "novelty_attempts"),
     ("novelty_judge = \"yes\"", "novelty_judge"),
     ("lessons = \"written\"", "lessons"),
+    ("lessons = 3", "lessons"),
 ])
 def test_bad_search_settings_are_one_line_errors_naming_task_toml(tmp_path, line, words):
     task = tiny(tmp_path, line)
