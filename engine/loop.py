@@ -264,7 +264,9 @@ class Engine:
         novelty_attempts`` proposals in all. Each attempt is one stored row with this iteration's number and
         one proposal of the ``--iterations`` budget (docs/architecture.md, "Proposals and iterations"): a
         resample is made only while the budget has room. Its seed is derived from the proposal's seed and
-        the attempt number, so an offline run stays exactly repeatable.
+        the attempt number, so an offline run stays exactly repeatable. A resample is a fresh prompt (the
+        proposal's context plus a feedback line per rejected attempt, fitted to the window again) rather than
+        a follow-up turn: the same for every client, and no conversation grows past the window.
         """
         parent, base, notes = proposal.parent, dict(common), []
         for attempt in range(self.task.search.novelty_attempts):
