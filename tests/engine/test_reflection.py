@@ -16,7 +16,7 @@ from evoforge.engine.cli import main
 from evoforge.engine.config import RunConfig
 from evoforge.engine.reflection import read_lessons, read_verdict
 from evoforge.engine.replay import replay_run
-from evoforge.engine.session import plan_run, start_run
+from evoforge.engine.session import plan_run, resume_run, start_run
 from evoforge.engine.summary import format_summary, summarize
 from evoforge.engine.task import load_task
 from evoforge.evaluators.types import ConfigError
@@ -107,8 +107,12 @@ def test_a_near_copy_is_resampled_within_its_iteration_up_to_novelty_attempts(tm
     assert "previous attempt of this proposal" in sent[1] and "too similar to program #1" in sent[1]
     assert sent[2].count("previous attempt of this proposal") == 2            # both earlier attempts
     assert "previous attempt" not in sent[3]                                  # iteration 2 starts afresh
-    # resuming counts stored rows: the budget is met, nothing more is asked
-    assert len(rows(tmp_path / "run")) == outcome.snapshot.done
+    # resume counts stored rows (proposals): the budget is met, so nothing more is asked; two more proposals
+    # start a new iteration after the last stored one
+    asked = len(server.requests)
+    assert resume_run(tmp_path / "run").snapshot.done == 7 and len(server.requests) == asked
+    resume_run(tmp_path / "run", more_iterations=2)
+    assert [r.iteration for r in rows(tmp_path / "run")][7:] == [4, 4] and len(server.requests) == asked + 2
 
 
 def test_a_resample_that_differs_enough_is_evaluated_in_the_same_iteration(tmp_path, serve):
