@@ -26,8 +26,8 @@ import numpy as np
 
 from evoforge.prompts.sanitize import one_line
 
-__all__ = ["LESSON_MODES", "MAX_LESSONS", "MAX_LESSON_CHARS", "lessons_mode", "judge_enabled", "notices",
-           "read_verdict", "read_lessons", "derived_seed"]
+__all__ = ["LESSON_MODES", "MAX_LESSONS", "MAX_LESSON_CHARS", "has_real_model", "lessons_mode", "judge_enabled",
+           "notices", "read_verdict", "read_lessons", "derived_seed"]
 
 LESSON_MODES = ("auto", "computed", "llm")
 MAX_LESSONS = 6            # written lessons kept from one reply
