@@ -145,9 +145,9 @@ class Engine:
         self._launched = 0            # proposals stored or under way, against the target of `run`
         self._target = 0
         self._call_counts: dict[int, int] = {}   # LLM calls made so far per iteration (their `attempt` numbers)
-        # The model's second opinions (engine.reflection): who reviews, whether the judge is on, how lessons
-        # are made; read from the run's model specs, so a replay decides as the original did.
-        # The model's second opinions (engine.review): the novelty judge and written lessons.
+        # The model's second opinions (engine.review): the novelty judge and written lessons. Who reviews and
+        # how lessons are made is read from the run's model specs (engine.reflection), so a replay decides as
+        # the original did.
         self.reviewer = Reviewer(llm=llm, specs=config.llm, novelty_judge=task.search.novelty_judge,
                                  novelty_threshold=task.search.novelty_threshold, lessons=task.search.lessons,
                                  task_name=task.name, objective=task.objective, task_dir=task.path,

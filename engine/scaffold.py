@@ -112,7 +112,7 @@ islands = 2                            # independent sub-populations, ring migra
 migration_interval = 20                # proposals between migrations
 cvt_cells = 64                         # only for kind = "cvt"
 qd_offset = 10.0                       # added to each elite's score in the QD-score (make scores > 0)
-exploit_ratio = 0.7                    # chance a parent comes from the island's top elites (else any elite)
+exploit_ratio = 0.9                    # chance a parent comes from the island's top elites (else any elite)
 top_fraction = 0.2                     # the "top elites": this best fraction of the island's elites
 num_inspirations = 3                   # other elites shown to the LLM next to the parent
 parent_selection = "exploit"           # exploit | power_law | weighted | uniform
