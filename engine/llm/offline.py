@@ -408,13 +408,26 @@ def _loads(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
+def _reads(node: ast.AST) -> set[str]:
+    """Names a statement reads, counting an augmented assignment's target (``x += 1`` reads ``x``)."""
+    augmented = {n.target.id for n in ast.walk(node) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+    return _loads(node) | augmented
+
+
 def _needed(stmt: _Stmt) -> bool:
-    """Whether deleting ``stmt`` leaves a name its siblings read unbound: it binds a name that a later
-    statement of its body reads and that no other statement of the body binds (a NameError to be)."""
-    others = [s for i, s in enumerate(stmt.body) if i != stmt.index]
-    bound_elsewhere = set().union(*(_stores(s) for s in others)) if others else set()
-    later = set().union(*(_loads(s) for s in stmt.body[stmt.index + 1:])) if stmt.index + 1 < len(stmt.body) else set()
-    return bool((_stores(stmt.node) - bound_elsewhere) & later)
+    """Whether deleting ``stmt`` leaves a name unbound where a later statement of its body reads it (a
+    NameError or UnboundLocalError to be): a name it binds that no earlier statement of the body binds
+    is read later before a simple assignment rebinds it. A rebinding *after* the read does not help
+    (``centers = zeros(..)`` ... ``centers[0] = ..`` ... ``centers = clip(centers)``: on circle_packing
+    this was most of the offline operator's exceptions); one inside a loop or branch may not happen."""
+    earlier = set().union(*(_stores(s) for s in stmt.body[:stmt.index])) if stmt.index else set()
+    for name in _stores(stmt.node) - earlier:
+        for later in stmt.body[stmt.index + 1:]:
+            if name in _reads(later):
+                return True
+            if isinstance(later, (ast.Assign, ast.AnnAssign)) and name in _stores(later):
+                break
+    return False
 
 
 def _mutate_delete(src: _Source, rng: np.random.Generator, donors: list) -> object:

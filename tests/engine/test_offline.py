@@ -231,6 +231,23 @@ def test_delete_removes_a_statement_but_never_a_return_def_or_import():
     assert OfflineMutator().propose(only, [], np.random.default_rng(0), kinds=("delete",)) == ""
 
 
+def test_delete_never_unbinds_a_name_read_before_it_is_rebound():
+    # `pts` is rebound at the end, but read before that: deleting its first binding would raise; `scale` is
+    # rebound by a plain assignment before its only later read, so either binding may go.
+    program = ("# EVOLVE-BLOCK-START\ndef f(n):\n    pts = [0.0] * n\n    scale = 2.0\n    scale = 3.0\n"
+               "    pts[0] = scale\n    count = 1\n    count += n\n    pts = [p * count for p in pts]\n"
+               "    return pts\n# EVOLVE-BLOCK-END\n")
+    deleted = set()
+    for seed in range(80):
+        child = one(program, "delete", seed=seed)
+        namespace: dict = {}
+        exec(child, namespace)
+        namespace["f"](3)   # never a NameError / UnboundLocalError
+        deleted.update(x.strip() for x in program.splitlines() if x not in child.splitlines())
+    assert {"scale = 2.0", "scale = 3.0", "pts[0] = scale"} <= deleted
+    assert not deleted & {"pts = [0.0] * n", "count = 1"}
+
+
 def test_swap_exchanges_two_adjacent_statements():
     child = one(TWO_BLOCKS, "swap", seed=2)
     assert sorted(child.splitlines()) == sorted(TWO_BLOCKS.splitlines()) and child != TWO_BLOCKS
