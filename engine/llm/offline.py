@@ -105,6 +105,7 @@ class _Stmt:
     first: int     # 0-based first line (decorators included)
     last: int      # 0-based last line
     region: int    # index of the EVOLVE-BLOCK holding all its lines, whole lines only; else -1
+    outer: frozenset[str] = frozenset()   # names bound before its body starts (enclosing bodies, parameters)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -195,21 +196,27 @@ class _Source:
         rest = self.code[end:self.offsets[min(node.end_lineno, len(self.lines))]].strip()
         return not rest or rest.startswith("#")
 
-    def _collect(self, body: list, func: str) -> None:
+    def _collect(self, body: list, func: str, outer: frozenset[str] = frozenset()) -> None:
         for index, node in enumerate(body):
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
             last = node.end_lineno - 1
             region = self.region_of(first, last) if self._whole_lines(node) else -1
-            self.stmts.append(_Stmt(node, body, index, func, first, last, region))
-            inner = node.name if isinstance(node, _DEFS) else func
+            self.stmts.append(_Stmt(node, body, index, func, first, last, region, outer))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):   # a new scope: its parameters
+                inner, bound = node.name, frozenset(a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg))
+            else:
+                inner = node.name if isinstance(node, ast.ClassDef) else func
+                bound = outer.union(*(_stores(s) for s in body[:index]))
+                if isinstance(node, (ast.For, ast.AsyncFor)):
+                    bound |= _stores(node.target)
             for field in ("body", "orelse", "finalbody"):
                 sub = getattr(node, field, None)
                 if isinstance(sub, list) and sub and isinstance(sub[0], ast.stmt):
-                    self._collect(sub, inner)
+                    self._collect(sub, inner, bound)
             for handler in getattr(node, "handlers", None) or []:
-                self._collect(handler.body, inner)
+                self._collect(handler.body, inner, bound | ({handler.name} if handler.name else set()))
             for case in getattr(node, "cases", None) or []:
-                self._collect(case.body, inner)
+                self._collect(case.body, inner, bound)
 
     def block_text(self, stmt: _Stmt) -> str:
         text = "".join(self.lines[stmt.first:stmt.last + 1])
@@ -414,14 +421,23 @@ def _reads(node: ast.AST) -> set[str]:
     return _loads(node) | augmented
 
 
-def _needed(stmt: _Stmt) -> bool:
-    """Whether deleting ``stmt`` leaves a name unbound where a later statement of its body reads it (a
-    NameError or UnboundLocalError to be): a name it binds that no earlier statement of the body binds
-    is read later before a simple assignment rebinds it. A rebinding *after* the read does not help
-    (``centers = zeros(..)`` ... ``centers[0] = ..`` ... ``centers = clip(centers)``: on circle_packing
-    this was most of the offline operator's exceptions); one inside a loop or branch may not happen."""
-    earlier = set().union(*(_stores(s) for s in stmt.body[:stmt.index])) if stmt.index else set()
-    for name in _stores(stmt.node) - earlier:
+def _unbinds(stmt: _Stmt, reads: frozenset[str] = frozenset(), binds: frozenset[str] = frozenset()) -> bool:
+    """Whether replacing ``stmt`` with a statement that reads ``reads`` and binds ``binds`` (deleting it: both
+    empty) leaves a name read while unbound in its body — a NameError or UnboundLocalError to be.
+
+    * the new statement reads a name that this body binds only here or later (a crossover donor's
+      ``centers = np.clip(centers, ..)`` put in place of ``centers = np.zeros(..)``: on circle_packing most
+      of the offline operator's exceptions);
+    * a name ``stmt`` binds, that no earlier statement binds and the new one does not, is read later before
+      a plain assignment rebinds it (a rebinding *after* the read does not help; one inside a loop or a
+      branch may not happen).
+    Names bound before the body starts (enclosing bodies, parameters, a loop's target) count as bound; a
+    name bound later in a loop's body does not, though a second pass would see it: cautious."""
+    earlier = set(stmt.outer).union(*(_stores(s) for s in stmt.body[:stmt.index]))
+    from_here = set().union(*(_stores(s) for s in stmt.body[stmt.index:]))
+    if reads & (from_here - earlier):
+        return True
+    for name in _stores(stmt.node) - earlier - binds:
         for later in stmt.body[stmt.index + 1:]:
             if name in _reads(later):
                 return True
@@ -431,7 +447,7 @@ def _needed(stmt: _Stmt) -> bool:
 
 
 def _mutate_delete(src: _Source, rng: np.random.Generator, donors: list) -> object:
-    candidates = [s for s in src.stmts if _movable(s) and len(s.body) > 1 and not _needed(s)]
+    candidates = [s for s in src.stmts if _movable(s) and len(s.body) > 1 and not _unbinds(s)]
     if not candidates:
         return _NONE
     stmt = _pick_stmt(candidates, rng)
@@ -462,6 +478,8 @@ class _Donor:
     key: str
     text: str
     dump: str
+    reads: frozenset[str]
+    binds: frozenset[str]
 
 
 def _stmt_key(node: ast.stmt) -> str:
@@ -492,7 +510,8 @@ def _donors(inspirations: Sequence[str]) -> list[_Donor]:
             try:
                 dump = ast.dump(stmt.node)
                 donor = _Donor(stmt.func, type(stmt.node).__name__, _stmt_key(stmt.node),
-                               ast.unparse(stmt.node), dump)
+                               ast.unparse(stmt.node), dump, frozenset(_reads(stmt.node)),
+                               frozenset(_stores(stmt.node)))
             except RecursionError:   # pathologically deep expressions: not worth donating
                 continue
             if (stmt.func, dump) in seen:
@@ -513,7 +532,7 @@ def _mutate_crossover(src: _Source, rng: np.random.Generator, donors: list[_Dono
     for stmt in targets:
         kind, key, dump = type(stmt.node).__name__, _stmt_key(stmt.node), ast.dump(stmt.node)
         for donor in donors:
-            if donor.kind != kind or donor.dump == dump:
+            if donor.kind != kind or donor.dump == dump or _unbinds(stmt, donor.reads, donor.binds):
                 continue
             offset = 3 if (stmt.func, donor.dump) in present else 0
             if donor.func == stmt.func and donor.key == key:

@@ -271,6 +271,22 @@ def test_crossover_brings_in_a_statement_from_the_inspiration():
     assert brought == {"a = 2.75 * math.e", "total += min(v, 3.0) ** 0.5"}
 
 
+def test_crossover_never_brings_in_a_read_of_a_name_not_yet_bound():
+    # The donor `pts = [p * 3 for p in pts]` assigns the same target as the parent's first binding of `pts`
+    # but reads `pts`: in its place it would raise UnboundLocalError, so it may only replace the last one.
+    program = ("# EVOLVE-BLOCK-START\ndef f(n):\n    pts = [1.0] * n\n    pts[0] = 2.0\n"
+               "    pts = [p * 2 for p in pts]\n    return pts\n# EVOLVE-BLOCK-END\n")
+    inspiration = program.replace("p * 2", "p * 3")
+    replaced = set()
+    for seed in range(30):
+        child = one(program, "crossover", seed=seed, inspirations=[inspiration])
+        namespace: dict = {}
+        exec(child, namespace)
+        namespace["f"](3)   # never an UnboundLocalError
+        replaced.update(x.strip() for x in program.splitlines() if x not in child.splitlines())
+    assert "pts = [p * 2 for p in pts]" in replaced and "pts = [1.0] * n" not in replaced
+
+
 def test_crossover_happens_at_about_its_rate_and_never_without_inspirations():
     inspiration = TWO_BLOCKS.replace("    a = 1.5\n", "    a = 2.75 * math.e\n")
     mutator = OfflineMutator(crossover_rate=0.5, max_mutations=1)
