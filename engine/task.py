@@ -93,10 +93,13 @@ class Search:
     """``[search]``: what the search feeds forward and filters. ``lessons_every``: refresh the prompts'
     lessons (which kinds of change helped) every this many evaluated children (0: none).
     ``novelty_threshold``: a child whose embedding has cosine >= this with an elite of its island is
-    rejected before evaluation (engine.novelty; 0: off)."""
+    rejected before evaluation (engine.novelty; 0: off). ``fingerprint``: when the evaluator defines
+    ``probe``, a child that behaves like an evaluated program on its probe inputs is rejected without its full
+    evaluation (functional fingerprint, evoforge.evaluators.fingerprint)."""
 
     lessons_every: int = 10
     novelty_threshold: float = 0.0
+    fingerprint: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class Task:
     private: tuple[str, ...] = ()
     heldout: Heldout = field(default_factory=Heldout)
     has_heldout: bool = False            # the evaluator defines evaluate_heldout
+    has_probe: bool = False              # the evaluator defines probe (functional fingerprints)
     stop: Stop = field(default_factory=Stop)
     search: Search = field(default_factory=Search)
     pass_env: tuple[str, ...] = ()       # [sandbox] pass_env (+ --env): host variables the evaluator sees
@@ -161,7 +165,7 @@ _SECTION_KEYS = {
                 "reset_interval"},
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
-    "search": {"lessons_every", "novelty_threshold"},
+    "search": {"lessons_every", "novelty_threshold", "fingerprint"},
     "limits": {"timeout_s", "memory_mb", "cpu_s", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -457,7 +461,8 @@ def load_task(spec: str | Path, *, program: str | Path | None = None, evaluator:
         compile=_compile_stage(raw.get("compile", {}), toml),
         objectives=objectives, pareto_parent_share=parent_share,
         private=private, heldout=_heldout(raw.get("heldout", {}), toml),
-        has_heldout=_defines(path / evaluator_file, "evaluate_heldout"), stop=_stop(raw.get("stop", {}), toml),
+        has_heldout=_defines(path / evaluator_file, "evaluate_heldout"),
+        has_probe=_defines(path / evaluator_file, "probe"), stop=_stop(raw.get("stop", {}), toml),
         search=_search(raw.get("search", {}), toml),
         pass_env=_pass_env(raw.get("sandbox", {}), toml),
         openevolve=dialect,
@@ -473,7 +478,9 @@ def _search(table: dict, toml: Path) -> Search:
                             f"{toml}: [search] novelty_threshold", "a cosine in [0, 1] (0: off)"))
     if not 0.0 <= novelty <= 1.0:
         raise ConfigError(f"{toml}: [search] novelty_threshold: expected a cosine in [0, 1] (0: off) but got {novelty}")
-    return Search(lessons_every=every, novelty_threshold=novelty)
+    fingerprint = _expect(table.get("fingerprint", Search.fingerprint), bool, f"{toml}: [search] fingerprint",
+                          "true or false")
+    return Search(lessons_every=every, novelty_threshold=novelty, fingerprint=fingerprint)
 
 
 def _heldout(table: dict, toml: Path) -> Heldout:

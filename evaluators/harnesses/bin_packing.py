@@ -43,8 +43,11 @@ import numpy as np
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["BinPackingTask", "evaluate_priority", "online_binpack", "count_bins", "lower_bound", "load_dataset",
-           "train_instances", "heldout_excess", "CandidateViolation", "evaluate_heldout_priority"]
+           "train_instances", "heldout_excess", "CandidateViolation", "evaluate_heldout_priority", "probe_priority",
+           "probe_instances", "PROBE_SEED"]
 
+PROBE_SEED = 11                 # the probe's small instances (functional fingerprint): fixed, never the training ones
+PROBE_ITEMS = (20, 40)
 CALL_TIMEOUT_S = 10.0           # one priority() call; the whole evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
 
@@ -112,8 +115,10 @@ def _check_scores(raw: Any, n_valid: int, item: int, step: int) -> np.ndarray:
     return arr
 
 
-def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any]) -> np.ndarray:
-    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item)."""
+def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any],
+                   choices: list[int] | None = None) -> np.ndarray:
+    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item); the bin each
+    item went into is appended to ``choices`` when given."""
     bins = _full(_len(items), capacity, dtype=_int64)
     for step, item in enumerate(items):
         valid = _nonzero(bins >= item)[0]
@@ -122,7 +127,10 @@ def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any]
         except CandidateInvalid as exc:            # not plain data (an object array, a float subclass...)
             raise CandidateViolation(f"item #{step} (size {item}): {exc}") from None
         scores = _check_scores(raw, _len(valid), item, step)
-        bins[valid[_argmax(scores)]] -= item
+        chosen = valid[_argmax(scores)]
+        bins[chosen] -= item
+        if choices is not None:
+            choices.append(_int(chosen))
     return bins
 
 
@@ -202,6 +210,29 @@ def evaluate_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]
                f"{mean_bins:.3f} bins vs lower bound {mean_lb:.3f} (excess {metrics['train_excess_pct']:.3f}%); mean "
                f"fill of used bins {mean_fill:.4f}; {100.0 * full_fraction:.1f}% of used bins exactly full")
     return {"score": -mean_bins, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+
+
+def probe_instances(task: BinPackingTask) -> Instances:
+    rng = np.random.default_rng(PROBE_SEED)
+    return [(task.generate_items(rng, n), task.capacity) for n in PROBE_ITEMS]
+
+
+def probe_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:
+    """The bin each item goes into on two small fixed instances of the task's distribution (20 and 40 items):
+    the functional fingerprint (docs/architecture.md, "The task contract"). Two priority functions that make
+    the same choices here almost surely pack alike everywhere (FunSearch's own duplicates often differ only
+    in how they write the same ranking), so the second is not evaluated. A candidate that raises or returns
+    unusable scores makes this raise: no fingerprint, and the evaluation reports what went wrong."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        def priority(item: int, bins: np.ndarray) -> Any:
+            return candidate.call("priority", item, bins)
+
+        packings = []
+        for items, cap in probe_instances(task):
+            choices: list[int] = []
+            online_binpack(items, cap, priority, choices)
+            packings.append(choices)
+    return {"choices": packings}
 
 
 def evaluate_heldout_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import numpy as np
 
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
-__all__ = ["evaluate", "evaluate_heldout", "construct_tour", "tour_length", "public_sets", "public_set",
+__all__ = ["evaluate", "evaluate_heldout", "probe", "probe_instances", "construct_tour", "tour_length", "public_sets", "public_set",
            "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",
            "NN_PUBLISHED", "TSPLIB_INSTANCES"]
@@ -58,6 +58,8 @@ NN_PUBLISHED = {"test20": 4.446566634, "test50": 6.891886602, "test100": 9.65078
                 "test200": 13.42478741, "test500": 20.65273147}   # nearest neighbour, mean tour length
 TSPLIB_INSTANCES = ("eil51", "rat99", "kroB100")
 DATA_DIR = Path(__file__).resolve().parent / "data"
+PROBE_SEED = 7                  # the probe's tiny instances (functional fingerprint): fixed, never the training ones
+PROBE_NODES = (10, 20, 30)
 CALL_TIMEOUT_S = 10.0           # one select_next_node() call; the evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
 
@@ -248,6 +250,21 @@ def evaluate(program_path: str) -> dict[str, Any]:
     summary = (f"valid; training ({TRAIN_INSTANCES} x {TRAIN_NODES} uniform nodes): mean tour length "
                f"{mean_len:.4f}; {100.0 * agreement:.1f}% of steps chose a nearest unvisited node")
     return {"score": -mean_len, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+
+
+def probe_instances() -> list[np.ndarray]:
+    rng = np.random.default_rng(PROBE_SEED)
+    return [rng.random((n, 2)) for n in PROBE_NODES]
+
+
+def probe(program_path: str) -> dict[str, Any]:
+    """The rule's tours on three small fixed instances (10, 20 and 30 nodes; 57 calls in all): the functional
+    fingerprint (docs/architecture.md, "The task contract"). Two rules that build the same tours here almost
+    surely build the same tours everywhere, so the second is not evaluated. A rule that raises or returns an
+    unusable node makes this raise: no fingerprint, and `evaluate` reports what went wrong."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        rule = _RemoteRule(candidate)
+        return {"tours": [construct_tour(distance_matrix(pts), rule) for pts in probe_instances()]}
 
 
 def evaluate_heldout(program_path: str) -> dict[str, Any]:
