@@ -17,6 +17,8 @@ receives copies (of the set per step; of the matrix once per instance, kept in i
 evaluator's own matrix. So it cannot patch this module, ``numpy`` or ``builtins``, or return an object
 that lies; a reply that is not plain data is invalid, a candidate that raises or crashes an error.
 
+Functional fingerprint: ``probe`` returns the rule's tours on three small fixed instances (10, 20, 30 nodes).
+
 Score (maximise): ``-(mean tour length)`` over 8 uniform random instances of 50 nodes in [0, 1]^2
 generated here with a fixed seed (Euclidean distances).
 Held-out metrics (never in the score; private, computed by ``evaluate_heldout`` only when it matters):
@@ -42,7 +44,8 @@ import numpy as np
 
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
-__all__ = ["evaluate", "evaluate_heldout", "probe", "probe_instances", "construct_tour", "tour_length", "public_sets", "public_set",
+__all__ = ["evaluate", "evaluate_heldout", "probe", "probe_instances", "construct_tour", "tour_length",
+           "public_sets", "public_set",
            "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",
            "NN_PUBLISHED", "TSPLIB_INSTANCES"]
@@ -58,7 +61,7 @@ NN_PUBLISHED = {"test20": 4.446566634, "test50": 6.891886602, "test100": 9.65078
                 "test200": 13.42478741, "test500": 20.65273147}   # nearest neighbour, mean tour length
 TSPLIB_INSTANCES = ("eil51", "rat99", "kroB100")
 DATA_DIR = Path(__file__).resolve().parent / "data"
-PROBE_SEED = 7                  # the probe's tiny instances (functional fingerprint): fixed, never the training ones
+PROBE_SEED = 7                  # the probe's small instances (functional fingerprint): fixed, never the training ones
 PROBE_NODES = (10, 20, 30)
 CALL_TIMEOUT_S = 10.0           # one select_next_node() call; the evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
@@ -269,8 +272,9 @@ def probe(program_path: str) -> dict[str, Any]:
 
 def evaluate_heldout(program_path: str) -> dict[str, Any]:
     """The held-out sets and TSPLIB gaps (private). Run only for a new best, the final elites and ``evoforge
-    eval --heldout``, under ``[heldout] timeout_s``: a slow but good rule (AEL's O(n^3) rule needs about 300 s
-    here) is scored on the training instances within ``[limits] timeout_s`` and gets these numbers once."""
+    eval --heldout``, under ``[heldout] timeout_s``: a slow but good rule (AEL's O(n^3) rule, examples/ael.py,
+    needs about 70 s here) is scored on the training instances within ``[limits] timeout_s`` and gets these
+    numbers once."""
     with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
         if not candidate.defines("select_next_node"):
             return _invalid("the program defines no callable select_next_node(current_node, destination_node, "

@@ -34,7 +34,8 @@ EDITS = {
 
 
 def _config(task: Path, url: str, iterations: int) -> RunConfig:
-    return RunConfig(task=str(task), iterations=iterations, llm=(f"openai-compatible:gpt-4o@{url}",),   # a priced model: rows carry their cost
+    # a priced model, so the rows carry their cost
+    return RunConfig(task=str(task), iterations=iterations, llm=(f"openai-compatible:gpt-4o@{url}",),
                      concurrency=1, seed=3)
 
 
@@ -142,7 +143,7 @@ def test_a_behavioural_twin_is_rejected_and_a_different_child_evaluated(tmp_path
     assert "FULL EVALUATION" not in twin.stderr and "FULL EVALUATION" not in third.stderr
     assert twin.cost_usd > 0 and twin.prompt_tokens > 0 and twin.code.count(TWIN) == 1 and twin.fingerprint
     assert initial.fingerprint != different.fingerprint
-    assert re.search(rf"behaves like program #{third.parent_id} on the evaluator's probe inputs", third.artifacts["error"])
+    assert third.artifacts["error"].startswith(f"behaves like program #{third.parent_id} on the evaluator's probe")
     # The parent's next prompt says why: it was a behavioural duplicate.
     assert "rejected edit: behaves like program #1" in calls[1]
 

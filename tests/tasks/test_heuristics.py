@@ -344,3 +344,16 @@ def test_bin_packing_probe_tells_rules_apart_and_sees_a_rewritten_best_fit(tmp_p
         """, "first_fit.py")
     assert best_fit is not None and _digest(ev, rewritten) == best_fit
     assert _digest(ev, first_fit) not in (None, best_fit)
+
+
+def test_tsp_ael_rule_scores_ok_on_training_and_beats_nearest_neighbour(tmp_path):
+    """AEL's published rule (examples/ael.py) through the real training evaluation (all 8 x 50 instances);
+    its full held-out evaluation (minutes) is `evoforge eval --heldout`, documented in the task's README."""
+    ev = _load_evaluator("tsp_construct")
+    ael = str(TASKS / "tsp_construct" / "examples" / "ael.py")
+    result = ev.evaluate(ael)
+    nearest = ev.evaluate(str(TASKS / "tsp_construct" / "initial_program.py"))
+    assert result.get("status", "ok") == "ok" and result["score"] > nearest["score"]
+    assert 0.0 < result["features"]["nn_agreement"] < 1.0
+    text = (TASKS / "tsp_construct" / "examples" / "ael.py").read_text()
+    assert text.count(START) == 1 and text.count(END) == 1
