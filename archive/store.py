@@ -420,10 +420,13 @@ class Store:
         return [ArchiveEvent(**dict(r)) for r in rows]
 
     def hashes(self) -> dict[str, int]:
-        """code_hash → the first program id with it (for exact-duplicate detection)."""
+        """code_hash → the first program id with it (for exact-duplicate detection): evaluated programs, and
+        behavioural duplicates (rejected with a functional fingerprint, so their text was run by the probe)."""
         out: dict[str, int] = {}
+        has_fingerprint = "fingerprint" in {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        behavioural = " OR fingerprint IS NOT NULL" if has_fingerprint else ""
         for row in self._conn.execute("SELECT id, code_hash FROM programs WHERE code_hash IS NOT NULL"
-                                      " AND status != 'rejected' ORDER BY id"):
+                                      f" AND (status != 'rejected'{behavioural}) ORDER BY id"):
             out.setdefault(row["code_hash"], row["id"])
         return out
 

@@ -351,12 +351,10 @@ class Evolution:
                 events.append(ArchiveEvent("reset", seed_id, island, "reset", iteration=record.iteration))
                 events.append(ArchiveEvent("insert", seed_id, island, insertion.status, insertion.improvement,
                                            insertion.cell, iteration=record.iteration))
-        if record.status != Status.REJECTED and record.code_hash:
+        if record.code_hash and (record.status != Status.REJECTED or record.fingerprint):
+            # Evaluated, or a behavioural duplicate (rejected by the sandbox with its fingerprint): a later
+            # copy of its text is an exact duplicate of it, as after a resume (Store.hashes).
             self._hashes[record.code_hash] = program_id
-        elif record.fingerprint and record.code_hash and self._hashes.get(record.code_hash) == _CLAIMED:
-            # A behavioural duplicate gives its text back: a later copy is probed (and rejected) again, as it
-            # is after a resume, whose hashes come from the evaluated rows only (Store.hashes).
-            del self._hashes[record.code_hash]
         if record.status == Status.OK and record.fingerprint:
             self._fingerprints.setdefault(record.fingerprint, program_id)
         self._remember_failure(record)

@@ -164,6 +164,23 @@ def test_a_resumed_run_rejects_a_twin_of_a_program_from_before_the_resume(tmp_pa
     assert parent.fingerprint in rows[2].artifacts["error"] and "FULL EVALUATION" not in rows[2].stderr
 
 
+def test_a_copy_of_a_behavioural_duplicate_is_an_exact_duplicate_before_and_after_a_resume(tmp_path, fake_openai):
+    task = write_tiny_task(tmp_path / "tiny", islands=1, evaluator=PROBING_EVALUATOR)
+    server, _ = _scripted(fake_openai, ["twin"])          # the same edit of the same parent, every time
+    start_run(_config(task, server.base_url, 3), out=tmp_path / "whole")
+    start_run(_config(task, server.base_url, 1), out=tmp_path / "parts")
+    store = Store.open(tmp_path / "parts" / "run.db")
+    store.set_meta("config", {**store.get_meta("config"), "iterations": 3})
+    store.close()
+    resume_run(tmp_path / "parts")
+    whole, parts = _rows(tmp_path / "whole"), _rows(tmp_path / "parts")
+    assert [r.artifacts.get("error", "")[:40] for r in whole] == ["", "behaves like program #1 on the evaluator",
+                                                                  "duplicate of program #2 (not evaluated a",
+                                                                  "duplicate of program #2 (not evaluated a"]
+    assert [(r.status, r.artifacts, r.code, r.fingerprint) for r in whole] == \
+        [(r.status, r.artifacts, r.code, r.fingerprint) for r in parts]
+
+
 def test_fingerprint_false_evaluates_every_twin(tmp_path, fake_openai):
     task = write_tiny_task(tmp_path / "tiny", islands=1, evaluator=PROBING_EVALUATOR)
     (task / "task.toml").write_text((task / "task.toml").read_text() + "\n[search]\nfingerprint = false\n")
