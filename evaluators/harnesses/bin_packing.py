@@ -59,6 +59,7 @@ _argmax = np.argmax
 _isfinite = np.isfinite
 _all = np.all
 _int64 = np.int64
+_float64 = np.float64
 _fsum = math.fsum
 _len = len
 _int = int
@@ -116,9 +117,9 @@ def _check_scores(raw: Any, n_valid: int, item: int, step: int) -> np.ndarray:
 
 
 def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any],
-                   choices: list[int] | None = None) -> np.ndarray:
-    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item); the bin each
-    item went into is appended to ``choices`` when given."""
+                   trace: list[list[float]] | None = None) -> np.ndarray:
+    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item); the scores of
+    each call, as floats, are appended to ``trace`` when given (the probe's functional fingerprint)."""
     bins = _full(_len(items), capacity, dtype=_int64)
     for step, item in enumerate(items):
         valid = _nonzero(bins >= item)[0]
@@ -127,10 +128,9 @@ def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any]
         except CandidateInvalid as exc:            # not plain data (an object array, a float subclass...)
             raise CandidateViolation(f"item #{step} (size {item}): {exc}") from None
         scores = _check_scores(raw, _len(valid), item, step)
-        chosen = valid[_argmax(scores)]
-        bins[chosen] -= item
-        if choices is not None:
-            choices.append(_int(chosen))
+        bins[valid[_argmax(scores)]] -= item
+        if trace is not None:
+            trace.append(scores.astype(_float64).tolist())
     return bins
 
 
@@ -218,21 +218,24 @@ def probe_instances(task: BinPackingTask) -> Instances:
 
 
 def probe_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:
-    """The bin each item goes into on two small fixed instances of the task's distribution (20 and 40 items):
-    the functional fingerprint (docs/architecture.md, "The task contract"). Two priority functions that make
-    the same choices here almost surely pack alike everywhere (FunSearch's own duplicates often differ only
-    in how they write the same ranking), so the second is not evaluated. A candidate that raises or returns
-    unusable scores makes this raise: no fingerprint, and the evaluation reports what went wrong."""
+    """The scores ``priority`` gives, as floats, at every step of packing two small fixed instances of the
+    task's distribution (20 and 40 items): the functional fingerprint (docs/architecture.md, "The task
+    contract"). The raw scores, not only the bins chosen: a function of continuous constants gives other
+    scores for other constants even where it chooses the same bins, so equal fingerprints mean the same
+    function written another way (``-(bins - item)`` and ``item - bins``), not a nearby one that chooses alike
+    on a few items but packs differently on the training set (the chosen bins alone merged such children in
+    an offline run; tasks/bin_packing_or/README.md). A candidate that raises or returns unusable scores
+    makes this raise: no fingerprint, and the evaluation reports what went wrong."""
     with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
         def priority(item: int, bins: np.ndarray) -> Any:
             return candidate.call("priority", item, bins)
 
-        packings = []
+        traces = []
         for items, cap in probe_instances(task):
-            choices: list[int] = []
-            online_binpack(items, cap, priority, choices)
-            packings.append(choices)
-    return {"choices": packings}
+            trace: list[list[float]] = []
+            online_binpack(items, cap, priority, trace)
+            traces.append(trace)
+    return {"scores": traces}
 
 
 def evaluate_heldout_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:

@@ -336,14 +336,20 @@ def test_bin_packing_probe_tells_rules_apart_and_sees_a_rewritten_best_fit(tmp_p
     best_fit = _digest(ev, str(TASKS / task / "initial_program.py"))
     rewritten = _program(tmp_path, task, """
         def priority(item, bins):
-            return np.asarray(item - bins, dtype=float) * 2.0
+            return np.asarray(item - bins, dtype=float)
         """, "rewritten.py")
     first_fit = _program(tmp_path, task, """
         def priority(item, bins):
             return -np.arange(len(bins), dtype=float)
         """, "first_fit.py")
+    # Chooses exactly as best fit on every probe item, but it is another function: not a duplicate.
+    nearby = _program(tmp_path, task, """
+        def priority(item, bins):
+            return -(bins - item) * 1.0001
+        """, "nearby.py")
     assert best_fit is not None and _digest(ev, rewritten) == best_fit
     assert _digest(ev, first_fit) not in (None, best_fit)
+    assert _digest(ev, nearby) not in (None, best_fit)
 
 
 def test_tsp_ael_rule_scores_ok_on_training_and_beats_nearest_neighbour(tmp_path):
