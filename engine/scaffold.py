@@ -162,6 +162,7 @@ patience = 0                           # stop after N proposals without a new be
 [search]
 lessons_every = 10                     # refresh the prompts' lessons every N evaluated children (0: none)
 novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
+fingerprint = true                     # skip a child that behaves like an evaluated one on evaluator.py's probe()
 
 # A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).
 # [compile]
