@@ -103,7 +103,7 @@ class ArchiveConfig:
     migration_interval: int = 25
     cvt_cells: int = 64
     qd_offset: float = 0.0
-    exploit_ratio: float = 0.7
+    exploit_ratio: float = 0.9
     top_fraction: float = 0.2
     num_inspirations: int = 3
     parent_selection: str = "exploit"

@@ -32,22 +32,27 @@ TASKS = ("circle_packing", "pde_advection", "matmul_decomposition")   # geometry
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
+    """One configuration: ``archive``/``search`` override the task's ``[archive]``/``[search]`` settings."""
+
     name: str
     llm: str = "surrogate"                     # surrogate | offline
-    parent_selection: str | None = None        # None: the task's own ([archive])
-    lessons_every: int | None = None           # None: the default
     baseline: str | None = None
-    reset_interval: int | None = None
-    novelty_threshold: float | None = None     # None: the default
+    archive: tuple[tuple[str, object], ...] = ()
+    search: tuple[tuple[str, object], ...] = ()
 
 
 SETUPS = (
     Setup("default"),
-    Setup("power_law", parent_selection="power_law"),
-    Setup("weighted", parent_selection="weighted"),
-    Setup("uniform", parent_selection="uniform"),
-    Setup("default, no lessons", lessons_every=0),
-    Setup("default, novelty 0.95", novelty_threshold=0.95),
+    Setup("power_law", archive=(("parent_selection", "power_law"),)),
+    Setup("weighted", archive=(("parent_selection", "weighted"),)),
+    Setup("uniform", archive=(("parent_selection", "uniform"),)),
+    Setup("exploit 0.7", archive=(("exploit_ratio", 0.7),)),
+    Setup("exploit 1.0", archive=(("exploit_ratio", 1.0),)),
+    Setup("1 island", archive=(("islands", 1),)),
+    Setup("island resets", archive=(("reset_interval", 20),)),
+    Setup("no lessons", search=(("lessons_every", 0),)),
+    Setup("novelty 0.95", search=(("novelty_threshold", 0.95),)),
+    Setup("novelty 0.95 + judge", search=(("novelty_threshold", 0.95), ("novelty_judge", True))),
     Setup("random-parent", baseline="random-parent"),
     Setup("best-of-n", baseline="best-of-n"),
     Setup("offline default", llm="offline"),
@@ -82,16 +87,8 @@ def one_run(args: tuple[str, Setup, int, int]) -> dict:
 
     task_name, setup, seed, proposals = args
     task = load_task(task_name)
-    archive = task.archive
-    if setup.parent_selection:
-        archive = dataclasses.replace(archive, parent_selection=setup.parent_selection)
-    if setup.reset_interval is not None:
-        archive = dataclasses.replace(archive, reset_interval=setup.reset_interval)
-    search = task.search
-    if setup.lessons_every is not None:
-        search = dataclasses.replace(search, lessons_every=setup.lessons_every)
-    if setup.novelty_threshold is not None:
-        search = dataclasses.replace(search, novelty_threshold=setup.novelty_threshold)
+    archive = dataclasses.replace(task.archive, **dict(setup.archive))
+    search = dataclasses.replace(task.search, **dict(setup.search))
     # No held-out evaluations: they never change the search, only cost time here.
     task = dataclasses.replace(task, archive=archive, search=search, has_heldout=False)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, SurrogateServer(seed=seed) as server:
@@ -152,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 8 proposals")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search.json"))
+    parser.add_argument("--append", action="store_true",
+                        help="add to the runs already in --out (same proposals) and print the table of all of them")
     args = parser.parse_args(argv)
     if args.quick:
         args.proposals, args.seeds = 8, 2
@@ -166,12 +165,23 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(f"\r{n}/{len(jobs)} runs, {time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    if args.append and args.out.exists():
+        before = json.loads(args.out.read_text())
+        if before["proposals"] != args.proposals:
+            parser.error(f"{args.out} holds runs of {before['proposals']} proposals, not {args.proposals}")
+        fresh = {(r["task"], r["setup"], r["seed"]) for r in results}
+        results = [r for r in before["results"] if (r["task"], r["setup"], r["seed"]) not in fresh] + results
+        names = {r["setup"] for r in results}
+        setups = tuple(s for s in SETUPS if s.name in names)
+        tasks = tuple(dict.fromkeys([*before.get("tasks", ()), *tasks]))
+        args.seeds = max(args.seeds, before["seeds"])
     text, ratios = table(results, setups, tasks)
     print(f"best score at {args.proposals} proposals, median of {args.seeds} seeds; each cell: gain over the initial "
           f"program / best-of-n's gain (median best score)\n")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"proposals": args.proposals, "seeds": args.seeds, "results": results,
+    args.out.write_text(json.dumps({"proposals": args.proposals, "seeds": args.seeds, "tasks": tasks,
+                                    "results": results,
                                     "ratios": ratios, "seconds": time.monotonic() - started}, indent=1))
     return 0
 

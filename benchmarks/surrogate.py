@@ -14,6 +14,12 @@ The mix is 75/25, except that the surrogate *reads the prompt's lessons* ("const
 smoothing: the one way a prompt's content can change what it proposes, so "with/without lessons" measures
 whether the lessons carry signal. Every reply starts with one line of prose (the change's explanation).
 
+It also answers the engine's two review requests, recognised by their templates' fixed headings: a novelty
+check (prompts/novelty_judge.j2, "# Novelty check") gets NOVEL with probability `NOVEL_SHARE`, else NOT NOVEL,
+each with a one-line reason; a lessons request (prompts/lessons.j2, "# Lessons from recent changes") gets back
+the tally lines it was given, as a faithful summariser would — so written lessons carry exactly the signal the
+computed ones do, and "llm" lessons measure the mechanism, not a model's judgement.
+
 Deterministic: one ``random.Random(seed)`` consumed in request order, so with one request in flight a run
 is exactly repeatable. Standard library only.
 """
@@ -31,15 +37,22 @@ import tokenize
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["SurrogateServer", "propose"]
+__all__ = ["SurrogateServer", "answer", "propose"]
 
 # The parent is the first ```python block after the heading (evaluator feedback before it is fenced as text).
 _CURRENT = re.compile(r"^# Current program[^\n]*\n.*?^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 _BLOCK = re.compile(r"# EVOLVE-BLOCK-START\n(?P<body>.*?)# EVOLVE-BLOCK-END", re.DOTALL)
 _LESSON = re.compile(r"^- (?P<label>[^:]+): (?P<tried>\d+) tried, (?P<improved>\d+) improved", re.MULTILINE)
+_LESSON_LINE = re.compile(r"^- [^:\n]+: \d+ tried, \d+ improved[^\n]*$", re.MULTILINE)
 _SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "<": "<=", "<=": "<", ">": ">=", ">=": ">",
           "min": "max", "max": "min"}
 CONSTANT_SHARE = 0.75
+NOVEL_SHARE = 0.3
+_JUDGE_HEADING = "# Novelty check"
+_LESSONS_HEADING = "# Lessons from recent changes"
+# The lessons prompt's tallies: its "- " lines before the recent changes (whose quoted text is not read).
+_TALLIES = re.compile(r"^# Lessons from recent changes\n(?P<body>.*?)(?:^The most recent changes|^Write )",
+                      re.MULTILINE | re.DOTALL)
 
 
 def _tokens(body: str) -> list[tokenize.TokenInfo]:
@@ -108,8 +121,21 @@ def propose(prompt: str, rng: random.Random) -> str:
     return f"{what}: {tok.string} -> {new}.\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
 
 
+def answer(prompt: str, rng: random.Random) -> str:
+    """The reply to any request the engine sends: a review (novelty check, lessons) or a proposal."""
+    if prompt.startswith(_JUDGE_HEADING):
+        if rng.random() < NOVEL_SHARE:
+            return "NOVEL\nThe change alters the program's structure, not only a constant."
+        return "NOT NOVEL\nOnly a constant or an operator differs."
+    if prompt.startswith(_LESSONS_HEADING):
+        match = _TALLIES.search(prompt)
+        lines = [m.group(0) for m in _LESSON_LINE.finditer(match["body"])] if match else []
+        return "\n".join(lines) if lines else "No lessons yet."
+    return propose(prompt, rng)
+
+
 class SurrogateServer:
-    """``POST /v1/chat/completions`` answered by `propose` with one seeded RNG; start with `start`, stop with
+    """``POST /v1/chat/completions`` answered by `answer` with one seeded RNG; start with `start`, stop with
     `close` (or use it as a context manager)."""
 
     def __init__(self, *, seed: int) -> None:
@@ -130,7 +156,7 @@ class SurrogateServer:
                 text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user")
                 with server._lock:
                     server.requests += 1
-                    reply = propose(text, server._rng)
+                    reply = answer(text, server._rng)
                 data = json.dumps({
                     "id": "chatcmpl-surrogate", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "surrogate"),

@@ -164,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, task = plan.config, plan.task
     if plan.note:
         print(f"evoforge: {plan.note}", file=sys.stderr)
+    for line in plan.notices:
+        print(f"evoforge: {line}", file=sys.stderr)
     _say_missing_protections(args.sandbox)
     if args.dry_run:
         from evoforge.engine.dryrun import dry_run_report

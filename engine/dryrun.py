@@ -58,6 +58,18 @@ def _cached_tokens(spec: LLMSpec, stable_tokens: int) -> int:
     return stable_tokens if spec.provider == "anthropic" else 1024 + (stable_tokens - 1024) // 128 * 128
 
 
+def _review_calls(config: RunConfig, task: Task) -> str:
+    """The calls that are not proposals (engine.review): written lessons and the novelty judge, if on."""
+    from evoforge.engine.reflection import judge_enabled, lessons_mode
+
+    search, calls = task.search, []
+    if search.lessons_every and lessons_mode(search.lessons, config.llm) == "llm" and config.baseline is None:
+        calls.append(f"one short lessons call every {search.lessons_every} evaluated children")
+    if search.novelty_threshold > 0 and judge_enabled(search.novelty_judge, config.llm):
+        calls.append("one short novelty-judge call per too-similar child")
+    return "; ".join(calls)
+
+
 def estimate_iteration(config: RunConfig, task: Task) -> list[ModelEstimate]:
     specs = [as_spec(s) for s in config.llm]
     uniform = config.setting("ensemble") == "bandit"
@@ -152,6 +164,9 @@ def dry_run_report(config: RunConfig, task: Task, *, out: str | None = None,
     lines.append(f"estimate per iteration: ~{tokens:.0f} tokens, ~${cost:.4f}; for {config.iterations} iterations: "
                  f"~{tokens * config.iterations:.0f} tokens, ~${cost * config.iterations:.2f} "
                  f"(a retried edit adds one call)")
+    reviews = _review_calls(config, task)
+    if reviews:
+        lines.append(f"not in the estimate: {reviews}")
     if cached_cost < cost:
         lines.append(f"with prompt caching: ~${cached_cost:.4f} per iteration, ~${cached_cost * config.iterations:.2f} "
                      f"for {config.iterations} iterations")

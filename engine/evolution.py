@@ -223,11 +223,17 @@ class Evolution:
     def too_similar(self, code: str, island: int) -> str | None:
         """Why ``code`` should not be evaluated because it is nearly a program of ``island`` (the reason, for
         the rejected row and the parent's feedback), or None (ShinkaEvolve's novelty rejection)."""
+        hit = self.similar_to(code, island)
+        return None if hit is None else hit[2]
+
+    def similar_to(self, code: str, island: int) -> tuple[int, float, str] | None:
+        """`too_similar` with the closest program's id and cosine: ``(program_id, cosine, reason)``."""
         hit = self.novelty.closest(code, (e.program_id for e in self.islands.elites(island)))
         if hit is None:
             return None
-        return (f"too similar to program #{hit[0]} of island {island} (cosine {hit[1]:.4f} >= novelty_threshold "
-                f"{self.novelty.threshold:g}): not evaluated; propose a more different change")
+        return (hit[0], hit[1], f"too similar to program #{hit[0]} of island {island} (cosine {hit[1]:.4f} >= "
+                                f"novelty_threshold {self.novelty.threshold:g}): not evaluated; propose a more "
+                                f"different change")
 
     def claim(self, code: str) -> int | None:
         """None if ``code`` is new — it is then claimed, so a concurrent twin is not evaluated either —
@@ -315,7 +321,8 @@ class Evolution:
             if record.status != Status.REJECTED and record.code and self.lessons.every:
                 parent = self._lookup(record.parent_id)
                 self.lessons.observe(parent_code=parent.code, child_code=record.code, parent_fitness=parent.fitness,
-                                     child_fitness=record.fitness, ok=record.status == Status.OK)
+                                     child_fitness=record.fitness, ok=record.status == Status.OK,
+                                     explanation=record.explanation)
         if record.status == Status.OK and record.fitness is not None:
             self._valid.append(program_id)
             if self._best is None or record.fitness > self._best:

@@ -9,6 +9,11 @@ ShinkaEvolve (Lange et al. 2025) and the "insights" of ReEvo's reflection (Ye et
 from stored diffs and score deltas rather than written by a model.
 
 Also `explanation_of`: the prose of an LLM reply outside its edits, stored with the child as its rationale.
+
+With ``[search] lessons = "llm"`` a model rewrites each refresh as a few lessons of its own from the tallies
+and the `recent` changes (`evoforge.engine.reflection`, the driver's call); `write` installs them, and they
+are what `lines` shows until the next refresh. A failed or empty call installs nothing: the computed lines
+stay.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "Lessons", "change_kind", "explanation_of"]
+__all__ = ["KINDS", "Change", "Lessons", "change_kind", "explanation_of"]
 
 #: Kinds of change, most specific first.
 KINDS = ("constant", "operator", "insertion", "deletion", "restructure")
@@ -29,6 +34,7 @@ _OPERATOR = re.compile(r"<=|>=|==|!=|\*\*|//|[-+*/<>%]|\bmin\b|\bmax\b|\bminimum
 _EDIT_BLOCK = re.compile(r"^<{7}\s*SEARCH.*?^>{7}\s*REPLACE[ \t]*$", re.MULTILINE | re.DOTALL)
 _FENCE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _MAX_EXPLANATION_CHARS = 1500
+RECENT_CHANGES = 8         # what a written-lessons prompt shows besides the tallies
 
 
 def explanation_of(reply: str) -> str | None:
@@ -59,6 +65,27 @@ def change_kind(parent: str, child: str) -> str:
     return "restructure"
 
 
+@dataclass(frozen=True)
+class Change:
+    """One evaluated child as a lessons prompt shows it: the kind of change (its label), whether it ran,
+    its fitness gain over its parent (sign-adjusted: positive is better; None when either has none) and
+    the proposer's explanation (model-written text: a prompt quotes it as data)."""
+
+    kind: str
+    ok: bool
+    gain: float | None
+    explanation: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if not self.ok:
+            return "failed to run or was invalid"
+        if self.gain is None:
+            return "ran (no parent score to compare)"
+        return f"improved on its parent by {self.gain:.4g}" if self.gain > 0 else \
+            f"did not improve on its parent ({self.gain:.4g})"
+
+
 @dataclass
 class _Tally:
     tried: int = 0
@@ -76,27 +103,54 @@ class Lessons:
         self._tallies: dict[str, _Tally] = collections.defaultdict(_Tally)
         self._seen = 0
         self._lines: tuple[str, ...] = ()
+        self._written: tuple[str, ...] = ()
+        self._written_at = -1
+        self.refreshes = 0                 # how many times the lines were refreshed (resume compares it)
+        self._recent: collections.deque[Change] = collections.deque(maxlen=RECENT_CHANGES)
 
     @property
     def lines(self) -> tuple[str, ...]:
+        """What prompts show: the lessons written for the latest refresh, else the computed tallies."""
+        return self._written if self._written_at == self.refreshes else self._lines
+
+    @property
+    def computed(self) -> tuple[str, ...]:
+        """The tally lines of the latest refresh (what a lessons prompt is given)."""
         return self._lines
 
+    @property
+    def written(self) -> bool:
+        return self._written_at == self.refreshes
+
+    @property
+    def recent(self) -> tuple[Change, ...]:
+        """The latest evaluated children, oldest first."""
+        return tuple(self._recent)
+
+    def write(self, lines: tuple[str, ...] | list[str]) -> None:
+        """Install model-written lessons for the latest refresh (until the next one)."""
+        self._written, self._written_at = tuple(lines), self.refreshes
+
     def observe(self, *, parent_code: str, child_code: str, parent_fitness: float | None,
-                child_fitness: float | None, ok: bool) -> bool:
+                child_fitness: float | None, ok: bool, explanation: str | None = None) -> bool:
         """Tally one evaluated child; True when the lessons were refreshed (the driver then stores them)."""
         if self.every <= 0 or not child_code:
             return False
-        tally = self._tallies[change_kind(parent_code, child_code)]
+        kind = change_kind(parent_code, child_code)
+        tally = self._tallies[kind]
         tally.tried += 1
+        gain = None if child_fitness is None or parent_fitness is None else child_fitness - parent_fitness
         if not ok or child_fitness is None:
             tally.failed += 1
-        elif parent_fitness is not None and child_fitness > parent_fitness:
+        elif gain is not None and gain > 0:
             tally.improved += 1
-            tally.best_gain = max(tally.best_gain, child_fitness - parent_fitness)
+            tally.best_gain = max(tally.best_gain, gain)
+        self._recent.append(Change(_LABELS[kind], ok and child_fitness is not None, gain, explanation))
         self._seen += 1
         if self._seen % self.every:
             return False
         self._lines = self._summary()
+        self.refreshes += 1
         return True
 
     def _summary(self) -> tuple[str, ...]:

@@ -30,14 +30,16 @@ from evoforge.archive.islands import IslandArchives
 from evoforge.archive.store import CandidateRecord, Store
 from evoforge.engine.config import RunConfig
 from evoforge.engine.edits import EditResult, apply_reply, code_hash
-from evoforge.engine.evolution import Evolution, Told
+from evoforge.engine.evolution import Evolution, Proposal, Told
 from evoforge.engine.lessons import explanation_of
+from evoforge.engine.reflection import derived_seed
+from evoforge.engine.review import Reviewer
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
 from evoforge.engine.rundir import RunDir
 from evoforge.engine.startup import job_for
 from evoforge.engine.task import Task
 from evoforge.evaluators.types import EvaluationResult, LLMError, Status, StoreError, TaskError
-from evoforge.prompts import render_prompt, render_retry
+from evoforge.prompts import PromptContext, render_prompt, render_retry
 from evoforge.prompts.fit import fit_prompt
 from evoforge.sandbox.job import EvaluationJob
 
@@ -141,8 +143,20 @@ class Engine:
         self.snapshot = Snapshot(max_cost_usd=config.max_cost_usd, max_tokens=config.max_total_tokens)
         self._started = clock()
         self._evaluated_since_start = 0
+        self._launched = 0            # proposals stored or under way, against the target of `run`
+        self._target = 0
+        self._call_counts: dict[int, int] = {}   # LLM calls made so far per iteration (their `attempt` numbers)
+        # The model's second opinions (engine.review): the novelty judge and written lessons. Who reviews and
+        # how lessons are made is read from the run's model specs (engine.reflection), so a replay decides as
+        # the original did.
+        self.reviewer = Reviewer(llm=llm, specs=config.llm, novelty_judge=task.search.novelty_judge,
+                                 novelty_threshold=task.search.novelty_threshold, lessons=task.search.lessons,
+                                 task_name=task.name, objective=task.objective, task_dir=task.path,
+                                 language=task.language, call=self._call, last_error=lambda: self._last_llm_error)
+        self._lessons_due: int | None = None     # a refresh waiting for its written lessons
         self._load_snapshot()
         self._replay_model_outcomes()
+        self._restore_lessons()
 
     @property
     def islands(self) -> IslandArchives:
@@ -167,7 +181,8 @@ class Engine:
             await self._evaluate_initial()
         target = iterations
         self.snapshot.target = target
-        launched = self.store.count("iteration > 0")  # proposals stored, then launched by this call
+        # Proposals stored, then launched by this call (an iteration's resamples take theirs as they go).
+        self._launched, self._target = self.store.count("iteration > 0"), target
         next_iteration = self.store.max_iteration() + 1
         # `concurrency` bounds LLM calls; a candidate frees its LLM slot when its reply has arrived,
         # so slow calls overlap evaluations. At most `concurrency + executor.slots` candidates are in
@@ -183,7 +198,7 @@ class Engine:
         def room() -> int:
             return self.config.concurrency + (int(getattr(self.executor, "slots", 1)) if pipelined else 0)
 
-        while launched < target and not self._stop_requested:
+        while self._launched < target and not self._stop_requested:
             while len(self._in_flight) >= room() and not self._stop_requested:
                 settled.clear()
                 try:  # woken by a finished candidate, or after a second to look at the slots again
@@ -193,16 +208,16 @@ class Engine:
             await llm_slots.acquire()
             if (reason := self.evolution.stop_reason()) is not None:
                 self.request_stop(reason)
-            if self._stop_requested or self._budget_reached():
-                llm_slots.release()
+            if self._stop_requested or self._budget_reached() or self._launched >= target:
+                llm_slots.release()   # (resamples of the iterations in flight may have taken the budget)
                 break
             release_llm_slot = _once(llm_slots.release)
-            task = asyncio.create_task(self._iteration(next_iteration, release_llm_slot if pipelined else None))
+            task = asyncio.create_task(self._proposal(next_iteration, release_llm_slot if pipelined else None))
             self._in_flight.add(task)
             task.add_done_callback(lambda t, release=release_llm_slot: (
                 self._in_flight.discard(t), self._stop_on_failure(t), release(), settled.set()))
             next_iteration += 1
-            launched += 1
+            self._launched += 1
         results = await asyncio.gather(*list(self._in_flight), return_exceptions=True)
         for result in [*self._failures, *results]:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
@@ -237,6 +252,101 @@ class Engine:
         if self.task.has_heldout and self.task.heldout.on_new_best:   # the reference every later best is read against
             await self._heldout(told.program_id, code)
 
+    # -- the LLM part of an iteration: ask, retry a failed edit, resample a near copy, judge -----------
+    async def _novel_child(self, iteration: int, client: LLMClient, prompt: Prompt, shown: PromptContext,
+                           proposal: Proposal, common: dict[str, Any]) -> EditResult | None:
+        """A child that applies and is new enough to evaluate (``common`` then holds its row's fields), or
+        None when the iteration ended with stored rejected rows.
+
+        Novelty (ShinkaEvolve, Lange et al. 2025): a child too similar to a program of its island may be
+        judged by a model (``[search] novelty_judge``) and is evaluated if it says NOVEL; otherwise it is
+        stored ``rejected`` with its reason and its cost, and the iteration asks again from the same parent,
+        its prompt's feedback saying which program the last attempt was too close to — up to ``[search]
+        novelty_attempts`` proposals in all. Each attempt is one stored row with this iteration's number and
+        one proposal of the ``--iterations`` budget (docs/architecture.md, "Proposals and iterations"): a
+        resample is made only while the budget has room. Its seed is derived from the proposal's seed and
+        the attempt number, so an offline run stays exactly repeatable. A resample is a fresh prompt (the
+        proposal's context plus a feedback line per rejected attempt, fitted to the window again) rather than
+        a follow-up turn: the same for every client, and no conversation grows past the window.
+        """
+        parent, base, notes = proposal.parent, dict(common), []
+        for attempt in range(self.task.search.novelty_attempts):
+            if attempt:
+                if not self._reserve_proposal():
+                    return None
+                context = replace(proposal.context, feedback=(*proposal.context.feedback, *notes))
+                fitted = fit_prompt(context, lambda ctx: render_prompt(ctx, task_dir=self.task.path),
+                                    _prompt_budget(client))
+                if not fitted.fits:    # cannot happen unless the feedback tipped it over: the budget is kept
+                    self._launched -= 1
+                    return None
+                prompt = replace(prompt, system=fitted.system, user=fitted.user, history=(),
+                                 seed=derived_seed(proposal.llm_seed, "resample", attempt))
+                shown = fitted.context
+                common.clear()
+                common.update(base, created_at=time.time())
+            edit = await self._ask(client, prompt, shown, iteration, common, parent)
+            if edit is None:
+                return None
+            hit = self.evolution.similar_to(edit.code, proposal.island)
+            if hit is None:
+                return edit
+            other_id, cosine, reason = hit
+            if self.reviewer.judge_on:
+                verdict = await self.reviewer.judge(
+                    proposer=client, iteration=iteration, seed=derived_seed(proposal.llm_seed, "judge", attempt),
+                    code=edit.code, other_code=self._program(other_id).code, other_id=other_id, cosine=cosine,
+                    reason=reason)
+                if verdict.reply is not None:   # the judge's call is part of this proposal's cost
+                    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+                        common[key] = common.get(key, 0) + getattr(verdict.reply, key)
+                if verdict.novel:
+                    return edit
+                reason = verdict.reason
+            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
+                                                 edit_kind=edit.kind, artifacts={"error": reason}, **common), parent)
+            notes.append(f"rejected edit (the previous attempt of this proposal): {reason}")
+        return None
+
+    async def _ask(self, client: LLMClient, prompt: Prompt, shown: PromptContext, iteration: int,
+                   common: dict[str, Any], parent: CandidateRecord) -> EditResult | None:
+        """One proposal's LLM call and the one retry of a failed edit: the applied edit (its tokens, cost,
+        reply and explanation added to ``common``), or None when it was stored as a rejected row."""
+        reply = await self._call(client, prompt, iteration)
+        if reply is None:
+            error = self._last_llm_error
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED,
+                                                 artifacts={"error": f"LLM call failed: {error}"}, **common), parent)
+            if self._llm_successes == 0 and self._llm_failures >= _FAILED_LLM_CALLS_TO_ABORT:
+                raise LLMError(f"the first {self._llm_failures} LLM calls all failed, so the run stops "
+                               f"(check the API key, the base URL and the model name); last error: {error}")
+            return None
+        spent = [reply]
+        edit = apply_reply(parent.code, reply.text, language=self.task.language)
+        if not edit.ok and (edit.kind != "none" or reply.truncated) and client.conversational \
+                and self.config.setting("retry_failed_edit"):
+            # One retry with the match error, in the same conversation and to the same model
+            # (the "reflection" on a failed patch in ShinkaEvolve; Aider's edit-error loop).
+            followup = replace(prompt, history=(("assistant", reply.text), ("user", render_retry(
+                _reason(edit.reason, reply), reply_format=shown.reply_format, truncated=reply.truncated,
+                task_dir=self.task.path, code_fence=shown.code_fence))))
+            second = await self._call(client, followup, iteration)
+            if second is not None:
+                spent.append(second)
+                retried = apply_reply(parent.code, second.text, language=self.task.language)
+                edit = retried if retried.ok else EditResult(
+                    False, reason=f"{_reason(edit.reason, reply)}; after one retry: {_reason(retried.reason, second)}",
+                    kind=retried.kind)
+                reply = second
+        common.update(prompt_tokens=sum(r.prompt_tokens for r in spent), cost_usd=sum(r.cost_usd for r in spent),
+                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text,
+                      explanation=explanation_of(reply.text))
+        if not edit.ok:
+            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
+                                                 artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
+            return None
+        return edit
+
     # -- one iteration --------------------------------------------------------------------------
     async def _iteration(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
         """One proposal; ``llm_done`` (if given) is called once its LLM calls are over."""
@@ -259,43 +369,8 @@ class Engine:
         prompt = Prompt(system=fitted.system, user=fitted.user, parent_code=parent.code,
                         inspirations=tuple(r.code for r in proposal.inspirations), seed=proposal.llm_seed,
                         iteration=iteration, language=self.task.language)
-        reply = await self._call(client, prompt, iteration)
-        if reply is None:
-            error = self._last_llm_error
-            self._settle(client, CandidateRecord(code="", status=Status.REJECTED,
-                                                 artifacts={"error": f"LLM call failed: {error}"}, **common), parent)
-            if self._llm_successes == 0 and self._llm_failures >= _FAILED_LLM_CALLS_TO_ABORT:
-                raise LLMError(f"the first {self._llm_failures} LLM calls all failed, so the run stops "
-                               f"(check the API key, the base URL and the model name); last error: {error}")
-            return
-        spent = [reply]
-        edit = apply_reply(parent.code, reply.text, language=self.task.language)
-        if not edit.ok and (edit.kind != "none" or reply.truncated) and client.conversational \
-                and self.config.setting("retry_failed_edit"):
-            # One retry with the match error, in the same conversation and to the same model
-            # (the "reflection" on a failed patch in ShinkaEvolve; Aider's edit-error loop).
-            followup = replace(prompt, history=(("assistant", reply.text), ("user", render_retry(
-                _reason(edit.reason, reply), reply_format=fitted.context.reply_format, truncated=reply.truncated,
-                task_dir=self.task.path, code_fence=fitted.context.code_fence))))
-            second = await self._call(client, followup, iteration)
-            if second is not None:
-                spent.append(second)
-                retried = apply_reply(parent.code, second.text, language=self.task.language)
-                edit = retried if retried.ok else EditResult(
-                    False, reason=f"{_reason(edit.reason, reply)}; after one retry: {_reason(retried.reason, second)}",
-                    kind=retried.kind)
-                reply = second
-        common.update(prompt_tokens=sum(r.prompt_tokens for r in spent), cost_usd=sum(r.cost_usd for r in spent),
-                      completion_tokens=sum(r.completion_tokens for r in spent), edit=reply.text,
-                      explanation=explanation_of(reply.text))
-        if not edit.ok:
-            self._settle(client, CandidateRecord(code="", status=Status.REJECTED, edit_kind=edit.kind,
-                                                 artifacts={"error": _reason(edit.reason, reply)}, **common), parent)
-            return
-        similar = self.evolution.too_similar(edit.code, proposal.island)
-        if similar is not None:   # stored with its reason and its cost; the next proposal is the resample
-            self._settle(client, CandidateRecord(code=edit.code, code_hash=code_hash(edit.code), status=Status.REJECTED,
-                                                 edit_kind=edit.kind, artifacts={"error": similar}, **common), parent)
+        edit = await self._novel_child(iteration, client, prompt, fitted.context, proposal, common)
+        if edit is None:   # the iteration ended with a stored rejected row (or several: its resamples)
             return
         twin = self.evolution.claim(edit.code)
         if twin is not None:
@@ -313,6 +388,41 @@ class Engine:
         if self.task.has_heldout and self.task.heldout.on_new_best and told.record.fitness is not None \
                 and (best_before is None or told.record.fitness > best_before.fitness):
             await self._heldout(told.program_id, edit.code)
+
+    def _reserve_proposal(self) -> bool:
+        """One more proposal for an iteration's resample, if the run's budget and stop conditions allow."""
+        if (reason := self.evolution.stop_reason()) is not None:
+            self.request_stop(reason)
+        if self._stop_requested or self._budget_reached() or self._launched >= self._target:
+            return False
+        self._launched += 1
+        return True
+
+    async def _proposal(self, iteration: int, llm_done: Callable[[], None] | None = None) -> None:
+        """One iteration, then the written lessons its children made due (``[search] lessons = "llm"``),
+        before its slot is freed: with ``concurrency`` 1 the next prompt already shows them."""
+        await self._iteration(iteration, llm_done)
+        if self._lessons_due is not None:
+            due, self._lessons_due = self._lessons_due, None
+            lessons = self.evolution.lessons
+            written = await self.reviewer.write_lessons(lessons, iteration=iteration,
+                                                        seed=derived_seed(self.config.seed, "lessons", due))
+            if written.reply is not None:   # not a proposal's row: its cost joins the totals here
+                self.snapshot.cost_usd += written.reply.cost_usd
+                self.snapshot.tokens += written.reply.prompt_tokens + written.reply.completion_tokens
+            if due == lessons.refreshes:    # (else a newer refresh came meanwhile, concurrency > 1: it gets its own)
+                if written.lines:
+                    lessons.write(written.lines)
+                self.store.set_meta("lessons", list(lessons.lines))
+                self.store.set_meta("lessons_source", written.source)   # a model's, or why the computed stay
+        self._call_counts.pop(iteration, None)
+
+    def _restore_lessons(self) -> None:
+        """Resume: the lessons a model wrote for the latest refresh come back (the tallies were replayed)."""
+        source = self.store.get_meta("lessons_source") or {}
+        lines = self.store.get_meta("lessons") or []
+        if source.get("source") == "llm" and source.get("refresh") == self.evolution.lessons.refreshes and lines:
+            self.evolution.lessons.write(tuple(lines))
 
     # -- held-out evaluation -----------------------------------------------------------------------
     async def _heldout(self, program_id: int, code: str) -> None:
@@ -340,7 +450,13 @@ class Engine:
                 await self._heldout(elite.program_id, record.code)
 
     async def _call(self, client: LLMClient, prompt: Prompt, iteration: int) -> Reply | None:
-        """One LLM call, stored in ``llm_calls`` whatever happens; None when it failed (the run goes on)."""
+        """One LLM call, stored in ``llm_calls`` whatever happens; None when it failed (the run goes on).
+
+        Calls are numbered within their iteration (the stored ``attempt``: 0, then a retry, a resample, a
+        judge's or a lessons call in the order made), so a replay finds each one's reply."""
+        number = self._call_counts.get(iteration, 0)
+        self._call_counts[iteration] = number + 1
+        prompt = replace(prompt, call_index=number)
         try:
             reply = await client.generate(prompt)
         except LLMError as exc:
@@ -358,11 +474,15 @@ class Engine:
 
     def _settle(self, client: LLMClient, record: CandidateRecord, parent: CandidateRecord) -> Told:
         """Tell the core, store the candidate, then tell the LLM (an adaptive ensemble) how its proposal did."""
-        lessons = self.evolution.lessons.lines
+        lessons = self.evolution.lessons
+        refreshes = lessons.refreshes
         told = self.evolution.tell(record)
         self._store(told)
-        if self.evolution.lessons.lines != lessons:   # refreshed: `evoforge show` and the notebook read them here
-            self.store.set_meta("lessons", list(self.evolution.lessons.lines))
+        if lessons.refreshes != refreshes:   # refreshed: `evoforge show` and the notebook read them here
+            self.store.set_meta("lessons", list(lessons.lines))
+            self.store.set_meta("lessons_source", {"source": "computed", "refresh": lessons.refreshes})
+            if self.reviewer.lessons_mode == "llm":   # written after this iteration (`_proposal`), before the next
+                self._lessons_due = lessons.refreshes
         self.llm.observe(client.name, improved=_improved(record.fitness, parent.fitness), cost_usd=record.cost_usd)
         bandit = getattr(self.llm, "bandit", None)
         if bandit is not None:

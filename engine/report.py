@@ -126,9 +126,16 @@ def _context(run: Any) -> dict[str, Any]:
             "private": {k: _fmt(v) if isinstance(v, (int, float)) else str(v)[:_DIFF_CHARS]
                         for k, v in sorted(best.private.items())},
         },
-        "lineage": steps, "lessons": run.meta("lessons") or [], "models": models, "failures": failures,
+        "lineage": steps, "lessons": run.meta("lessons") or [], "lessons_by": _lessons_by(run),
+        "models": models, "failures": failures,
         "figures": figures,
     }
+
+
+def _lessons_by(run: Any) -> str | None:
+    """The model that wrote the lessons shown, or None when they are the computed tallies."""
+    source = run.meta("lessons_source") or {}
+    return source.get("model") if source.get("source") == "llm" else None
 
 
 def _finalize(value: Any) -> Any:

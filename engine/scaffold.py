@@ -112,7 +112,7 @@ islands = 2                            # independent sub-populations, ring migra
 migration_interval = 20                # proposals between migrations
 cvt_cells = 64                         # only for kind = "cvt"
 qd_offset = 10.0                       # added to each elite's score in the QD-score (make scores > 0)
-exploit_ratio = 0.7                    # chance a parent comes from the island's top elites (else any elite)
+exploit_ratio = 0.9                    # chance a parent comes from the island's top elites (else any elite)
 top_fraction = 0.2                     # the "top elites": this best fraction of the island's elites
 num_inspirations = 3                   # other elites shown to the LLM next to the parent
 parent_selection = "exploit"           # exploit | power_law | weighted | uniform
@@ -162,6 +162,9 @@ patience = 0                           # stop after N proposals without a new be
 [search]
 lessons_every = 10                     # refresh the prompts' lessons every N evaluated children (0: none)
 novelty_threshold = 0.0                # reject a child this similar (cosine) to an elite of its island (0: off)
+novelty_attempts = 3                   # proposals an iteration may make when its children are too similar
+novelty_judge = false                  # ask a model whether a too-similar child is new anyway
+lessons = "auto"                       # "llm": a model writes them; "computed": tallies; "auto": llm with a model
 fingerprint = true                     # skip a child that behaves like an evaluated one on evaluator.py's probe()
 
 # A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from evoforge.engine.config import RunConfig
 from evoforge.engine.llm import as_spec, check_llm_specs, default_llm_specs, llm_from_flags, make_llm
+from evoforge.engine.reflection import notices
 from evoforge.engine.rundir import RunDir, default_run_dir
 from evoforge.engine.startup import job_for, prefetch_initial
 from evoforge.engine.task import Task, load_task, program_text
@@ -161,6 +162,7 @@ class RunPlan:
     config: RunConfig
     task: Task
     note: str
+    notices: tuple[str, ...] = ()   # [search] settings these models cannot honour, one line each (engine.reflection)
 
 
 def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequence[str] | None = None,
@@ -204,7 +206,10 @@ def plan_run(task: str | Path, *, iterations: int | None = None, llm: str | Sequ
         if config.executor == "ray" and not eval_slots:
             # Sized from the cluster once connected (`size_concurrency`), not from this machine.
             config = config.replace(extra={**config.extra, "auto_concurrency": "offline" if offline else "llm"})
-    return RunPlan(config, loaded, note)
+    search = loaded.search
+    said = notices(novelty_judge=search.novelty_judge, novelty_threshold=search.novelty_threshold,
+                   lessons=search.lessons, lessons_every=search.lessons_every, specs=config.llm)
+    return RunPlan(config, loaded, note, tuple(said))
 
 
 def size_concurrency(config: RunConfig, executor) -> RunConfig:

@@ -51,9 +51,19 @@ def summarize(run_dir: Path, *, top: int = 5) -> dict[str, Any]:
             "bandit": run.meta("llm_bandit"),
             "pareto": _pareto(run),
             "lessons": run.meta("lessons") or [],
+            "lessons_source": run.meta("lessons_source"),
             "baseline": config.baseline,
             "placement": run.placements(),
         }
+
+
+def _lessons_source(s: dict[str, Any]) -> str:
+    """Who wrote the lessons shown: a model, or the tallies (and why a model's did not replace them)."""
+    source = s.get("lessons_source") or {}
+    if source.get("source") == "llm":
+        return f"written by {source.get('model', 'the model')}"
+    why = source.get("why")
+    return f"computed; {why}" if why else "computed"
 
 
 def _pareto(run: Run) -> dict[str, Any] | None:
@@ -108,7 +118,7 @@ def format_summary(s: dict[str, Any]) -> str:
                               for k, v in sorted(private.items()) if k != "heldout")
             lines.append(f"    private: {shown}")
     if s.get("lessons"):
-        lines.append("lessons (what the prompts were told about earlier changes):")
+        lines.append(f"lessons (what the prompts were told about earlier changes; {_lessons_source(s)}):")
         lines.extend(f"  {line}" for line in s["lessons"])
     if s.get("baseline"):
         lines.append(f"baseline run: {s['baseline']} (a control, not evolution)")

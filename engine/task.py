@@ -23,6 +23,7 @@ from evoforge.evaluators.bundle import join_bundle
 from evoforge.engine.languages import PYTHON, language_named, language_of_file
 from evoforge.engine.openevolve_compat import is_openevolve_folder, task_table as openevolve_task_table
 from evoforge.engine.llm.models import LLMSettings, parse_llm_table
+from evoforge.engine.reflection import LESSON_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,12 +94,19 @@ class Search:
     """``[search]``: what the search feeds forward and filters. ``lessons_every``: refresh the prompts'
     lessons (which kinds of change helped) every this many evaluated children (0: none).
     ``novelty_threshold``: a child whose embedding has cosine >= this with an elite of its island is
-    rejected before evaluation (engine.novelty; 0: off). ``fingerprint``: when the evaluator defines
-    ``probe``, a child that behaves like an evaluated program on its probe inputs is rejected without its full
-    evaluation (functional fingerprint, evoforge.evaluators.fingerprint)."""
+    rejected before evaluation (engine.novelty; 0: off). ``novelty_attempts``: proposals one iteration may
+    make in all when its children are too similar — each is a stored row and counts against ``--iterations``
+    (ShinkaEvolve's resampling). ``novelty_judge``: ask a model whether a too-similar child is meaningfully
+    new anyway, and evaluate it if so. ``lessons``: "computed" tallies, "llm"-written lessons, or "auto": "llm"
+    when the run has a real model, else "computed" (engine.reflection). ``fingerprint``: when the evaluator
+    defines ``probe``, a child that behaves like an evaluated program on its probe inputs is rejected without
+    its full evaluation (functional fingerprint, evoforge.evaluators.fingerprint)."""
 
     lessons_every: int = 10
     novelty_threshold: float = 0.0
+    novelty_attempts: int = 3
+    novelty_judge: bool = False
+    lessons: str = "auto"
     fingerprint: bool = True
 
 
@@ -165,7 +173,7 @@ _SECTION_KEYS = {
                 "reset_interval"},
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
-    "search": {"lessons_every", "novelty_threshold", "fingerprint"},
+    "search": {"lessons_every", "novelty_threshold", "novelty_attempts", "novelty_judge", "lessons", "fingerprint"},
     "limits": {"timeout_s", "memory_mb", "cpu_s", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -478,9 +486,20 @@ def _search(table: dict, toml: Path) -> Search:
                             f"{toml}: [search] novelty_threshold", "a cosine in [0, 1] (0: off)"))
     if not 0.0 <= novelty <= 1.0:
         raise ConfigError(f"{toml}: [search] novelty_threshold: expected a cosine in [0, 1] (0: off) but got {novelty}")
+    attempts = _expect(table.get("novelty_attempts", Search.novelty_attempts), int,
+                       f"{toml}: [search] novelty_attempts", "a count of proposals per iteration >= 1")
+    if attempts < 1:
+        raise ConfigError(f"{toml}: [search] novelty_attempts: expected a count of proposals per iteration >= 1 "
+                          f"(1: no resampling) but got {attempts}")
+    judge = _expect(table.get("novelty_judge", Search.novelty_judge), bool, f"{toml}: [search] novelty_judge",
+                    "true or false")
+    lessons = table.get("lessons", Search.lessons)
+    if lessons not in LESSON_MODES:
+        raise ConfigError(f"{toml}: [search] lessons: expected \"auto\", \"computed\" or \"llm\" but got {lessons!r}")
     fingerprint = _expect(table.get("fingerprint", Search.fingerprint), bool, f"{toml}: [search] fingerprint",
                           "true or false")
-    return Search(lessons_every=every, novelty_threshold=novelty, fingerprint=fingerprint)
+    return Search(lessons_every=every, novelty_threshold=novelty, novelty_attempts=attempts, novelty_judge=judge,
+                  lessons=lessons, fingerprint=fingerprint)
 
 
 def _heldout(table: dict, toml: Path) -> Heldout:

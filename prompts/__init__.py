@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from evoforge.prompts.fit import FittedPrompt, estimate_tokens, fit_prompt
-    from evoforge.prompts.render import TEMPLATES_DIR, ProgramView, PromptContext, render_prompt, render_retry
+    from evoforge.prompts.render import (TEMPLATES_DIR, ProgramView, PromptContext, render_lessons,
+                                         render_novelty_judge, render_prompt, render_retry)
 
-__all__ = ["ProgramView", "PromptContext", "render_prompt", "render_retry", "fit_prompt", "FittedPrompt",
+__all__ = ["ProgramView", "PromptContext", "render_prompt", "render_retry", "render_novelty_judge", "render_lessons",
+           "fit_prompt", "FittedPrompt",
            "estimate_tokens", "TEMPLATES_DIR"]
 
 _EXPORTS = {name: "evoforge.prompts.render" for name in
-            ("ProgramView", "PromptContext", "render_prompt", "render_retry", "TEMPLATES_DIR")}
+            ("ProgramView", "PromptContext", "render_prompt", "render_retry", "render_novelty_judge",
+             "render_lessons", "TEMPLATES_DIR")}
 _EXPORTS.update({name: "evoforge.prompts.fit" for name in ("fit_prompt", "FittedPrompt", "estimate_tokens")})
 
 

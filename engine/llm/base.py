@@ -36,11 +36,15 @@ class Prompt:
     history: tuple[tuple[str, str], ...] = ()
     iteration: int | None = None
     language: str = "python"    # the program's language (evoforge.engine.languages): the offline operator reads it
+    # The call's number within its iteration, set by the engine (a resample, the novelty judge and a lessons
+    # call share their iteration's number), so ``(iteration, attempt)`` names one call; None: from history.
+    call_index: int | None = None
 
     @property
     def attempt(self) -> int:
-        """0 for the first call of a proposal, 1 for the retry of a failed edit, ..."""
-        return len(self.history) // 2
+        """0 for the first call of a proposal, 1 for the retry of a failed edit, then a resample, a judge's
+        call, ... in the order the iteration made them (``call_index``)."""
+        return self.call_index if self.call_index is not None else len(self.history) // 2
 
     def messages(self) -> list[dict[str, str]]:
         """The user turn and any history, in chat-message form (the system text goes separately)."""
