@@ -228,3 +228,23 @@ def test_a_run_db_without_the_fingerprint_column_is_read_and_upgraded(tmp_path):
         store.add_candidate(CandidateRecord(iteration=2, code="z", status="ok", fingerprint="00ff00ff00ff00ff"))
         store.add_candidate(CandidateRecord(iteration=3, code="w", status="rejected", fingerprint="abababababababab"))
         assert store.fingerprints() == {"00ff00ff00ff00ff": 2}
+
+
+def test_evoforge_eval_shows_the_fingerprint(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    task = write_tiny_task(tmp_path / "tiny", evaluator=PROBING_EVALUATOR)
+    program = task / "initial_program.py"
+    twin = tmp_path / "twin.py"
+    twin.write_text(program.read_text().replace("    return a * x + b", TWIN))
+
+    def evaluate(path, *flags):
+        done = subprocess.run([sys.executable, "-m", "evoforge", "eval", str(task), str(path), *flags],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    digest = json.loads(evaluate(program, "--json"))["fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert f"functional fingerprint: {digest}" in evaluate(twin)   # the same behaviour, another text
