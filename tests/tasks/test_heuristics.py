@@ -325,8 +325,12 @@ def test_tsp_probe_tells_rules_apart_and_sees_a_rewritten_nearest_neighbour(tmp_
         def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
             return current_node
         """, "broken.py")
+    tweaked = tmp_path / "tweaked.py"     # AEL with one weight moved in its 3rd digit: another rule
+    tweaked.write_text((TASKS / "tsp_construct" / "examples" / "ael.py").read_text()
+                       .replace("0.4, 0.3, 0.2, 0.1", "0.41, 0.3, 0.2, 0.1"))
     assert nearest is not None and _digest(ev, rewritten) == nearest
     assert ael is not None and ael != nearest
+    assert _digest(ev, str(tweaked)) not in (None, ael)
     assert _digest(ev, broken) is None         # no fingerprint: evaluate reports the invalid node itself
 
 
