@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS programs (
     explanation TEXT,
     created_at REAL NOT NULL,
     finished_at REAL NOT NULL,
-    placement TEXT NOT NULL DEFAULT '{}'
+    placement TEXT NOT NULL DEFAULT '{}',
+    fingerprint TEXT
 );
 CREATE INDEX IF NOT EXISTS programs_hash ON programs (code_hash);
 CREATE INDEX IF NOT EXISTS programs_iteration ON programs (iteration);
@@ -144,6 +145,8 @@ class CandidateRecord:
     explanation: str | None = None      # the LLM's own account of the change (its reply outside the edits)
     # Where it was evaluated (Ray: node id and address, GPUs, attempts); never part of a prompt.
     placement: Mapping[str, Any] = field(default_factory=dict)
+    # The functional fingerprint of its behaviour on the evaluator's probe inputs (None: no probe).
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,13 @@ class Store:
         return store
 
     def _add_missing_columns(self) -> None:
-        """Columns added since a run was made (additive, so the schema version stays): ``placement``."""
+        """Columns added since a run was made (additive, so the schema version stays): ``placement``,
+        ``fingerprint`` (NULL for the rows of an older run: they simply have none)."""
         have = {row["name"] for row in self._conn.execute("PRAGMA table_info(programs)")}
         if "placement" not in have:
             self._conn.execute("ALTER TABLE programs ADD COLUMN placement TEXT NOT NULL DEFAULT '{}'")
+        if "fingerprint" not in have:
+            self._conn.execute("ALTER TABLE programs ADD COLUMN fingerprint TEXT")
 
     def _upgrade(self) -> None:
         """Version 1 → 2: the llm_calls columns that keep prompts, replies and cache usage; 2 → 3: the
@@ -307,7 +313,7 @@ class Store:
             "cost_usd": record.cost_usd, "inspirations": json.dumps(list(record.inspirations)),
             "private": json.dumps(dict(record.private)), "explanation": record.explanation,
             "created_at": record.created_at or now, "finished_at": now,
-            "placement": json.dumps(dict(record.placement)),
+            "placement": json.dumps(dict(record.placement)), "fingerprint": record.fingerprint,
         }
         if record.id is not None:
             values["id"] = record.id
@@ -414,11 +420,24 @@ class Store:
         return [ArchiveEvent(**dict(r)) for r in rows]
 
     def hashes(self) -> dict[str, int]:
-        """code_hash → the first program id with it (for exact-duplicate detection)."""
+        """code_hash → the first program id with it (for exact-duplicate detection): evaluated programs, and
+        behavioural duplicates (rejected with a functional fingerprint, so their text was run by the probe)."""
         out: dict[str, int] = {}
+        has_fingerprint = "fingerprint" in {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        behavioural = " OR fingerprint IS NOT NULL" if has_fingerprint else ""
         for row in self._conn.execute("SELECT id, code_hash FROM programs WHERE code_hash IS NOT NULL"
-                                      " AND status != 'rejected' ORDER BY id"):
+                                      f" AND (status != 'rejected'{behavioural}) ORDER BY id"):
             out.setdefault(row["code_hash"], row["id"])
+        return out
+
+    def fingerprints(self) -> dict[str, int]:
+        """Functional fingerprint → the first ``ok`` program with it (behavioural duplicate detection)."""
+        out: dict[str, int] = {}
+        if "fingerprint" not in {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}:
+            return out   # an older run opened read-only
+        for row in self._conn.execute("SELECT id, fingerprint FROM programs WHERE fingerprint IS NOT NULL"
+                                      " AND status = 'ok' ORDER BY id"):
+            out.setdefault(row["fingerprint"], row["id"])
         return out
 
     def count(self, where: str = "", params: Sequence[Any] = ()) -> int:

@@ -256,6 +256,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         for name, value in sorted(result.private.items()):   # held-out: for the user, never for a prompt
             shown = f"{value:.6g}" if isinstance(value, float) else one_line(str(value), max_chars=400)
             _out(f"private {one_line(name, max_chars=120)}: {shown}")
+        if result.fingerprint:   # the evaluator's probe ran (evaluators.fingerprint)
+            _out(f"functional fingerprint: {result.fingerprint}")
         if result.status != "ok" and result.stderr.strip():
             _out("stderr (tail):\n" + result.stderr[-2000:])
         _out(f"evaluation took {result.eval_s:.3f} s")

@@ -7,7 +7,7 @@ hands it the records it asks for (``lookup``) and writes what it returns. One it
     proposal = evolution.propose(iteration)          # island, parent, inspirations, LLM seed, prompt context
     ...the driver renders the prompt, calls the LLM, applies the edit...
     evolution.claim(code)                            # None, or the id of an identical program already stored
-    ...the driver evaluates the child...
+    ...the driver evaluates the child, passing evolution.known_fingerprints()...
     record = evolution.record_of(code=code, result=result, **fields)   # fitness and descriptor vector
     told = evolution.tell(record)                    # id, archive insertion, ring migration, feedback
     store.add_candidate(told.record, told.events)    # the driver's one transaction per candidate
@@ -101,13 +101,16 @@ class Evolution:
             selection), the valid programs (the random-parent baseline) and the proposals since the last
             new best (patience), so a resumed run decides exactly as the original.
         embedder: What novelty rejection embeds programs with (default: `HashedNgramEmbedder`, local).
+        fingerprints: ``functional fingerprint -> program id`` of the ``ok`` programs already evaluated
+            (behavioural duplicate detection, Gillard et al. 2023; the sandbox computes the fingerprints).
     """
 
     def __init__(self, *, task: Task, config: RunConfig, islands: IslandArchives,
                  lookup: Callable[[int], CandidateRecord], next_program_id: int = 1, done: int = 0,
                  hashes: Mapping[str, int] | None = None, failures: Iterable[CandidateRecord] = (),
                  history: Iterable[CandidateRecord] = (), embedder: Embedder | None = None,
-                 front_records: Iterable[CandidateRecord] = ()) -> None:
+                 front_records: Iterable[CandidateRecord] = (),
+                 fingerprints: Mapping[str, int] | None = None) -> None:
         self.task = task
         self.config = config
         self.islands = islands
@@ -116,6 +119,7 @@ class Evolution:
         self._done = int(done)
         self._names = [d.name for d in task.descriptors]
         self._hashes: dict[str, int] = dict(hashes or {})
+        self._fingerprints: dict[str, int] = dict(fingerprints or {})
         self._feedback: dict[int, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=FEEDBACK_PER_PARENT))
         for record in failures:
@@ -240,6 +244,14 @@ class Evolution:
         self._hashes[digest] = _CLAIMED
         return None
 
+    def known_fingerprints(self) -> dict[str, int] | None:
+        """What the sandbox compares a child's functional fingerprint with (``job.extra["known_fingerprints"]``):
+        fingerprint -> id of every ``ok`` program of the run; None when the task does not ask for fingerprints
+        (``[search] fingerprint = false``, or an evaluator without ``probe``), so no probe runs."""
+        if not (self.task.search.fingerprint and self.task.has_probe):
+            return None
+        return dict(self._fingerprints)
+
     # -- tell -------------------------------------------------------------------------------------
     def record_of(self, *, code: str, result: EvaluationResult, **fields: Any) -> CandidateRecord:
         """Turn an evaluation into a row with its fitness (sign-adjusted: higher is better).
@@ -276,7 +288,8 @@ class Evolution:
             code=code, code_hash=code_hash(code), status=status,
             score=result.score if status == Status.OK else None, fitness=fitness, features=features,
             metrics=metrics, artifacts=artifacts, stderr=result.stderr[-8000:],
-            stage=result.stage, eval_s=result.eval_s, private=private, placement=dict(result.placement), **fields)
+            stage=result.stage, eval_s=result.eval_s, private=private, placement=dict(result.placement),
+            fingerprint=result.fingerprint, **fields)
 
     def seed(self, record: CandidateRecord) -> Told:
         """The initial program, evaluated ``ok``: AlphaEvolve seeds every island with it."""
@@ -345,8 +358,12 @@ class Evolution:
                 events.append(ArchiveEvent("reset", seed_id, island, "reset", iteration=record.iteration))
                 events.append(ArchiveEvent("insert", seed_id, island, insertion.status, insertion.improvement,
                                            insertion.cell, iteration=record.iteration))
-        if record.status != Status.REJECTED and record.code_hash:
+        if record.code_hash and (record.status != Status.REJECTED or record.fingerprint):
+            # Evaluated, or a behavioural duplicate (rejected by the sandbox with its fingerprint): a later
+            # copy of its text is an exact duplicate of it, as after a resume (Store.hashes).
             self._hashes[record.code_hash] = program_id
+        if record.status == Status.OK and record.fingerprint:
+            self._fingerprints.setdefault(record.fingerprint, program_id)
         self._remember_failure(record)
         return Told(record=replace(record, id=program_id), events=tuple(events))
 

@@ -131,7 +131,8 @@ class Engine:
             failures=self.store.candidates(where="status != 'ok' AND iteration > 0"),
             history=self.store.candidates(where="iteration > 0"), embedder=embedder,
             # the Pareto fronts of a task with [[objectives]], rebuilt from the rows (archive.pareto)
-            front_records=self.store.candidates(where="status = 'ok'") if task.objectives else ())
+            front_records=self.store.candidates(where="status = 'ok'") if task.objectives else (),
+            fingerprints=self.store.fingerprints())   # behavioural twins of programs from before a resume too
         self._stop_requested = False
         self._stop_reason = ""
         self._last_llm_error = ""
@@ -380,7 +381,7 @@ class Engine:
             return
         if llm_done is not None:
             llm_done()
-        result = await self.executor.evaluate(self._job(edit.code))
+        result = await self.executor.evaluate(self._candidate_job(edit.code))
         best_before = self.islands.best()
         told = self._settle(client, self.evolution.record_of(code=edit.code, result=result, edit_kind=edit.kind,
                                                              **common), parent)
@@ -522,6 +523,12 @@ class Engine:
     # -- helpers ----------------------------------------------------------------------------------
     def _job(self, code: str) -> EvaluationJob:
         return job_for(self.task, code)
+
+    def _candidate_job(self, code: str) -> EvaluationJob:
+        """The job of a child: the evaluator's probe compares it with the run's evaluated programs, and a
+        behavioural duplicate comes back ``rejected`` without its full evaluation (evaluators.runner)."""
+        job, known = self._job(code), self.evolution.known_fingerprints()
+        return job if known is None else replace(job, extra={**job.extra, "known_fingerprints": known})
 
     def _after_candidate(self, program_id: int, record: CandidateRecord) -> None:
         s = self.snapshot

@@ -165,6 +165,7 @@ novelty_threshold = 0.0                # reject a child this similar (cosine) to
 novelty_attempts = 3                   # proposals an iteration may make when its children are too similar
 novelty_judge = false                  # ask a model whether a too-similar child is new anyway
 lessons = "auto"                       # "llm": a model writes them; "computed": tallies; "auto": llm with a model
+fingerprint = true                     # skip a child that behaves like an evaluated one on evaluator.py's probe()
 
 # A compile stage, run in the sandbox before the evaluator (for C, Rust, ...; its errors go to the LLM).
 # [compile]

@@ -36,6 +36,10 @@ def job_for(task: Task, code: str, environ: Mapping[str, str] | None = None) -> 
                              "num_cpus": task.resources.num_cpus}
     if task.openevolve is not None:                                # evaluators.openevolve
         extra["openevolve"] = {k: v for k, v in task.openevolve.items() if k != "cwd"}
+    if task.search.fingerprint and task.has_probe:
+        # The evaluator's probe runs and the result carries the functional fingerprint; a run replaces this
+        # empty set with the fingerprints of its evaluated programs (Evolution.known_fingerprints).
+        extra["known_fingerprints"] = {}
     return EvaluationJob(program_text=code, task_dir=str(task.path), evaluator_file=task.evaluator_file,
                          timeout_s=task.limits.timeout_s, memory_mb=task.limits.memory_mb, cpu_s=task.limits.cpu_s,
                          cascade_thresholds=task.cascade_thresholds,

@@ -98,13 +98,16 @@ class Search:
     make in all when its children are too similar — each is a stored row and counts against ``--iterations``
     (ShinkaEvolve's resampling). ``novelty_judge``: ask a model whether a too-similar child is meaningfully
     new anyway, and evaluate it if so. ``lessons``: "computed" tallies, "llm"-written lessons, or "auto": "llm"
-    when the run has a real model, else "computed" (engine.reflection)."""
+    when the run has a real model, else "computed" (engine.reflection). ``fingerprint``: when the evaluator
+    defines ``probe``, a child that behaves like an evaluated program on its probe inputs is rejected without
+    its full evaluation (functional fingerprint, evoforge.evaluators.fingerprint)."""
 
     lessons_every: int = 10
     novelty_threshold: float = 0.0
     novelty_attempts: int = 3
     novelty_judge: bool = False
     lessons: str = "auto"
+    fingerprint: bool = True
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Task:
     private: tuple[str, ...] = ()
     heldout: Heldout = field(default_factory=Heldout)
     has_heldout: bool = False            # the evaluator defines evaluate_heldout
+    has_probe: bool = False              # the evaluator defines probe (functional fingerprints)
     stop: Stop = field(default_factory=Stop)
     search: Search = field(default_factory=Search)
     pass_env: tuple[str, ...] = ()       # [sandbox] pass_env (+ --env): host variables the evaluator sees
@@ -169,7 +173,7 @@ _SECTION_KEYS = {
                 "reset_interval"},
     "heldout": {"timeout_s", "on_new_best", "final_elites"},
     "stop": {"target_score", "patience"},
-    "search": {"lessons_every", "novelty_threshold", "novelty_attempts", "novelty_judge", "lessons"},
+    "search": {"lessons_every", "novelty_threshold", "novelty_attempts", "novelty_judge", "lessons", "fingerprint"},
     "limits": {"timeout_s", "memory_mb", "cpu_s", "startup_timeout_s"},
     "resources": {"num_cpus", "num_gpus", "custom"},
     "cascade": {"thresholds"},
@@ -465,7 +469,8 @@ def load_task(spec: str | Path, *, program: str | Path | None = None, evaluator:
         compile=_compile_stage(raw.get("compile", {}), toml),
         objectives=objectives, pareto_parent_share=parent_share,
         private=private, heldout=_heldout(raw.get("heldout", {}), toml),
-        has_heldout=_defines(path / evaluator_file, "evaluate_heldout"), stop=_stop(raw.get("stop", {}), toml),
+        has_heldout=_defines(path / evaluator_file, "evaluate_heldout"),
+        has_probe=_defines(path / evaluator_file, "probe"), stop=_stop(raw.get("stop", {}), toml),
         search=_search(raw.get("search", {}), toml),
         pass_env=_pass_env(raw.get("sandbox", {}), toml),
         openevolve=dialect,
@@ -491,8 +496,10 @@ def _search(table: dict, toml: Path) -> Search:
     lessons = table.get("lessons", Search.lessons)
     if lessons not in LESSON_MODES:
         raise ConfigError(f"{toml}: [search] lessons: expected \"auto\", \"computed\" or \"llm\" but got {lessons!r}")
+    fingerprint = _expect(table.get("fingerprint", Search.fingerprint), bool, f"{toml}: [search] fingerprint",
+                          "true or false")
     return Search(lessons_every=every, novelty_threshold=novelty, novelty_attempts=attempts, novelty_judge=judge,
-                  lessons=lessons)
+                  lessons=lessons, fingerprint=fingerprint)
 
 
 def _heldout(table: dict, toml: Path) -> Heldout:

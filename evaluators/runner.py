@@ -19,6 +19,12 @@ Held-out convention: a job whose ``extra["entry"]`` is ``"heldout"`` calls the e
 ``evaluate_heldout(program_path)`` instead, with no cascade; everything it returns is private (the engine
 runs it only for a new best, the final elites, or ``evoforge eval --heldout``, under ``[heldout] timeout_s``).
 
+Functional fingerprint (Unified Functional Hashing, Gillard et al. 2023; `evoforge.evaluators.fingerprint`): when
+the job carries ``extra["known_fingerprints"]`` (the engine passes it, even empty, when ``[search] fingerprint`` is on)
+and the evaluator defines ``probe(program_path)``, the probe runs first and its outputs become the result's
+``fingerprint``; a digest already known makes the result ``rejected`` without the full evaluation
+(`behavioural_duplicate`). A probe that raises gives no fingerprint and the evaluation runs as usual.
+
 Compile stage (``[compile]`` in ``task.toml``; `compile_program`): when ``job.compile_command`` is set, it
 runs in the work folder after the candidate is written and before the evaluator is imported, under the
 same isolation and limits, with ``{program}`` (the candidate's path), ``{binary}`` (that path without its
@@ -45,7 +51,8 @@ from typing import Any, Callable
 from evoforge.evaluators.bundle import is_bundle, materialise
 from evoforge.evaluators.types import EvaluationResult, Status, TaskError
 
-__all__ = ["run_job", "load_evaluator", "stage_functions", "compile_program"]
+__all__ = ["run_job", "load_evaluator", "stage_functions", "compile_program", "probe_fingerprint",
+           "behavioural_duplicate"]
 
 _TRACEBACK_TAIL_CHARS = 4000
 _COMPILER_OUTPUT_CHARS = 3000          # a compiler's messages fed back: the first errors matter most
@@ -224,7 +231,51 @@ def _evaluate(job: Any, program_path: str) -> EvaluationResult:
         return EvaluationResult.failure(
             Status.ERROR, f"evaluator {evaluator_path} defines no evaluate(program_path) function")
 
+    known = (getattr(job, "extra", None) or {}).get("known_fingerprints")
+    digest = probe_fingerprint(module, program_path) if isinstance(known, (dict, list, tuple)) else None
+    if digest is not None and digest in known:
+        return behavioural_duplicate(digest, known[digest] if isinstance(known, dict) else None)
+    result = _evaluate_fully(job, module, program_path, dialect)
+    return result if digest is None else EvaluationResult.from_dict({**result.to_dict(), "fingerprint": digest})
+
+
+def probe_fingerprint(module: ModuleType, program_path: str) -> str | None:
+    """The candidate's functional fingerprint from the evaluator's optional ``probe(program_path)``, or None.
+
+    None when the evaluator defines no probe, or the probe raised (the candidate crashed, hung past the
+    probe's own call limit, returned something unusable) or returned data that is not plain: the full
+    evaluation then runs and reports the failure itself. A probe never rejects a candidate on its own.
+    """
+    probe = getattr(module, "probe", None)
+    if not callable(probe):
+        return None
+    from evoforge.evaluators.fingerprint import fingerprint
+
+    try:
+        return fingerprint(probe(program_path))
+    except BaseException:   # noqa: BLE001 - whatever the candidate did in the probe is the full evaluation's to report
+        return None
+
+
+def behavioural_duplicate(digest: str, twin: Any) -> EvaluationResult:
+    """The result of a candidate whose probe outputs match an evaluated program's: ``rejected``, not evaluated.
+
+    The engine passes ``job.extra["known_fingerprints"]`` (digest -> program id, or a list of digests) and the
+    digest is computed here from what the candidate returned to the evaluator's probe, so a candidate cannot
+    choose the known set or claim another program's score: the worst it can do is behave like a known program
+    on the probe inputs, and then it loses its own evaluation (Gillard et al. 2023, Unified Functional Hashing).
+    """
+    who = f"program #{twin}" if isinstance(twin, int) and not isinstance(twin, bool) else "an evaluated program"
+    return EvaluationResult.failure(
+        Status.REJECTED, f"behaves like {who} on the evaluator's probe inputs (functional fingerprint {digest}): "
+                         f"not evaluated", fingerprint=digest)
+
+
+def _evaluate_fully(job: Any, module: ModuleType, program_path: str, dialect: Any) -> EvaluationResult:
+    evaluate = module.evaluate
     if dialect is not None:
+        from evoforge.evaluators import openevolve
+
         return openevolve.evaluate(module, program_path, thresholds=tuple(job.cascade_thresholds),
                                    cascade=bool(dialect.get("cascade", True)),
                                    features=tuple(dialect.get("features", ())), failure=_failure_from_exception)

@@ -66,6 +66,10 @@ class EvaluationResult:
     # Where it ran, set by the placement (never by the evaluator): on Ray the node id and address, the
     # GPUs it saw and the attempts it took. Stored with the candidate, never shown to the LLM.
     placement: Mapping[str, Any] = field(default_factory=dict)
+    # The functional fingerprint (evoforge.evaluators.fingerprint): a digest of what the candidate returned
+    # on the evaluator's ``probe`` inputs, set by the runner (never by the evaluator); None without a probe.
+    # A ``rejected`` result with a fingerprint is a behavioural duplicate that was not evaluated.
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -195,14 +199,14 @@ class EvaluationResult:
             "metrics": dict(self.metrics), "artifacts": dict(self.artifacts),
             "stderr": self.stderr, "stdout": self.stdout, "stage": self.stage, "eval_s": self.eval_s,
             "private": dict(self.private),
-            "placement": dict(self.placement),
+            "placement": dict(self.placement), "fingerprint": self.fingerprint,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
         """Inverse of `to_dict` (trusted data from our own sandbox)."""
         fields = ("status", "score", "features", "metrics", "artifacts", "stderr", "stdout",
-                  "stage", "eval_s", "private", "placement")
+                  "stage", "eval_s", "private", "placement", "fingerprint")
         return cls(**{k: data[k] for k in fields if k in data})
 
 

@@ -43,8 +43,11 @@ import numpy as np
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
 __all__ = ["BinPackingTask", "evaluate_priority", "online_binpack", "count_bins", "lower_bound", "load_dataset",
-           "train_instances", "heldout_excess", "CandidateViolation", "evaluate_heldout_priority"]
+           "train_instances", "heldout_excess", "CandidateViolation", "evaluate_heldout_priority", "probe_priority",
+           "probe_instances", "PROBE_SEED"]
 
+PROBE_SEED = 11                 # the probe's small instances (functional fingerprint): fixed, never the training ones
+PROBE_ITEMS = (20, 40)
 CALL_TIMEOUT_S = 10.0           # one priority() call; the whole evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
 
@@ -56,6 +59,7 @@ _argmax = np.argmax
 _isfinite = np.isfinite
 _all = np.all
 _int64 = np.int64
+_float64 = np.float64
 _fsum = math.fsum
 _len = len
 _int = int
@@ -112,8 +116,10 @@ def _check_scores(raw: Any, n_valid: int, item: int, step: int) -> np.ndarray:
     return arr
 
 
-def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any]) -> np.ndarray:
-    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item)."""
+def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any],
+                   trace: list[list[float]] | None = None) -> np.ndarray:
+    """FunSearch's online packing loop. Returns the remaining capacities (one slot per item); the scores of
+    each call, as floats, are appended to ``trace`` when given (the probe's functional fingerprint)."""
     bins = _full(_len(items), capacity, dtype=_int64)
     for step, item in enumerate(items):
         valid = _nonzero(bins >= item)[0]
@@ -123,6 +129,8 @@ def online_binpack(items: list[int], capacity: int, priority: Callable[..., Any]
             raise CandidateViolation(f"item #{step} (size {item}): {exc}") from None
         scores = _check_scores(raw, _len(valid), item, step)
         bins[valid[_argmax(scores)]] -= item
+        if trace is not None:
+            trace.append(scores.astype(_float64).tolist())
     return bins
 
 
@@ -202,6 +210,32 @@ def evaluate_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]
                f"{mean_bins:.3f} bins vs lower bound {mean_lb:.3f} (excess {metrics['train_excess_pct']:.3f}%); mean "
                f"fill of used bins {mean_fill:.4f}; {100.0 * full_fraction:.1f}% of used bins exactly full")
     return {"score": -mean_bins, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
+
+
+def probe_instances(task: BinPackingTask) -> Instances:
+    rng = np.random.default_rng(PROBE_SEED)
+    return [(task.generate_items(rng, n), task.capacity) for n in PROBE_ITEMS]
+
+
+def probe_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:
+    """The scores ``priority`` gives, as floats, at every step of packing two small fixed instances of the
+    task's distribution (20 and 40 items): the functional fingerprint (docs/architecture.md, "The task
+    contract"). The raw scores, not only the bins chosen: a function of continuous constants gives other
+    scores for other constants even where it chooses the same bins, so equal fingerprints mean the same
+    function written another way (``-(bins - item)`` and ``item - bins``), not a nearby one that chooses alike
+    on a few items but packs differently on the training set (the chosen bins alone merged such children in
+    an offline run; tasks/bin_packing_or/README.md). A candidate that raises or returns unusable scores
+    makes this raise: no fingerprint, and the evaluation reports what went wrong."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        def priority(item: int, bins: np.ndarray) -> Any:
+            return candidate.call("priority", item, bins)
+
+        traces = []
+        for items, cap in probe_instances(task):
+            trace: list[list[float]] = []
+            online_binpack(items, cap, priority, trace)
+            traces.append(trace)
+    return {"scores": traces}
 
 
 def evaluate_heldout_priority(program_path: str, task: BinPackingTask) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 from evoforge.evaluators.harnesses import bin_packing as _harness
 from evoforge.evaluators.harnesses.bin_packing import BinPackingTask, count_bins, lower_bound, online_binpack
 
-__all__ = ["evaluate", "evaluate_heldout", "online_binpack", "count_bins", "lower_bound", "heldout_excess",
+__all__ = ["evaluate", "evaluate_heldout", "probe", "online_binpack", "count_bins", "lower_bound", "heldout_excess",
            "load_dataset", "train_instances", "HELDOUT_SETS", "CAPACITY", "SPEC"]
 
 # ---- task configuration -------------------------------------------------------------------------------
@@ -70,3 +70,9 @@ def evaluate(program_path: str) -> dict[str, Any]:
 def evaluate_heldout(program_path: str) -> dict[str, Any]:
     """Excess bins on the held-out sets (private: run for a new best, the final elites, ``eval --heldout``)."""
     return _harness.evaluate_heldout_priority(program_path, SPEC)
+
+
+def probe(program_path: str) -> dict[str, Any]:
+    """The bins the candidate chooses on two small fixed instances: its functional fingerprint (a child that
+    chooses like an evaluated program is not evaluated again; docs/architecture.md, "The task contract")."""
+    return _harness.probe_priority(program_path, SPEC)

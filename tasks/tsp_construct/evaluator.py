@@ -17,6 +17,9 @@ receives copies (of the set per step; of the matrix once per instance, kept in i
 evaluator's own matrix. So it cannot patch this module, ``numpy`` or ``builtins``, or return an object
 that lies; a reply that is not plain data is invalid, a candidate that raises or crashes an error.
 
+Functional fingerprint: ``probe`` returns the rule's tours on ten small fixed instances (5 to 30 nodes) and
+where its choice flips as one node slides along a line in 16 fixed states (off by default in task.toml).
+
 Score (maximise): ``-(mean tour length)`` over 8 uniform random instances of 50 nodes in [0, 1]^2
 generated here with a fixed seed (Euclidean distances).
 Held-out metrics (never in the score; private, computed by ``evaluate_heldout`` only when it matters):
@@ -42,7 +45,8 @@ import numpy as np
 
 from evoforge.evaluators.candidate import CandidateInvalid, CandidateSession
 
-__all__ = ["evaluate", "evaluate_heldout", "construct_tour", "tour_length", "public_sets", "public_set",
+__all__ = ["evaluate", "evaluate_heldout", "probe", "probe_instances", "construct_tour", "tour_length",
+           "public_sets", "public_set",
            "heldout_mean_length",
            "load_tsplib", "tsplib_gap", "train_instances", "distance_matrix", "PUBLIC_SET_ORDER",
            "NN_PUBLISHED", "TSPLIB_INSTANCES"]
@@ -58,6 +62,11 @@ NN_PUBLISHED = {"test20": 4.446566634, "test50": 6.891886602, "test100": 9.65078
                 "test200": 13.42478741, "test500": 20.65273147}   # nearest neighbour, mean tour length
 TSPLIB_INSTANCES = ("eil51", "rat99", "kroB100")
 DATA_DIR = Path(__file__).resolve().parent / "data"
+PROBE_SEED = 7                  # the probe's small instances (functional fingerprint): fixed, never the training ones
+PROBE_NODES = (5, 6, 7, 8, 9, 10, 11, 12, 20, 30)
+PROBE_STATES = 16               # decision-boundary probes (see probe)
+PROBE_STATE_NODES = 12
+PROBE_BISECTIONS = 20
 CALL_TIMEOUT_S = 10.0           # one select_next_node() call; the evaluation is bounded by task.toml's timeout_s
 IMPORT_TIMEOUT_S = 30.0
 
@@ -250,10 +259,64 @@ def evaluate(program_path: str) -> dict[str, Any]:
     return {"score": -mean_len, "features": features, "metrics": metrics, "artifacts": {"summary": summary}}
 
 
+def probe_instances() -> list[np.ndarray]:
+    rng = np.random.default_rng(PROBE_SEED)
+    return [rng.random((n, 2)) for n in PROBE_NODES]
+
+
+def _probe_states() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(points, where node 2 moves to) of each decision-boundary probe: 12 nodes, node 1 current."""
+    rng = np.random.default_rng(PROBE_SEED + 1)
+    return [(rng.random((PROBE_STATE_NODES, 2)), rng.random(2)) for _ in range(PROBE_STATES)]
+
+
+def _boundary(rule: Callable, points: np.ndarray, target: np.ndarray) -> list[Any]:
+    """Where the rule's choice changes while node 2 slides from the current node to ``target`` (bisection on the
+    share ``s`` of the way; ``PROBE_BISECTIONS`` steps), with the choices at both ends; node 0 is the start
+    and destination, node 1 the current node, every other node unvisited."""
+    start = points[1] + 1e-3             # next to the current node, where most rules take it
+    def choice(share: float) -> int:
+        moved = points.copy()
+        moved[2] = start + share * (target - start)
+        unvisited = _set(range(2, _len(points)))
+        return _as_node(rule(1, 0, _set(unvisited), distance_matrix(moved)), unvisited, 0)
+
+    first, last = choice(0.0), choice(1.0)
+    if first == last:
+        return [first, last, None]
+    low, high = 0.0, 1.0                 # choice(low) == first, choice(high) != first
+    for _ in range(PROBE_BISECTIONS):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if choice(middle) == first else (low, middle)
+    return [first, last, high]
+
+
+def probe(program_path: str) -> dict[str, Any]:
+    """The functional fingerprint (docs/architecture.md, "The task contract"): the rule's tours on ten small
+    fixed instances (5 to 12, 20 and 30 nodes: many end games, where rules special-case the last nodes), and
+    where its choice flips as one node slides along a line in 16 fixed 12-node states (found by bisection to
+    about 1e-6 of the way; about 500 calls in all, 0.2-0.3 s).
+
+    The flip points are what makes this a fingerprint of a rule that answers with node choices only: two
+    rules whose constants differ a little choose alike almost everywhere, so their tours on a few instances
+    agree, but the point where a choice flips moves with the constants. Rules that compute the same thing
+    (nearest neighbour written with ``min`` or with ``argmin``) flip at the same points. A rule that raises
+    or returns an unusable node makes this raise: no fingerprint, and `evaluate` reports what went wrong."""
+    with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
+        rule = _RemoteRule(candidate)
+        tours = [construct_tour(distance_matrix(pts), rule) for pts in probe_instances()]
+        try:
+            boundaries = [_boundary(rule, points, target) for points, target in _probe_states()]
+        except CandidateInvalid as exc:      # not plain data: no fingerprint, evaluate says what was wrong
+            raise CandidateViolation(str(exc)) from None
+        return {"tours": tours, "boundaries": boundaries}
+
+
 def evaluate_heldout(program_path: str) -> dict[str, Any]:
     """The held-out sets and TSPLIB gaps (private). Run only for a new best, the final elites and ``evoforge
-    eval --heldout``, under ``[heldout] timeout_s``: a slow but good rule (AEL's O(n^3) rule needs about 300 s
-    here) is scored on the training instances within ``[limits] timeout_s`` and gets these numbers once."""
+    eval --heldout``, under ``[heldout] timeout_s``: a slow but good rule (AEL's O(n^3) rule, examples/ael.py,
+    needs about 70 s here) is scored on the training instances within ``[limits] timeout_s`` and gets these
+    numbers once."""
     with CandidateSession(program_path, timeout_s=CALL_TIMEOUT_S, import_timeout_s=IMPORT_TIMEOUT_S) as candidate:
         if not candidate.defines("select_next_node"):
             return _invalid("the program defines no callable select_next_node(current_node, destination_node, "

@@ -80,3 +80,31 @@ def write_tiny_task(path: Path, *, islands: int = 2, program: str = TINY_PROGRAM
     (path / "evaluator.py").write_text(evaluator)
     (path / "task.toml").write_text(TINY_TOML.format(islands=islands))
     return path
+
+
+# TINY_EVALUATOR with a functional-fingerprint probe: f at three fixed points, called through the nested
+# candidate process as the built-in evaluators do. The full evaluation says so on stderr (stored with the
+# row), which is how a test sees that a behavioural duplicate was not evaluated.
+PROBING_EVALUATOR = '''import sys
+
+from evoforge.evaluators.candidate import CandidateSession
+
+PROBE_X = (0, 1, 2)
+
+
+def _values(program_path, xs):
+    with CandidateSession(program_path, timeout_s=10, import_timeout_s=30) as candidate:
+        return [candidate.call("f", x) for x in xs]
+
+
+def probe(program_path):
+    return _values(program_path, PROBE_X)
+
+
+def evaluate(program_path):
+    print("FULL EVALUATION", file=sys.stderr)
+    ys = _values(program_path, range(10))
+    error = sum(abs(float(y) - 3.0 * x) for x, y in enumerate(ys)) / len(ys)
+    return {"score": -error, "features": {"slope": (float(ys[-1]) - float(ys[0])) / 9.0},
+            "metrics": {"error": error}}
+'''

@@ -136,9 +136,12 @@ def sandbox():
 def _evaluate(sandbox: ProcessSandbox, task_name: str, code: str):
     """One evaluation exactly as `evoforge eval` builds it (engine.session.evaluate_file)."""
     task = load_task(task_name)
+    # The evaluator's probe runs first where there is one (functional fingerprint), as in a run with [search]
+    # fingerprint on: a trick played in the probe gives no fingerprint, and the evaluation still finds it out.
     job = EvaluationJob(program_text="import numpy as np\n" + code + "\n", task_dir=str(task.path),
                         evaluator_file=task.evaluator_file, timeout_s=task.limits.timeout_s,
-                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds)
+                        memory_mb=task.limits.memory_mb, cascade_thresholds=task.cascade_thresholds,
+                        extra={"known_fingerprints": {}} if task.has_probe else {})
     return sandbox.run(job)
 
 

@@ -30,7 +30,7 @@ from evoforge.archive.store import Store  # noqa: E402
 from evoforge.engine.config import RunConfig  # noqa: E402
 from evoforge.engine.session import start_run  # noqa: E402
 from evoforge.evaluators.types import ConfigError, Status  # noqa: E402
-from fakes.tasks import write_tiny_task  # noqa: E402
+from fakes.tasks import PROBING_EVALUATOR, TINY_PROGRAM, write_tiny_task  # noqa: E402
 from evoforge.sandbox.job import EvaluationJob  # noqa: E402
 from evoforge.sandbox.local import LocalExecutor  # noqa: E402
 from evoforge.sandbox.process import ProcessSandbox  # noqa: E402
@@ -238,6 +238,19 @@ def test_ray_results_equal_local_results(local_ray, task):
     assert [comparable(r) for r in on_ray] == [comparable(r) for r in local]
     assert "TASK/evaluator.py" in comparable(on_ray[1])[4]["error"]
     assert ray.is_initialized()  # an executor that found Ray running leaves it running
+
+
+def test_a_functional_fingerprint_comes_back_from_ray_as_it_does_locally(local_ray, task):
+    folder = task(PROBING_EVALUATOR)
+    twin = TINY_PROGRAM.replace("return a * x + b", "return b + a * x")
+    first = _evaluate(RayExecutor("process"), [_job(folder, TINY_PROGRAM, extra={"known_fingerprints": {}})])[0]
+    local = _evaluate(LocalExecutor(ProcessSandbox(), slots=1),
+                      [_job(folder, TINY_PROGRAM, extra={"known_fingerprints": {}})])[0]
+    assert first.status == Status.OK and first.fingerprint and first.fingerprint == local.fingerprint
+    known = {"known_fingerprints": {first.fingerprint: 1}}
+    again = _evaluate(RayExecutor("process"), [_job(folder, twin, extra=known)])[0]
+    assert again.status == Status.REJECTED and again.fingerprint == first.fingerprint
+    assert "behaves like program #1" in again.artifacts["error"] and "FULL EVALUATION" not in again.stderr
 
 
 def test_gpu_and_custom_resource_requests_decide_placement(local_ray, task):

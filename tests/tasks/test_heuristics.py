@@ -302,3 +302,68 @@ def test_tsp_raising_candidate_propagates(tmp_path):
     """
     with pytest.raises(CandidateRaised, match="KeyError: 'boom'"):
         TSP.evaluate(_program(tmp_path, "tsp_construct", block))
+
+
+# -- functional fingerprints (the probes) -----------------------------------------------------------------------
+def _digest(evaluator, program: str) -> str | None:
+    from evoforge.evaluators.runner import probe_fingerprint
+
+    return probe_fingerprint(evaluator, program)
+
+
+def test_tsp_probe_tells_rules_apart_and_sees_a_rewritten_nearest_neighbour(tmp_path):
+    ev = _load_evaluator("tsp_construct")
+    nearest = _digest(ev, str(TASKS / "tsp_construct" / "initial_program.py"))
+    rewritten = _program(tmp_path, "tsp_construct", """
+        def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
+            order = sorted(unvisited_nodes)
+            row = distance_matrix[current_node]
+            return order[int(np.argmin([row[node] for node in order]))]
+        """, "rewritten.py")
+    ael = _digest(ev, str(TASKS / "tsp_construct" / "examples" / "ael.py"))
+    broken = _program(tmp_path, "tsp_construct", """
+        def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
+            return current_node
+        """, "broken.py")
+    tweaked = tmp_path / "tweaked.py"     # AEL with one weight moved in its 3rd digit: another rule
+    tweaked.write_text((TASKS / "tsp_construct" / "examples" / "ael.py").read_text()
+                       .replace("0.4, 0.3, 0.2, 0.1", "0.41, 0.3, 0.2, 0.1"))
+    assert nearest is not None and _digest(ev, rewritten) == nearest
+    assert ael is not None and ael != nearest
+    assert _digest(ev, str(tweaked)) not in (None, ael)
+    assert _digest(ev, broken) is None         # no fingerprint: evaluate reports the invalid node itself
+
+
+@pytest.mark.parametrize("task", ["bin_packing_or", "bin_packing_weibull"])
+def test_bin_packing_probe_tells_rules_apart_and_sees_a_rewritten_best_fit(tmp_path, task):
+    ev = _load_evaluator(task)
+    best_fit = _digest(ev, str(TASKS / task / "initial_program.py"))
+    rewritten = _program(tmp_path, task, """
+        def priority(item, bins):
+            return np.asarray(item - bins, dtype=float)
+        """, "rewritten.py")
+    first_fit = _program(tmp_path, task, """
+        def priority(item, bins):
+            return -np.arange(len(bins), dtype=float)
+        """, "first_fit.py")
+    # Chooses exactly as best fit on every probe item, but it is another function: not a duplicate.
+    nearby = _program(tmp_path, task, """
+        def priority(item, bins):
+            return -(bins - item) * 1.0001
+        """, "nearby.py")
+    assert best_fit is not None and _digest(ev, rewritten) == best_fit
+    assert _digest(ev, first_fit) not in (None, best_fit)
+    assert _digest(ev, nearby) not in (None, best_fit)
+
+
+def test_tsp_ael_rule_scores_ok_on_training_and_beats_nearest_neighbour(tmp_path):
+    """AEL's published rule (examples/ael.py) through the real training evaluation (all 8 x 50 instances);
+    its full held-out evaluation (minutes) is `evoforge eval --heldout`, documented in the task's README."""
+    ev = _load_evaluator("tsp_construct")
+    ael = str(TASKS / "tsp_construct" / "examples" / "ael.py")
+    result = ev.evaluate(ael)
+    nearest = ev.evaluate(str(TASKS / "tsp_construct" / "initial_program.py"))
+    assert result.get("status", "ok") == "ok" and result["score"] > nearest["score"]
+    assert 0.0 < result["features"]["nn_agreement"] < 1.0
+    text = (TASKS / "tsp_construct" / "examples" / "ael.py").read_text()
+    assert text.count(START) == 1 and text.count(END) == 1
