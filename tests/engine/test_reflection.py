@@ -20,7 +20,6 @@ from evoforge.engine.session import plan_run, resume_run, start_run
 from evoforge.engine.summary import format_summary, summarize
 from evoforge.engine.task import load_task
 from evoforge.evaluators.types import ConfigError
-from fakes.openai_server import FakeOpenAIServer
 from fakes.replies import current_program, user_prompt
 from fakes.tasks import TINY_EVALUATOR, write_tiny_task
 
@@ -31,17 +30,9 @@ REWRITE = ("Sum x three times instead.\n<<<<<<< SEARCH\n    a = 1.5\n    b = 0.2
 
 
 @pytest.fixture
-def serve():
-    started = []
-
-    def start(reply):
-        server = FakeOpenAIServer(reply).__enter__()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.__exit__()
+def serve(fake_openai):
+    """The shared fake OpenAI server (tests/conftest.py), under this file's short name."""
+    return fake_openai
 
 
 def tiny(tmp_path: Path, search: str, *, evaluator: str = TINY_EVALUATOR, top: str = "") -> Path:
