@@ -18,7 +18,7 @@ import numpy as np
 
 from evoforge.engine.edits import evolvable_text
 
-__all__ = ["Embedder", "HashedNgramEmbedder", "NoveltyFilter"]
+__all__ = ["Embedder", "HashedNgramEmbedder", "NoveltyFilter", "compared_text"]
 
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\S")
 _COMMENT = re.compile(r"#[^\n]*")
@@ -47,6 +47,15 @@ class HashedNgramEmbedder:
         return vector / norm if norm > 0 else vector
 
 
+def compared_text(code: str) -> str:
+    """What novelty compares of a program (the embedder, and the judge's prompt): its evolvable regions, or the
+    whole text when it has no markers or broken ones."""
+    try:
+        return "".join(evolvable_text(code)) or code
+    except ValueError:
+        return code
+
+
 class NoveltyFilter:
     """Whether a child is too close (cosine >= ``threshold``) to a program of its island.
 
@@ -64,11 +73,7 @@ class NoveltyFilter:
         self._cache: dict[int, np.ndarray] = {}
 
     def _embed(self, code: str) -> np.ndarray:
-        try:
-            text = "".join(evolvable_text(code)) or code
-        except ValueError:   # broken markers: the whole text
-            text = code
-        return np.asarray(self.embedder.embed(text), dtype=np.float64)
+        return np.asarray(self.embedder.embed(compared_text(code)), dtype=np.float64)
 
     def closest(self, code: str, program_ids: Iterable[int]) -> tuple[int, float] | None:
         """The most similar program among ``program_ids`` and its cosine, if it reaches the threshold."""

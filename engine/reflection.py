@@ -40,17 +40,11 @@ _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+(?P<text>\S.*)$")
 _BACKTICKS = re.compile(r"`{2,}")
 
 
-def _provider(spec: Any) -> str:
-    if isinstance(spec, str):
-        return spec.split(":", 1)[0].split("*", 1)[0].strip()
-    if isinstance(spec, dict):
-        return str(spec.get("provider", ""))
-    return str(getattr(spec, "provider", ""))
-
-
 def has_real_model(specs: Iterable[Any]) -> bool:
     """Whether any of the run's models (spec strings, stored dicts or `LLMSpec`) reads its prompt."""
-    return any(_provider(s) != "offline" for s in specs)
+    from evoforge.engine.llm import as_spec   # here: engine.task imports this module for LESSON_MODES alone
+
+    return any(as_spec(s).provider != "offline" for s in specs)
 
 
 def lessons_mode(setting: str | None, specs: Iterable[Any]) -> str:

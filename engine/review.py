@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
-from evoforge.engine.edits import evolvable_text
 from evoforge.engine.lessons import Lessons
 from evoforge.engine.llm import as_spec
 from evoforge.engine.llm.base import LLMClient, Prompt, Reply
+from evoforge.engine.novelty import compared_text
 from evoforge.engine.reflection import judge_enabled, lessons_mode, read_lessons, read_verdict
 from evoforge.prompts import render_lessons, render_novelty_judge
 from evoforge.prompts.sanitize import one_line
@@ -68,8 +68,8 @@ class Reviewer:
         """ShinkaEvolve's novelty judge: is ``code`` meaningfully new against program ``other_id``? A NOT NOVEL,
         an unreadable reply or a failed call all reject (the reason says which)."""
         client = self.client_for(proposer)
-        system, user = render_novelty_judge(task_name=self._task_name, child=_evolvable(code),
-                                            other=_evolvable(other_code), other_id=other_id, cosine=cosine,
+        system, user = render_novelty_judge(task_name=self._task_name, child=compared_text(code),
+                                            other=compared_text(other_code), other_id=other_id, cosine=cosine,
                                             task_dir=self._task_dir)
         reply = await self._call(client, Prompt(system=system, user=user, parent_code=code, seed=seed,
                                                 iteration=iteration, language=self._language), iteration)
@@ -100,10 +100,3 @@ class Reviewer:
                "the lessons reply held no lines starting with '- '")
         return Written((), {"source": "computed", "refresh": refresh, "why": one_line(why, max_chars=300)}, reply)
 
-
-def _evolvable(code: str) -> str:
-    """What the judge is shown of a program: its evolvable regions (all of it without markers)."""
-    try:
-        return "".join(evolvable_text(code)) or code
-    except ValueError:
-        return code
