@@ -36,6 +36,7 @@ took are the metric ``compile_s``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import os
@@ -236,7 +237,7 @@ def _evaluate(job: Any, program_path: str) -> EvaluationResult:
     if digest is not None and digest in known:
         return behavioural_duplicate(digest, known[digest] if isinstance(known, dict) else None)
     result = _evaluate_fully(job, module, program_path, dialect)
-    return result if digest is None else EvaluationResult.from_dict({**result.to_dict(), "fingerprint": digest})
+    return result if digest is None else dataclasses.replace(result, fingerprint=digest)
 
 
 def probe_fingerprint(module: ModuleType, program_path: str) -> str | None:
