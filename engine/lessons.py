@@ -105,7 +105,6 @@ class Lessons:
         self._lines: tuple[str, ...] = ()
         self._written: tuple[str, ...] = ()
         self._written_at = -1
-        self.refreshes = 0                 # how many times the lines were refreshed (resume compares it)
         self._recent: collections.deque[Change] = collections.deque(maxlen=RECENT_CHANGES)
 
     @property
@@ -119,8 +118,9 @@ class Lessons:
         return self._lines
 
     @property
-    def written(self) -> bool:
-        return self._written_at == self.refreshes
+    def refreshes(self) -> int:
+        """How many times the lines were refreshed (resume compares it): one per ``every`` tallied children."""
+        return self._seen // self.every if self.every > 0 else 0
 
     @property
     def recent(self) -> tuple[Change, ...]:
@@ -150,7 +150,6 @@ class Lessons:
         if self._seen % self.every:
             return False
         self._lines = self._summary()
-        self.refreshes += 1
         return True
 
     def _summary(self) -> tuple[str, ...]:
