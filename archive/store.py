@@ -237,17 +237,21 @@ class Store:
     def _add_missing_columns(self) -> None:
         """Columns added since a run was made (additive, so the schema version stays): ``placement``,
         ``fingerprint`` (NULL for the rows of an older run: they simply have none)."""
-        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        have = self._program_columns()
         if "placement" not in have:
             self._conn.execute("ALTER TABLE programs ADD COLUMN placement TEXT NOT NULL DEFAULT '{}'")
         if "fingerprint" not in have:
             self._conn.execute("ALTER TABLE programs ADD COLUMN fingerprint TEXT")
 
+    def _program_columns(self) -> set[str]:
+        """The columns ``programs`` has (an older run opened read-only lacks the later ones)."""
+        return {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
+
     def _upgrade(self) -> None:
         """Version 1 → 2: the llm_calls columns that keep prompts, replies and cache usage; 2 → 3: the
         programs' private results and explanations. Each step only adds what is missing."""
         present = self._call_columns()
-        programs = {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
+        programs = self._program_columns()
         try:
             with self._transaction() as conn:
                 for name, kind in _CALL_COLUMNS_V2.items():
@@ -423,8 +427,7 @@ class Store:
         """code_hash → the first program id with it (for exact-duplicate detection): evaluated programs, and
         behavioural duplicates (rejected with a functional fingerprint, so their text was run by the probe)."""
         out: dict[str, int] = {}
-        has_fingerprint = "fingerprint" in {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}
-        behavioural = " OR fingerprint IS NOT NULL" if has_fingerprint else ""
+        behavioural = " OR fingerprint IS NOT NULL" if "fingerprint" in self._program_columns() else ""
         for row in self._conn.execute("SELECT id, code_hash FROM programs WHERE code_hash IS NOT NULL"
                                       f" AND (status != 'rejected'{behavioural}) ORDER BY id"):
             out.setdefault(row["code_hash"], row["id"])
@@ -433,7 +436,7 @@ class Store:
     def fingerprints(self) -> dict[str, int]:
         """Functional fingerprint → the first ``ok`` program with it (behavioural duplicate detection)."""
         out: dict[str, int] = {}
-        if "fingerprint" not in {row[1] for row in self._conn.execute("PRAGMA table_info(programs)")}:
+        if "fingerprint" not in self._program_columns():
             return out   # an older run opened read-only
         for row in self._conn.execute("SELECT id, fingerprint FROM programs WHERE fingerprint IS NOT NULL"
                                       " AND status = 'ok' ORDER BY id"):
